@@ -1,0 +1,129 @@
+//! Cells → padded tensors.
+//!
+//! The official code pads every cell to 2048 positions. With the attention mask on, padding
+//! does not change a cell's outputs, so cells are grouped by length and each batch is padded
+//! only to its longest cell (dynamic padding). Without the mask (the official inference
+//! quirk) padding is attended and changes the numbers, so that mode pads to the stored length.
+
+use burn::prelude::*;
+
+use crate::cells::{CellSet, Species};
+use crate::error::InputError;
+use crate::model::ModelInput;
+
+/// How batches are padded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Padding {
+    /// To the longest cell of each batch (default; exact with the attention mask).
+    #[default]
+    Dynamic,
+    /// To a fixed length (the official layout uses 2048).
+    Fixed(usize),
+    /// To the length the source stored (`CellSet::padded_len`), else dynamic.
+    Stored,
+}
+
+/// Batching and input conventions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchOptions {
+    /// Cells per batch.
+    pub batch_size: usize,
+    /// Padding policy.
+    pub padding: Padding,
+    /// Group cells of similar length (outputs are returned in input order regardless).
+    pub sort_by_length: bool,
+    /// Pass species (CLS row and homolog remap). Off reproduces the official classifier.
+    pub use_species: bool,
+    /// Pass the attention mask. Off reproduces the official inference scripts.
+    pub attention_mask: bool,
+    /// Truncate values toward zero, as the official classification collator does.
+    pub truncate_values: bool,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 16,
+            padding: Padding::Dynamic,
+            sort_by_length: true,
+            use_species: true,
+            attention_mask: true,
+            truncate_values: false,
+        }
+    }
+}
+
+/// Groups cell indices into batches (longest first when sorting, so memory peaks early).
+pub fn plan_batches(cells: &CellSet, options: &BatchOptions) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..cells.len()).collect();
+    if options.sort_by_length {
+        order.sort_by_key(|&i| (std::cmp::Reverse(cells.cells[i].len()), i));
+    }
+    order
+        .chunks(options.batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
+/// Checks every cell against the model's vocabulary and position table.
+pub fn validate_cells(cells: &CellSet, source: &str, vocab: usize, max_len: usize) -> Result<(), InputError> {
+    for (i, c) in cells.cells.iter().enumerate() {
+        if c.len() > max_len {
+            return Err(InputError::TooLong {
+                source_name: source.to_string(),
+                cell: i,
+                len: c.len(),
+                max: max_len,
+            });
+        }
+        if let Some(&id) = c.input_ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(InputError::TokenOutOfRange {
+                source_name: source.to_string(),
+                cell: i,
+                id,
+                vocab,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Builds the padded batch of the given cells.
+pub fn make_batch(cells: &CellSet, indices: &[usize], options: &BatchOptions, device: &Device) -> ModelInput {
+    let longest = indices.iter().map(|&i| cells.cells[i].len()).max().unwrap_or(0);
+    let len = match options.padding {
+        Padding::Dynamic => longest,
+        Padding::Fixed(n) => n.max(longest),
+        Padding::Stored => cells.padded_len.unwrap_or(longest).max(longest),
+    }
+    .max(1);
+    let b = indices.len();
+    let mut ids = vec![0i64; b * len];
+    let mut values = vec![0f32; b * len];
+    let mut mask = vec![0f32; b * len];
+    let mut species = Vec::with_capacity(b);
+    for (row, &i) in indices.iter().enumerate() {
+        let c = &cells.cells[i];
+        for (j, (&id, &v)) in c.input_ids.iter().zip(&c.values).enumerate() {
+            ids[row * len + j] = id as i64;
+            values[row * len + j] = if options.truncate_values { v.trunc() } else { v };
+            mask[row * len + j] = 1.0;
+        }
+        species.push(i64::from(c.species.code()));
+    }
+    ModelInput::from_host(
+        &ids,
+        &values,
+        options.use_species.then_some(&species[..]),
+        options.attention_mask.then_some(&mask[..]),
+        b,
+        len,
+        device,
+    )
+}
+
+/// Species present in a set (for reports).
+pub fn species_counts(cells: &CellSet) -> (usize, usize) {
+    let mouse = cells.cells.iter().filter(|c| c.species == Species::Mouse).count();
+    (cells.len() - mouse, mouse)
+}

@@ -1,0 +1,30 @@
+//! Readers for single-cell files (h5ad, 10x, CSV) behind one [`CellSource`] interface.
+
+mod csr;
+mod error;
+pub mod h5ad;
+mod h5matrix;
+mod h5util;
+mod matrix;
+mod open;
+pub mod table;
+pub mod tenx;
+mod text;
+
+pub use error::DataError;
+pub use matrix::*;
+
+pub use csr::{MemCsr, MemSource, ValueKind, value_kind};
+#[cfg(not(target_arch = "wasm32"))]
+pub use h5ad::open_h5ad;
+pub use h5ad::{H5adSource, MatrixChoice, MatrixSummary, open_h5ad_bytes};
+pub use h5matrix::Storage;
+pub use open::{OpenOptions, open_bytes};
+#[cfg(not(target_arch = "wasm32"))]
+pub use open::{open_path, open_path_with};
+#[cfg(not(target_arch = "wasm32"))]
+pub use table::open_table;
+pub use table::{TableOrientation, open_table_bytes};
+pub use tenx::{GenomeChoice, TenxH5Source, open_tenx_h5_bytes, open_tenx_mtx_bytes};
+#[cfg(not(target_arch = "wasm32"))]
+pub use tenx::{open_tenx_dir, open_tenx_h5};

@@ -1,0 +1,188 @@
+//! Format detection: one entry point for a path (CLI) and one for uploaded bytes (browser).
+//! Detection uses content (magic bytes, HDF5 layout), never the file name alone, so a renamed
+//! file still opens and a wrong file gets a message saying what it is.
+
+use super::csr::format_err;
+use super::h5util::H5;
+use super::table::{TableOrientation, open_table_bytes};
+use super::tenx::GenomeChoice;
+use super::text::{is_gzip, maybe_gunzip};
+use super::{CellSource, DataError, MatrixChoice, h5ad, tenx};
+
+/// Choices that only some formats use; the defaults pick automatically.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// h5ad: which matrix.
+    pub matrix: MatrixChoice,
+    /// 10x `.h5`: which genome(s).
+    pub genome: GenomeChoice,
+    /// CSV/TSV: which axis holds cells.
+    pub orientation: TableOrientation,
+}
+
+/// Opens any supported file or 10x folder, detecting the format from its contents.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_path(
+    path: &std::path::Path,
+    choice: MatrixChoice,
+) -> Result<Box<dyn CellSource>, DataError> {
+    open_path_with(
+        path,
+        &OpenOptions {
+            matrix: choice,
+            ..Default::default()
+        },
+    )
+}
+
+/// [`open_path`] with all format-specific choices.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_path_with(
+    path: &std::path::Path,
+    opts: &OpenOptions,
+) -> Result<Box<dyn CellSource>, DataError> {
+    let name = path.display().to_string();
+    let io = |source| DataError::Io {
+        path: name.clone(),
+        source,
+    };
+    if path.is_dir() {
+        let has = |f: &str| path.join(f).is_file() || path.join(format!("{f}.gz")).is_file();
+        if has("matrix.mtx") {
+            return Ok(Box::new(tenx::open_tenx_dir(path)?));
+        }
+        let mut entries: Vec<String> = std::fs::read_dir(path)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        entries.sort();
+        return Err(format_err(
+            &name,
+            format!(
+                "folder without matrix.mtx(.gz); a 10x matrix folder holds matrix.mtx, \
+                 features.tsv (or genes.tsv) and barcodes.tsv. Contents: {entries:?}"
+            ),
+        ));
+    }
+    let mut head = [0u8; 8];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let n = f.read(&mut head).map_err(io)?;
+        if n == 8 && hdf5_pure::is_hdf5_bytes(&head) {
+            return open_h5(H5::open_path(path)?, opts);
+        }
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    if is_mtx(&bytes, &name)?
+        && let Some(dir) = path.parent()
+        && ["features.tsv", "genes.tsv"]
+            .iter()
+            .any(|f| dir.join(f).is_file() || dir.join(format!("{f}.gz")).is_file())
+    {
+        return Ok(Box::new(tenx::open_tenx_dir(dir)?));
+    }
+    open_bytes_with(&name, bytes, opts)
+}
+
+/// Opens uploaded bytes with automatic choices (see [`open_bytes_with`]).
+pub fn open_bytes(name: &str, bytes: Vec<u8>) -> Result<Box<dyn CellSource>, DataError> {
+    open_bytes_with(name, bytes, &OpenOptions::default())
+}
+
+/// Opens one uploaded file: h5ad, 10x `.h5`, or a CSV/TSV count table (gzip'd or not).
+/// A 10x matrix folder needs its three files: use [`tenx::open_tenx_mtx_bytes`].
+pub fn open_bytes_with(
+    name: &str,
+    bytes: Vec<u8>,
+    opts: &OpenOptions,
+) -> Result<Box<dyn CellSource>, DataError> {
+    if hdf5_pure::is_hdf5_bytes(&bytes) {
+        return open_h5(H5::from_bytes(bytes, name)?, opts);
+    }
+    if bytes.is_empty() {
+        return Err(format_err(name, "the file is empty"));
+    }
+    if let Some(what) = known_other(&bytes) {
+        return Err(format_err(name, what));
+    }
+    if is_mtx(&bytes, name)? {
+        return Err(format_err(
+            name,
+            "a lone Matrix Market matrix: its features.tsv (or genes.tsv) and barcodes.tsv are \
+             needed too. Open the folder, or give all three files",
+        ));
+    }
+    if is_gzip(&bytes) {
+        let inner = maybe_gunzip(&bytes, name)?;
+        if let Some(what) = known_other(&inner) {
+            return Err(format_err(name, what));
+        }
+    }
+    Ok(Box::new(open_table_bytes(&bytes, name, opts.orientation)?))
+}
+
+/// Routes an HDF5 file to the h5ad or the 10x reader by its layout.
+fn open_h5(h5: H5, opts: &OpenOptions) -> Result<Box<dyn CellSource>, DataError> {
+    let (groups, datasets) = h5.children("")?.unwrap_or_default();
+    let has = |n: &str| groups.iter().chain(&datasets).any(|x| x == n);
+    if has("X") || groups.iter().any(|g| g == "layers") {
+        return Ok(Box::new(h5ad::open_h5(h5, opts.matrix.clone())?));
+    }
+    if datasets.iter().any(|d| d == "matrix") && groups.iter().any(|g| g == "row_attrs") {
+        return Err(h5.msg(
+            "a loom file, which is not supported; convert it to h5ad (e.g. \
+             scanpy.read_loom(...).write_h5ad(...))",
+        ));
+    }
+    let mut v2 = false;
+    for g in &groups {
+        v2 |= h5.is_dataset(&format!("{g}/indptr"))? && h5.is_dataset(&format!("{g}/barcodes"))?;
+    }
+    if v2 || groups.iter().any(|g| g == "matrix") {
+        return Ok(Box::new(tenx::open_h5(h5, opts.genome.clone())?));
+    }
+    let mut all: Vec<&String> = groups.iter().chain(&datasets).collect();
+    all.sort();
+    Err(h5.msg(format!(
+        "an HDF5 file that is neither h5ad (no `X`) nor 10x Cell Ranger (no `matrix/` or genome \
+         groups); top-level objects: {all:?}. It does not look like single-cell data"
+    )))
+}
+
+/// Whether the (possibly gzip'd) bytes are a Matrix Market file.
+fn is_mtx(bytes: &[u8], name: &str) -> Result<bool, DataError> {
+    let head = if is_gzip(bytes) {
+        use std::io::Read;
+        let mut buf = [0u8; 14];
+        let mut d = flate2::read::GzDecoder::new(bytes);
+        match d.read_exact(&mut buf) {
+            Ok(()) => buf.to_vec(),
+            Err(_) => return maybe_gunzip(bytes, name).map(|_| false),
+        }
+    } else {
+        bytes.iter().take(14).copied().collect()
+    };
+    Ok(head.eq_ignore_ascii_case(b"%%MatrixMarket"))
+}
+
+/// Names file types that are recognisably not supported, with what to do instead.
+fn known_other(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"PK\x03\x04") {
+        Some(
+            "a zip archive (a zipped folder or .zarr store?): unzip it and open the 10x folder, \
+             or convert zarr to h5ad",
+        )
+    } else if bytes.starts_with(b"PAR1") {
+        Some("a Parquet file, which is not a supported single-cell format; export h5ad or CSV")
+    } else if bytes.starts_with(b"RDX") || bytes.starts_with(b"X\n") || bytes.starts_with(b"RDA") {
+        Some(
+            "an R data file (.rds/.RData); export it as h5ad (e.g. SeuratDisk or zellkonverter) \
+             or as a 10x matrix folder",
+        )
+    } else if bytes.starts_with(b"\x93NUMPY") {
+        Some("a NumPy array without gene or cell names; export h5ad instead")
+    } else {
+        None
+    }
+}

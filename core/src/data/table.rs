@@ -1,0 +1,256 @@
+//! Dense count tables in CSV/TSV (comma or tab, detected; gzip'd or not, by magic bytes). The
+//! first column holds row names and the first line column names (R's `write.csv` layout, with
+//! one name fewer than columns, is accepted too). Whether rows are cells or genes is decided
+//! from which axis' names look like gene symbols / Ensembl ids rather than barcodes, unless the
+//! caller says so.
+//!
+//! Memory: the decompressed text plus the non-zero values (tables are small by nature).
+
+use super::csr::{MemCsr, MemSource, duplicate_name_warnings, format_err};
+use super::text::{as_text, is_gzip, maybe_gunzip};
+use super::{CellTable, DataError, GeneColumns, MatrixInfo};
+
+/// Which axis of a table holds cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TableOrientation {
+    /// Decide from the row and column names.
+    #[default]
+    Auto,
+    /// Rows are cells, columns are genes (AnnData convention).
+    CellsByGenes,
+    /// Rows are genes, columns are cells (R / Seurat / 10x convention).
+    GenesByCells,
+}
+
+/// Opens a count table held in memory.
+pub fn open_table_bytes(
+    bytes: &[u8],
+    name: &str,
+    orientation: TableOrientation,
+) -> Result<MemSource, DataError> {
+    let gz = is_gzip(bytes);
+    let raw = maybe_gunzip(bytes, name)?;
+    let text = as_text(&raw, name)?;
+    let first = text.lines().next().unwrap_or("");
+    let delim = if first.contains('\t') { b'\t' } else { b',' };
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delim)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut records = rdr.records();
+    let header = match records.next() {
+        Some(r) => r.map_err(|e| format_err(name, format!("cannot parse the header line: {e}")))?,
+        None => {
+            return Err(format_err(
+                name,
+                "the file is empty; expected a count table",
+            ));
+        }
+    };
+    let mut row_names = Vec::new();
+    let mut triplets = Vec::new();
+    let mut width = None;
+    for (r, rec) in records.enumerate() {
+        let line = r + 2;
+        let rec = rec.map_err(|e| format_err(name, format!("line {line}: {e}")))?;
+        if rec.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        let w = *width.get_or_insert(rec.len());
+        if rec.len() != w {
+            return Err(format_err(
+                name,
+                format!(
+                    "line {line} has {} fields but line 2 has {w}; the table is ragged",
+                    rec.len()
+                ),
+            ));
+        }
+        row_names.push(rec[0].trim().to_string());
+        let row = row_names.len() as u32 - 1;
+        for (c, f) in rec.iter().enumerate().skip(1) {
+            let f = f.trim();
+            let v: f32 = f.parse().map_err(|_| {
+                format_err(
+                    name,
+                    format!(
+                        "line {line}, column {}: `{f}` is not a number. A count table has names in \
+                     the first row and column and numbers elsewhere; this file does not look \
+                     like single-cell count data",
+                        c + 1
+                    ),
+                )
+            })?;
+            if v != 0.0 {
+                triplets.push((row, c as u32 - 1, v));
+            }
+        }
+    }
+    let w = width.unwrap_or(header.len());
+    let col_names: Vec<String> = if header.len() == w {
+        header
+            .iter()
+            .skip(1)
+            .map(|s| s.trim().to_string())
+            .collect()
+    } else if header.len() + 1 == w {
+        header.iter().map(|s| s.trim().to_string()).collect()
+    } else {
+        return Err(format_err(
+            name,
+            format!(
+                "the header has {} names but rows have {w} fields (name + values)",
+                header.len()
+            ),
+        ));
+    };
+    if row_names.is_empty() || col_names.is_empty() {
+        return Err(format_err(
+            name,
+            "the table is empty (no data rows or no value columns)",
+        ));
+    }
+    let mut warnings = Vec::new();
+    let (row_score, col_score) = (gene_score(&row_names), gene_score(&col_names));
+    let (cells_by_genes, how) = match orientation {
+        TableOrientation::CellsByGenes => (true, "as requested"),
+        TableOrientation::GenesByCells => (false, "as requested"),
+        TableOrientation::Auto if col_score > row_score + 0.2 => (true, "detected from names"),
+        TableOrientation::Auto if row_score > col_score + 0.2 => (false, "detected from names"),
+        TableOrientation::Auto => {
+            warnings.push(format!(
+                "{name}: cannot tell from the names whether rows are cells or genes; assuming \
+                 rows are cells. Pass TableOrientation::GenesByCells if that is wrong"
+            ));
+            (true, "assumed")
+        }
+    };
+    let (cells, genes, triplets) = if cells_by_genes {
+        (row_names, col_names, triplets)
+    } else {
+        let t = triplets.into_iter().map(|(r, c, v)| (c, r, v)).collect();
+        (col_names, row_names, t)
+    };
+    warnings.extend(duplicate_name_warnings(name, "gene", &genes));
+    let format = format!(
+        "{}{} table, {} ({how})",
+        if delim == b'\t' { "TSV" } else { "CSV" },
+        if gz { " (gzip)" } else { "" },
+        if cells_by_genes {
+            "cells × genes"
+        } else {
+            "genes × cells"
+        },
+    );
+    Ok(MemSource {
+        info: MatrixInfo {
+            format,
+            matrix_path: String::new(),
+            n_cells: cells.len(),
+            n_genes: genes.len(),
+        },
+        matrix: MemCsr::from_triplets(cells.len(), triplets),
+        genes: GeneColumns {
+            names: genes,
+            ..Default::default()
+        },
+        cells: CellTable {
+            names: cells,
+            columns: Vec::new(),
+        },
+        warnings,
+        pos: 0,
+    })
+}
+
+/// Opens a count table on disk.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_table(
+    path: &std::path::Path,
+    orientation: TableOrientation,
+) -> Result<MemSource, DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    open_table_bytes(&bytes, &path.display().to_string(), orientation)
+}
+
+/// Whether a name looks like a cell barcode / cell id rather than a gene.
+fn looks_like_cell(s: &str) -> bool {
+    let mut run = 0;
+    let mut best = 0;
+    for ch in s.chars() {
+        run = if "ACGTN".contains(ch) { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    let lower = s.to_ascii_lowercase();
+    best >= 8
+        || lower.contains("cell")
+        || lower.starts_with("sample")
+        || s.chars().all(|c| c.is_ascii_digit())
+}
+
+/// Whether a name looks like a gene symbol or Ensembl id.
+fn looks_like_gene(s: &str) -> bool {
+    if looks_like_cell(s) || s.is_empty() || s.len() > 24 {
+        return false;
+    }
+    let ensembl = s.starts_with("ENS")
+        && s.contains('G')
+        && s.chars()
+            .rev()
+            .take(6)
+            .all(|c| c.is_ascii_digit() || c == '.');
+    let symbol = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._@()".contains(c));
+    ensembl || symbol
+}
+
+/// Fraction of names that look like genes minus the fraction that look like cells.
+fn gene_score(names: &[String]) -> f64 {
+    let n = names.len().max(1) as f64;
+    let g = names.iter().filter(|s| looks_like_gene(s)).count() as f64;
+    let c = names.iter().filter(|s| looks_like_cell(s)).count() as f64;
+    (g - c) / n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_heuristics() {
+        for g in [
+            "CD3E",
+            "ENSG00000141510",
+            "ENSMUSG00000025900.3",
+            "Rp1",
+            "HLA-DRA",
+            "MT-CO1",
+            "0610007P14Rik",
+        ] {
+            assert!(looks_like_gene(g), "{g}");
+        }
+        for c in [
+            "AAACCTGAGATAGGAG-1",
+            "mouse1_lib1.final_cell_0001",
+            "Cell_12",
+            "123",
+        ] {
+            assert!(looks_like_cell(c) && !looks_like_gene(c), "{c}");
+        }
+    }
+
+    #[test]
+    fn r_style_header_and_quotes() {
+        let t = b"\"AAACCTGAGATAGGAG-1\",\"AAACCTGAGCGTTGCC-1\"\n\"CD3E\",1,0\n\"MS4A1\",0,2\n";
+        let s = open_table_bytes(t, "t.csv", TableOrientation::Auto).unwrap();
+        assert_eq!(s.info.n_cells, 2);
+        assert_eq!(s.genes.names, ["CD3E", "MS4A1"]);
+        assert_eq!(s.matrix.indices, vec![0, 1]);
+        assert!(s.info.format.contains("genes × cells"), "{}", s.info.format);
+    }
+}

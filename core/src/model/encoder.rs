@@ -1,0 +1,167 @@
+//! The post-LN BERT encoder, as in HF transformers 4.30 `BertLayer` (spec §6.3).
+
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, relu, softmax};
+
+use super::config::{GeneCompassConfig, HiddenAct};
+use super::embeddings::quick_gelu;
+use super::init::normal_linear;
+
+/// Applies the configured activation.
+pub fn activate<const D: usize>(act: HiddenAct, x: Tensor<D>) -> Tensor<D> {
+    match act {
+        HiddenAct::Gelu => gelu(x),
+        HiddenAct::Relu => relu(x),
+        HiddenAct::QuickGelu => quick_gelu(x),
+    }
+}
+
+/// `attention.self`: scaled dot-product attention over all heads.
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    /// Query projection.
+    pub query: Linear,
+    /// Key projection (its bias cancels in the softmax; loaded for completeness).
+    pub key: Linear,
+    /// Value projection.
+    pub value: Linear,
+    /// Attention-probability dropout.
+    pub dropout: Dropout,
+    /// Number of heads.
+    pub num_heads: usize,
+}
+
+impl BertSelfAttention {
+    /// # Shapes
+    /// - `x`: `[B, S, H]`, `mask`: additive `[B, 1, 1, S]` → `[B, S, H]`
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
+        let [b, s, h] = x.dims();
+        let nh = self.num_heads;
+        let d = h / nh;
+        let split = |t: Tensor<3>| t.reshape([b, s, nh, d]).swap_dims(1, 2);
+        let q = split(self.query.forward(x.clone()));
+        let k = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x));
+        let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f64).sqrt());
+        if let Some(mask) = mask {
+            scores = scores + mask;
+        }
+        let probs = self.dropout.forward(softmax(scores, 3));
+        probs.matmul(v).swap_dims(1, 2).reshape([b, s, h])
+    }
+}
+
+/// `Linear → dropout → LayerNorm(residual + ·)`: HF `BertSelfOutput` and `BertOutput`.
+#[derive(Module, Debug)]
+pub struct BertResidualOutput {
+    /// The projection.
+    pub dense: Linear,
+    /// `LayerNorm` (config eps).
+    pub layer_norm: LayerNorm,
+    /// Hidden dropout.
+    pub dropout: Dropout,
+}
+
+impl BertResidualOutput {
+    /// # Shapes
+    /// - `x`: `[B, S, in]`, `residual`: `[B, S, H]` → `[B, S, H]`
+    pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        self.layer_norm
+            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
+    }
+}
+
+/// `attention`: self-attention then its output block.
+#[derive(Module, Debug)]
+pub struct BertAttention {
+    /// `attention.self` (renamed: `self` is a Rust keyword).
+    pub attn: BertSelfAttention,
+    /// `attention.output`.
+    pub output: BertResidualOutput,
+}
+
+/// One encoder layer.
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    /// `attention`.
+    pub attention: BertAttention,
+    /// `intermediate.dense`.
+    pub intermediate: Linear,
+    /// `output`.
+    pub output: BertResidualOutput,
+    /// Activation after `intermediate`.
+    #[module(skip)]
+    pub act: HiddenAct,
+}
+
+impl BertLayer {
+    /// # Shapes
+    /// - `x`: `[B, S, H]` → `[B, S, H]`
+    pub fn forward(&self, x: Tensor<3>, mask: Option<Tensor<4>>) -> Tensor<3> {
+        let a = self.attention.attn.forward(x.clone(), mask);
+        let x1 = self.attention.output.forward(a, x);
+        let i = activate(self.act, self.intermediate.forward(x1.clone()));
+        self.output.forward(i, x1)
+    }
+}
+
+/// The stack of encoder layers.
+#[derive(Module, Debug)]
+pub struct BertEncoder {
+    /// `encoder.layer.{i}`.
+    pub layer: Vec<BertLayer>,
+}
+
+impl BertEncoder {
+    /// Runs every layer; collects each layer's output when `keep_all`.
+    ///
+    /// # Shapes
+    /// - `x`: `[B, S, H]`, `mask`: additive `[B, 1, 1, S]` → last `[B, S, H]`
+    pub fn forward(&self, mut x: Tensor<3>, mask: Option<Tensor<4>>, keep_all: bool) -> (Tensor<3>, Vec<Tensor<3>>) {
+        let mut all = Vec::new();
+        for layer in &self.layer {
+            x = layer.forward(x, mask.clone());
+            if keep_all {
+                all.push(x.clone());
+            }
+        }
+        (x, all)
+    }
+}
+
+/// A residual output block with fresh weights.
+pub fn init_residual(d_in: usize, config: &GeneCompassConfig, device: &Device) -> BertResidualOutput {
+    let h = config.hidden_size;
+    BertResidualOutput {
+        dense: normal_linear(d_in, h, config.initializer_range, device),
+        layer_norm: LayerNormConfig::new(h)
+            .with_epsilon(config.layer_norm_eps)
+            .init(device),
+        dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+    }
+}
+
+/// A freshly initialised encoder.
+pub fn init_encoder(config: &GeneCompassConfig, device: &Device) -> BertEncoder {
+    let h = config.hidden_size;
+    let std = config.initializer_range;
+    let layer = (0..config.num_hidden_layers)
+        .map(|_| BertLayer {
+            attention: BertAttention {
+                attn: BertSelfAttention {
+                    query: normal_linear(h, h, std, device),
+                    key: normal_linear(h, h, std, device),
+                    value: normal_linear(h, h, std, device),
+                    dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
+                    num_heads: config.num_attention_heads,
+                },
+                output: init_residual(h, config, device),
+            },
+            intermediate: normal_linear(h, config.intermediate_size, std, device),
+            output: init_residual(config.intermediate_size, config, device),
+            act: config.hidden_act,
+        })
+        .collect();
+    BertEncoder { layer }
+}

@@ -1,0 +1,22 @@
+//! The GeneCompass model, backend-agnostic (burn 0.22 runtime devices).
+//!
+//! One file per reference block: [`embeddings`] (knowledge embedding), [`encoder`]
+//! (post-LN BERT layers), [`bert`] (species CLS + pooler), [`heads`] (MLM heads and loss),
+//! [`classifier`], and [`folded`] (the inference-only folded embedding).
+
+pub mod bert;
+pub mod classifier;
+pub mod config;
+pub mod embeddings;
+pub mod encoder;
+pub mod folded;
+pub mod heads;
+mod init;
+pub mod input;
+
+pub use bert::{BertModel, BertOutput, BertPooler};
+pub use classifier::{GeneCompassForSequenceClassification, init_classifier};
+pub use config::{GeneCompassConfig, HiddenAct, PriorKind};
+pub use folded::FoldedEmbedding;
+pub use heads::{GeneCompassForMaskedLm, MlmLoss, MlmOutput, MlmTargets, init_mlm};
+pub use input::{ForwardOptions, ModelInput};

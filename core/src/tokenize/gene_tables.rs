@@ -1,0 +1,303 @@
+//! Gene nomenclature and orthology tables, embedded in the crate so that native and wasm builds
+//! work without the developer data bundle.
+//!
+//! The assets in `core/assets/` are derived from `shared/data/genes/` by
+//! [`super::assets_build::build_assets`]
+//! (run `cargo run -p genecompass-core --example build_gene_assets -- <shared/data/genes> core/assets`);
+//! see `core/assets/README.md` for provenance and licences.
+
+use super::TokenizeError;
+use crate::cells::Species;
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::OnceLock;
+
+static HUMAN_GZ: &[u8] = include_bytes!("../../assets/human_genes.tsv.gz");
+static MOUSE_GZ: &[u8] = include_bytes!("../../assets/mouse_genes.tsv.gz");
+static ORTHO_GZ: &[u8] = include_bytes!("../../assets/human_mouse_orthologs.tsv.gz");
+
+/// One gene of a nomenclature table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneRecord {
+    /// Ensembl gene id without version (`ENSG…` / `ENSMUSG…`).
+    pub ensembl_id: String,
+    /// Current approved symbol (HGNC / MGI).
+    pub symbol: String,
+    /// Previous symbols.
+    pub previous: Vec<String>,
+    /// Alias symbols.
+    pub aliases: Vec<String>,
+    /// Canonical biotype (`protein_coding`, `miRNA`, `lncRNA`, …).
+    pub biotype: String,
+}
+
+/// How a symbol was resolved by [`GeneTable::resolve_symbol`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SymbolHit {
+    /// Found, with the rule that matched.
+    Found(usize, SymbolRule),
+    /// Several genes carry this previous/alias symbol (never guessed); their Ensembl ids.
+    Ambiguous(Vec<String>),
+    /// Not in the table.
+    Missing,
+}
+
+/// The rule that resolved a symbol, in the order they are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SymbolRule {
+    /// Current approved symbol.
+    Current,
+    /// A previous symbol of exactly one gene.
+    Previous,
+    /// An alias of exactly one gene.
+    Alias,
+    /// Current symbol, compared case-insensitively (unique).
+    CaseInsensitive,
+}
+
+/// A species' nomenclature table with symbol and Ensembl lookups.
+#[derive(Debug, Clone, Default)]
+pub struct GeneTable {
+    /// The genes.
+    pub records: Vec<GeneRecord>,
+    by_ensembl: HashMap<String, usize>,
+    by_symbol: HashMap<String, Vec<usize>>,
+    by_previous: HashMap<String, Vec<usize>>,
+    by_alias: HashMap<String, Vec<usize>>,
+    by_upper: HashMap<String, Vec<usize>>,
+}
+
+pub(crate) fn gunzip(bytes: &[u8], source: &str) -> Result<String, TokenizeError> {
+    if bytes.is_empty() {
+        return Ok(String::new());
+    }
+    let mut s = String::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_string(&mut s)
+        .map_err(|e| TokenizeError::Invalid {
+            file: source.into(),
+            message: format!("cannot decompress gzip text: {e}"),
+        })?;
+    Ok(s)
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split('|')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+impl GeneTable {
+    /// Builds the lookups over `records`.
+    pub fn new(records: Vec<GeneRecord>) -> Self {
+        let mut t = GeneTable {
+            records,
+            ..Default::default()
+        };
+        for (i, r) in t.records.iter().enumerate() {
+            t.by_ensembl.entry(r.ensembl_id.clone()).or_insert(i);
+            t.by_symbol.entry(r.symbol.clone()).or_default().push(i);
+            t.by_upper
+                .entry(r.symbol.to_uppercase())
+                .or_default()
+                .push(i);
+            for p in &r.previous {
+                t.by_previous.entry(p.clone()).or_default().push(i);
+            }
+            for a in &r.aliases {
+                t.by_alias.entry(a.clone()).or_default().push(i);
+            }
+        }
+        t
+    }
+
+    /// Parses the asset format: gzip'd TSV with header `ensembl_id symbol prev_symbols alias_symbols biotype`.
+    pub fn from_asset_gz(bytes: &[u8], source: &str) -> Result<Self, TokenizeError> {
+        let text = gunzip(bytes, source)?;
+        let mut records = Vec::new();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() < 5 {
+                return Err(TokenizeError::Invalid {
+                    file: source.into(),
+                    message: format!("row {line:?} has {} columns, expected 5", f.len()),
+                });
+            }
+            records.push(GeneRecord {
+                ensembl_id: f[0].into(),
+                symbol: f[1].into(),
+                previous: split_list(f[2]),
+                aliases: split_list(f[3]),
+                biotype: f[4].into(),
+            });
+        }
+        Ok(Self::new(records))
+    }
+
+    /// The embedded table of a species (parsed once, on first use).
+    pub fn embedded(species: Species) -> &'static GeneTable {
+        static HUMAN: OnceLock<GeneTable> = OnceLock::new();
+        static MOUSE: OnceLock<GeneTable> = OnceLock::new();
+        match species {
+            Species::Human => HUMAN.get_or_init(|| {
+                Self::from_asset_gz(HUMAN_GZ, "assets/human_genes.tsv.gz")
+                    .expect("embedded human table is valid")
+            }),
+            Species::Mouse => MOUSE.get_or_init(|| {
+                Self::from_asset_gz(MOUSE_GZ, "assets/mouse_genes.tsv.gz")
+                    .expect("embedded mouse table is valid")
+            }),
+        }
+    }
+
+    /// The record of an Ensembl id (version suffix must already be stripped).
+    pub fn by_ensembl(&self, id: &str) -> Option<&GeneRecord> {
+        self.by_ensembl.get(id).map(|&i| &self.records[i])
+    }
+
+    /// True when `symbol` is a current symbol of this table.
+    pub fn has_symbol(&self, symbol: &str) -> bool {
+        self.by_symbol.contains_key(symbol)
+    }
+
+    /// Resolves a symbol: current symbol, then previous, then alias, then case-insensitive current.
+    /// A previous/alias symbol shared by several genes is [`SymbolHit::Ambiguous`] (never guessed).
+    pub fn resolve_symbol(&self, symbol: &str) -> SymbolHit {
+        let ids = |v: &Vec<usize>| -> Vec<String> {
+            let mut ids: Vec<String> = v
+                .iter()
+                .map(|&i| self.records[i].ensembl_id.clone())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        type Rule<'a> = (&'a HashMap<String, Vec<usize>>, SymbolRule, String);
+        let rules: [Rule; 4] = [
+            (&self.by_symbol, SymbolRule::Current, symbol.to_string()),
+            (&self.by_previous, SymbolRule::Previous, symbol.to_string()),
+            (&self.by_alias, SymbolRule::Alias, symbol.to_string()),
+            (
+                &self.by_upper,
+                SymbolRule::CaseInsensitive,
+                symbol.to_uppercase(),
+            ),
+        ];
+        for (map, rule, key) in rules {
+            if let Some(v) = map.get(&key) {
+                let distinct = ids(v);
+                return if distinct.len() == 1 {
+                    SymbolHit::Found(v[0], rule)
+                } else {
+                    SymbolHit::Ambiguous(distinct)
+                };
+            }
+        }
+        SymbolHit::Missing
+    }
+}
+
+/// Human↔mouse ortholog pairs (HGNC HCOP ∪ Ensembl BioMart).
+#[derive(Debug, Clone, Default)]
+pub struct Orthologs {
+    /// `(human ENSG, mouse ENSMUSG, n HCOP sources (0 = BioMart only), BioMart homology type or "")`.
+    pub pairs: Vec<(String, String, u8, String)>,
+    human_to_mouse: HashMap<String, Vec<usize>>,
+    mouse_to_human: HashMap<String, Vec<usize>>,
+}
+
+impl Orthologs {
+    /// Builds the lookups over pairs.
+    pub fn new(pairs: Vec<(String, String, u8, String)>) -> Self {
+        let mut o = Orthologs {
+            pairs,
+            ..Default::default()
+        };
+        for (i, p) in o.pairs.iter().enumerate() {
+            o.human_to_mouse.entry(p.0.clone()).or_default().push(i);
+            o.mouse_to_human.entry(p.1.clone()).or_default().push(i);
+        }
+        o
+    }
+
+    /// Parses the asset format (gzip'd TSV `human mouse hcop_sources biomart_type`).
+    pub fn from_asset_gz(bytes: &[u8], source: &str) -> Result<Self, TokenizeError> {
+        let text = gunzip(bytes, source)?;
+        let mut pairs = Vec::new();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() < 4 {
+                return Err(TokenizeError::Invalid {
+                    file: source.into(),
+                    message: format!("row {line:?} has {} columns, expected 4", f.len()),
+                });
+            }
+            pairs.push((
+                f[0].into(),
+                f[1].into(),
+                f[2].parse().unwrap_or(0),
+                f[3].into(),
+            ));
+        }
+        Ok(Self::new(pairs))
+    }
+
+    /// The embedded table (parsed once).
+    pub fn embedded() -> &'static Orthologs {
+        static O: OnceLock<Orthologs> = OnceLock::new();
+        O.get_or_init(|| {
+            Self::from_asset_gz(ORTHO_GZ, "assets/human_mouse_orthologs.tsv.gz")
+                .expect("embedded orthologs are valid")
+        })
+    }
+
+    /// Pairs that are one-to-one: BioMart `ortholog_one2one`, or each id in exactly one pair of the table.
+    pub fn one_to_one(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().filter_map(move |p| {
+            let unique =
+                self.human_to_mouse[&p.0].len() == 1 && self.mouse_to_human[&p.1].len() == 1;
+            (unique || p.3 == "ortholog_one2one").then_some((p.0.as_str(), p.1.as_str()))
+        })
+    }
+
+    /// The unique one-to-one ortholog of a gene in the other species, if any.
+    pub fn counterpart(&self, ensembl_id: &str) -> Option<&str> {
+        let (map, human) = if ensembl_id.starts_with("ENSMUSG") {
+            (&self.mouse_to_human, false)
+        } else {
+            (&self.human_to_mouse, true)
+        };
+        let idx = map.get(ensembl_id)?;
+        let pick = |i: usize| {
+            if human {
+                self.pairs[i].1.as_str()
+            } else {
+                self.pairs[i].0.as_str()
+            }
+        };
+        if idx.len() == 1 {
+            let other = pick(idx[0]);
+            let back = if human {
+                &self.mouse_to_human
+            } else {
+                &self.human_to_mouse
+            };
+            if back.get(other).map(Vec::len) == Some(1)
+                || self.pairs[idx[0]].3 == "ortholog_one2one"
+            {
+                return Some(other);
+            }
+        }
+        let o2o: Vec<usize> = idx
+            .iter()
+            .copied()
+            .filter(|&i| self.pairs[i].3 == "ortholog_one2one")
+            .collect();
+        (o2o.len() == 1).then(|| pick(o2o[0]))
+    }
+}
+
+pub use super::assets_build::build_assets;

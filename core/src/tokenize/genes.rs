@@ -1,0 +1,312 @@
+//! Gene identity: Ensembl ids vs symbols, species, and matching a file's genes to the vocabulary.
+//!
+//! The official script maps symbols with a single `name → id` pickle (`Gene_id_name_dict1.pickle`,
+//! not shipped) and drops unmapped genes. Here symbols resolve through the embedded HGNC (human) /
+//! MGI (mouse) tables: current symbol, then previous, then alias, then case-insensitive current
+//! symbol; a previous/alias symbol shared by several genes is reported as ambiguous and dropped,
+//! never guessed.
+
+use super::gene_tables::{GeneTable, Orthologs, SymbolHit, SymbolRule};
+use super::{TokenDictionary, TokenizeError};
+use crate::cells::Species;
+use crate::data::GeneColumns;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Splits an Ensembl gene id into (id without version, species); `None` if it is not a human or
+/// mouse Ensembl gene id. `ENSG00000141510.17` → (`ENSG00000141510`, human).
+pub fn parse_ensembl(s: &str) -> Option<(&str, Species)> {
+    let base = s.split('.').next().unwrap_or(s);
+    let (prefix, species) = if base.starts_with("ENSMUSG") {
+        ("ENSMUSG", Species::Mouse)
+    } else if base.starts_with("ENSG") {
+        ("ENSG", Species::Human)
+    } else {
+        return None;
+    };
+    let digits = &base[prefix.len()..];
+    (digits.len() >= 11 && digits.bytes().all(|b| b.is_ascii_digit())).then_some((base, species))
+}
+
+/// Options for [`match_genes`].
+#[derive(Debug, Clone, Default)]
+pub struct GeneMatchOptions {
+    /// Forces the species (`--species`); otherwise detected from Ensembl prefixes or symbol tables.
+    pub species: Option<Species>,
+    /// Not official: when a gene is not in the vocabulary (or a symbol only exists in the other
+    /// species' table), use its unique one-to-one ortholog of the file's species that is. Off by default.
+    pub ortholog_fallback: bool,
+}
+
+/// How the species was decided.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum SpeciesEvidence {
+    /// Given by the caller.
+    Override,
+    /// Majority of Ensembl id prefixes (`ENSG` vs `ENSMUSG`).
+    EnsemblPrefix {
+        /// Human ids.
+        human: usize,
+        /// Mouse ids.
+        mouse: usize,
+    },
+    /// Majority of names that are current symbols in the HGNC vs MGI table.
+    SymbolTables {
+        /// Names that are current HGNC symbols.
+        human: usize,
+        /// Names that are current MGI symbols.
+        mouse: usize,
+    },
+}
+
+/// What matching found. The count fields are filled by the tokenizer's statistics pass.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GeneMatchReport {
+    /// Number of gene columns in the file.
+    pub genes_in_file: usize,
+    /// Which identifiers were used: `"ensembl (names)"`, `"ensembl (ids column)"` or `"symbols"`.
+    pub identifier: String,
+    /// The species used.
+    pub species: Species,
+    /// How it was decided.
+    pub species_evidence: SpeciesEvidence,
+    /// Genes with an Ensembl id (the official pipeline drops the others before QC).
+    pub mapped_to_ensembl: usize,
+    /// How genes were mapped: `ensembl`, `current`, `previous`, `alias`, `case_insensitive`, `ortholog`.
+    pub mapped_by: BTreeMap<String, usize>,
+    /// Genes whose token is in the vocabulary.
+    pub matched_to_vocabulary: usize,
+    /// Extra columns that map to a token already used by another column (the official code keeps both).
+    pub duplicate_tokens: usize,
+    /// Symbols that are a previous/alias symbol of several genes: (symbol, candidate Ensembl ids).
+    pub ambiguous: Vec<(String, Vec<String>)>,
+    /// Total counts over all genes and cells read (statistics pass).
+    pub total_counts: f64,
+    /// Share of `total_counts` carried by genes matched to the vocabulary.
+    pub matched_count_share: f64,
+    /// The unmatched genes carrying the most counts: (name, counts), at most 20.
+    pub top_unmatched: Vec<(String, f64)>,
+}
+
+/// The per-column result of matching a file's genes.
+#[derive(Debug, Clone)]
+pub struct GeneMatch {
+    /// Species of the file.
+    pub species: Species,
+    /// Ensembl id (no version) per column, `None` when unmapped.
+    pub ensembl: Vec<Option<String>>,
+    /// Symbol per column: the file's own symbol when it names genes by symbol (the official mito
+    /// match uses it), else the table's.
+    pub symbols: Vec<Option<String>>,
+    /// Canonical biotype per column, from the tables.
+    pub biotypes: Vec<Option<String>>,
+    /// Vocabulary token id per column.
+    pub tokens: Vec<Option<u32>>,
+    /// The report.
+    pub report: GeneMatchReport,
+}
+
+fn share_ensembl(v: &[String]) -> (usize, usize) {
+    v.iter().fold((0, 0), |(h, m), s| match parse_ensembl(s) {
+        Some((_, Species::Human)) => (h + 1, m),
+        Some((_, Species::Mouse)) => (h, m + 1),
+        None => (h, m),
+    })
+}
+
+/// Matches the file's genes to Ensembl ids and vocabulary tokens using the embedded tables.
+pub fn match_genes(
+    genes: &GeneColumns,
+    vocab: &TokenDictionary,
+    opts: &GeneMatchOptions,
+) -> Result<GeneMatch, TokenizeError> {
+    match_genes_with(
+        genes,
+        vocab,
+        opts,
+        GeneTable::embedded(Species::Human),
+        GeneTable::embedded(Species::Mouse),
+        Orthologs::embedded(),
+    )
+}
+
+/// [`match_genes`] with explicit tables.
+pub fn match_genes_with(
+    genes: &GeneColumns,
+    vocab: &TokenDictionary,
+    opts: &GeneMatchOptions,
+    human: &GeneTable,
+    mouse: &GeneTable,
+    orthologs: &Orthologs,
+) -> Result<GeneMatch, TokenizeError> {
+    let n = genes.names.len();
+    let (nh, nm) = share_ensembl(&genes.names);
+    let ids_ens = genes
+        .ids
+        .as_ref()
+        .map(|ids| share_ensembl(ids))
+        .unwrap_or((0, 0));
+    // Which column carries the identifiers.
+    let (ens_col, identifier, counts): (Option<&Vec<String>>, &str, (usize, usize)) =
+        if 2 * (ids_ens.0 + ids_ens.1) > n {
+            (genes.ids.as_ref(), "ensembl (ids column)", ids_ens)
+        } else if 2 * (nh + nm) > n {
+            (Some(&genes.names), "ensembl (names)", (nh, nm))
+        } else {
+            (None, "symbols", (0, 0))
+        };
+    let (species, evidence) = if let Some(s) = opts.species {
+        (s, SpeciesEvidence::Override)
+    } else if ens_col.is_some() {
+        let s = if counts.1 > counts.0 {
+            Species::Mouse
+        } else {
+            Species::Human
+        };
+        (
+            s,
+            SpeciesEvidence::EnsemblPrefix {
+                human: counts.0,
+                mouse: counts.1,
+            },
+        )
+    } else {
+        let h = genes.names.iter().filter(|g| human.has_symbol(g)).count();
+        let m = genes.names.iter().filter(|g| mouse.has_symbol(g)).count();
+        if h == 0 && m == 0 {
+            return Err(TokenizeError::Options(format!(
+                "cannot tell the species: none of the {n} gene names is an Ensembl id or a current HGNC/MGI symbol \
+                 (first names: {:?}); pass the species explicitly (--species human|mouse) and check the gene column",
+                genes.names.iter().take(5).collect::<Vec<_>>()
+            )));
+        }
+        let s = if m > h {
+            Species::Mouse
+        } else {
+            Species::Human
+        };
+        (s, SpeciesEvidence::SymbolTables { human: h, mouse: m })
+    };
+    let (table, other) = match species {
+        Species::Human => (human, mouse),
+        Species::Mouse => (mouse, human),
+    };
+
+    let mut ensembl = vec![None; n];
+    let mut symbols = vec![None; n];
+    let mut biotypes = vec![None; n];
+    let mut tokens = vec![None; n];
+    let mut mapped_by: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ambiguous = Vec::new();
+    let rule_name = |r: SymbolRule| match r {
+        SymbolRule::Current => "current",
+        SymbolRule::Previous => "previous",
+        SymbolRule::Alias => "alias",
+        SymbolRule::CaseInsensitive => "case_insensitive",
+    };
+    for j in 0..n {
+        let name = &genes.names[j];
+        let mut id: Option<String> = None;
+        let mut how = "";
+        if let Some(col) = ens_col {
+            if let Some((base, _)) = parse_ensembl(&col[j]) {
+                id = Some(base.to_string());
+                how = "ensembl";
+            }
+            if ens_col != Some(&genes.names) {
+                symbols[j] = Some(name.clone());
+            }
+        } else {
+            symbols[j] = Some(name.clone());
+            match table.resolve_symbol(name) {
+                SymbolHit::Found(i, rule) => {
+                    id = Some(table.records[i].ensembl_id.clone());
+                    how = rule_name(rule);
+                }
+                SymbolHit::Ambiguous(c) => ambiguous.push((name.clone(), c)),
+                SymbolHit::Missing if opts.ortholog_fallback => {
+                    if let SymbolHit::Found(i, _) = other.resolve_symbol(name)
+                        && let Some(o) = orthologs.counterpart(&other.records[i].ensembl_id)
+                    {
+                        id = Some(o.to_string());
+                        how = "ortholog";
+                    }
+                }
+                SymbolHit::Missing => {}
+            }
+        }
+        if let Some(e) = &id
+            && vocab.get(e).is_none()
+            && opts.ortholog_fallback
+            && let Some(o) = orthologs.counterpart(e)
+            && vocab.get(o).is_some()
+        {
+            id = Some(o.to_string());
+            how = "ortholog";
+        }
+        if let Some(e) = &id {
+            *mapped_by.entry(how.to_string()).or_default() += 1;
+            let rec = human.by_ensembl(e).or_else(|| mouse.by_ensembl(e));
+            if symbols[j].is_none() {
+                symbols[j] = rec.map(|r| r.symbol.clone());
+            }
+            biotypes[j] = rec.map(|r| r.biotype.clone());
+            tokens[j] = vocab.get(e);
+        }
+        ensembl[j] = id;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let duplicate_tokens = tokens
+        .iter()
+        .flatten()
+        .filter(|t| !seen.insert(**t))
+        .count();
+    let report = GeneMatchReport {
+        genes_in_file: n,
+        identifier: identifier.to_string(),
+        species,
+        species_evidence: evidence,
+        mapped_to_ensembl: ensembl.iter().filter(|e| e.is_some()).count(),
+        mapped_by,
+        matched_to_vocabulary: tokens.iter().filter(|t| t.is_some()).count(),
+        duplicate_tokens,
+        ambiguous,
+        total_counts: 0.0,
+        matched_count_share: 0.0,
+        top_unmatched: Vec::new(),
+    };
+    Ok(GeneMatch {
+        species,
+        ensembl,
+        symbols,
+        biotypes,
+        tokens,
+        report,
+    })
+}
+
+impl GeneMatch {
+    /// Fills the count-based report fields from per-column totals (`names` are the file's gene names).
+    pub fn record_counts(&mut self, col_totals: &[f64], names: &[String]) {
+        let total: f64 = col_totals.iter().sum();
+        let matched: f64 = col_totals
+            .iter()
+            .zip(&self.tokens)
+            .filter(|(_, t)| t.is_some())
+            .map(|(c, _)| c)
+            .sum();
+        let mut un: Vec<(String, f64)> = col_totals
+            .iter()
+            .zip(&self.tokens)
+            .zip(names)
+            .filter(|((c, t), _)| t.is_none() && **c > 0.0)
+            .map(|((c, _), n)| (n.clone(), *c))
+            .collect();
+        un.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        un.truncate(20);
+        self.report.total_counts = total;
+        self.report.matched_count_share = if total > 0.0 { matched / total } else { 0.0 };
+        self.report.top_unmatched = un;
+    }
+}

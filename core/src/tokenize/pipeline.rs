@@ -1,0 +1,389 @@
+//! The official tokenization path (`preprocess/preprocess.py`, spec §3) over a [`CellSource`], in two
+//! streaming passes so that memory is bounded by the chunk size (plus a few numbers per cell):
+//!
+//! 1. gene identity ([`super::genes`]): genes without an Ensembl id are dropped (official step 1);
+//! 2. **pass 1** — per-cell totals, mitochondrial counts and expressed-gene counts; cell QC
+//!    ([`super::qc`]: total > 0, z-scores within sample inside (−3, 3), > 6 expressed genes);
+//! 3. **pass 2** — for kept cells: vocabulary filter, optional `normalize_total`, division by the gene
+//!    median, `log2(1+x)`, ranking, truncation ([`super::transform`]).
+
+use super::genes::{GeneMatch, GeneMatchOptions, GeneMatchReport, match_genes};
+use super::medians::{GeneMedians, MedianAccumulator, MedianMode};
+use super::qc::{CellQcOptions, CellStats, GeneCountFilter, QcCounts, select_cells};
+use super::transform::{GeneValue, TieBreak, rank_cell};
+use super::{TokenDictionary, TokenizeError};
+use crate::cells::{CellSet, Species, TokenizedCell};
+use crate::data::{CellSource, ObsColumn};
+use serde::Serialize;
+
+/// All tokenizer options; `Default` is the official behaviour wherever it is known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenizeOptions {
+    /// Species override and (unofficial) ortholog fallback.
+    pub species: Option<Species>,
+    /// Not official: map genes missing from the vocabulary through one-to-one orthologs.
+    pub ortholog_fallback: bool,
+    /// Step 2: cell QC.
+    pub qc: CellQcOptions,
+    /// Steps 3–4: gene filter and minimum expressed genes.
+    pub gene_filter: GeneCountFilter,
+    /// Library-size normalisation to this total **before** the median division. `None` (default):
+    /// the official line `/ per_cell_nonzero_sum * 1e4` is commented out in `Normalized`
+    /// (GitHub issue #23), so raw counts are divided by the medians. `Some(1e4)` enables it; the
+    /// total is taken over the genes that reach this step (after the vocabulary filter), as in that line.
+    pub normalize_total: Option<f64>,
+    /// Truncation length (official 2048); `None` keeps every expressed gene.
+    pub max_len: Option<usize>,
+    /// Order of equal values (the official order is arbitrary).
+    pub tie_break: TieBreak,
+    /// `obs` column copied into [`TokenizedCell::label`].
+    pub label_column: Option<String>,
+    /// Cells per chunk read from the source.
+    pub chunk_cells: usize,
+    /// Refuse matrices whose values are not non-negative integers (default true).
+    pub require_counts: bool,
+}
+
+impl Default for TokenizeOptions {
+    fn default() -> Self {
+        Self {
+            species: None,
+            ortholog_fallback: false,
+            qc: CellQcOptions::default(),
+            gene_filter: GeneCountFilter::default(),
+            normalize_total: None,
+            max_len: Some(2048),
+            tie_break: TieBreak::TokenId,
+            label_column: None,
+            chunk_cells: 1024,
+            require_counts: true,
+        }
+    }
+}
+
+/// What tokenization did; record it next to the output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenizeSummary {
+    /// SHA-256 of the token dictionary ([`TokenDictionary::sha256`]).
+    pub vocab_sha256: String,
+    /// Gene matching, including count coverage.
+    pub genes: GeneMatchReport,
+    /// Cells remaining after each QC step.
+    pub qc: QcCounts,
+    /// Genes entering the transform (in vocabulary and passing the gene filter).
+    pub genes_used: usize,
+    /// Of those, genes absent from the median dict (divided by 1, as officially).
+    pub genes_without_median: usize,
+    /// Kept cells with no gene left after the vocabulary filter; dropped (the official code would
+    /// write an all-padding row).
+    pub cells_empty: usize,
+    /// Cells written.
+    pub cells_out: usize,
+    /// Cells cut to `max_len`.
+    pub cells_truncated: usize,
+    /// Whether step 4 counted all mapped genes because no gene had a protein-coding/miRNA biotype.
+    pub min_genes_counted_all: bool,
+}
+
+/// Per-column decisions derived from the gene match and options.
+struct Plan {
+    mapped: Vec<bool>,
+    mito: Vec<bool>,
+    counted: Vec<bool>,
+    /// `Some((token, divisor))` for genes entering the transform.
+    used: Vec<Option<(u32, f64)>>,
+    counted_all: bool,
+}
+
+fn plan(gm: &GeneMatch, medians: Option<&GeneMedians>, opts: &TokenizeOptions) -> Plan {
+    let prefix = opts
+        .qc
+        .mito_prefix
+        .clone()
+        .unwrap_or_else(|| match gm.species {
+            Species::Human => "MT-".into(),
+            Species::Mouse => "mt-".into(),
+        });
+    let n = gm.ensembl.len();
+    let bio_ok = |j: usize, list: &[String]| {
+        gm.biotypes[j]
+            .as_ref()
+            .is_some_and(|b| list.iter().any(|x| x == b))
+    };
+    let pass_filter = |j: usize| match &opts.gene_filter.gene_biotypes {
+        Some(list) => bio_ok(j, list),
+        None => true,
+    };
+    let mapped: Vec<bool> = gm.ensembl.iter().map(Option::is_some).collect();
+    let mito = (0..n)
+        .map(|j| {
+            mapped[j]
+                && gm.symbols[j]
+                    .as_ref()
+                    .is_some_and(|s| s.starts_with(&prefix))
+        })
+        .collect();
+    let mut counted: Vec<bool> = (0..n)
+        .map(|j| mapped[j] && pass_filter(j) && bio_ok(j, &opts.gene_filter.count_biotypes))
+        .collect();
+    let counted_all = !counted.iter().any(|&c| c);
+    if counted_all {
+        counted = (0..n).map(|j| mapped[j] && pass_filter(j)).collect();
+    }
+    let used = (0..n)
+        .map(|j| {
+            let t = gm.tokens[j].filter(|_| pass_filter(j))?;
+            let e = gm.ensembl[j].as_deref().unwrap_or("");
+            Some((t, medians.map(|m| m.divisor(e)).unwrap_or(1.0)))
+        })
+        .collect();
+    Plan {
+        mapped,
+        mito,
+        counted,
+        used,
+        counted_all,
+    }
+}
+
+fn text_column(
+    source: &dyn CellSource,
+    name: &str,
+    what: &str,
+) -> Result<Vec<String>, TokenizeError> {
+    let cells = source.cells();
+    match cells.column(name) {
+        Some(ObsColumn::Text(v)) => Ok(v.clone()),
+        Some(ObsColumn::Number(v)) => Ok(v.iter().map(|x| x.to_string()).collect()),
+        None => Err(TokenizeError::Options(format!(
+            "{}: {what} column {name:?} not found in the cell metadata; available columns: {:?}",
+            source.info().matrix_path,
+            cells
+                .columns
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+        ))),
+    }
+}
+
+fn not_counts(source: &dyn CellSource, cell: usize, gene: &str, v: f32) -> TokenizeError {
+    let info = source.info();
+    TokenizeError::NotCounts(format!(
+        "{} ({}): the matrix `{}` does not hold raw counts (cell {cell}, gene {gene}: value {v}); GeneCompass \
+         tokenizes raw integer counts. If the file also stores raw counts (h5ad `raw/X` or a layer such as \
+         `layers/counts`), select that matrix when opening the file; log-normalised or scaled data cannot be \
+         tokenized the official way (set require_counts = false only if you know the values are counts){}",
+        info.format,
+        info.matrix_path,
+        info.matrix_path,
+        if source.warnings().is_empty() {
+            String::new()
+        } else {
+            format!(". Reader notes: {}", source.warnings().join("; "))
+        }
+    ))
+}
+
+/// Pass 1: per-cell statistics and per-gene totals; validates counts.
+fn stats_pass(
+    source: &mut dyn CellSource,
+    p: &Plan,
+    opts: &TokenizeOptions,
+) -> Result<(Vec<CellStats>, Vec<f64>), TokenizeError> {
+    source.rewind()?;
+    let mut stats = Vec::with_capacity(source.info().n_cells);
+    let mut col_totals = vec![0f64; p.mapped.len()];
+    while let Some(chunk) = source.next_chunk(opts.chunk_cells.max(1))? {
+        for i in 0..chunk.n_cells() {
+            let (idx, val) = chunk.cell(i);
+            let mut s = CellStats::default();
+            for (&j, &v) in idx.iter().zip(val) {
+                let j = j as usize;
+                if opts.require_counts && !(v >= 0.0 && v.fract() == 0.0) {
+                    let g = source.genes().names.get(j).cloned().unwrap_or_default();
+                    return Err(not_counts(source, chunk.first_cell + i, &g, v));
+                }
+                let v = v as f64;
+                col_totals[j] += v;
+                if p.mapped[j] {
+                    s.total += v;
+                    if p.mito[j] {
+                        s.mito += v;
+                    }
+                    if p.counted[j] && v != 0.0 {
+                        s.n_counted += 1;
+                    }
+                }
+            }
+            stats.push(s);
+        }
+    }
+    Ok((stats, col_totals))
+}
+
+/// Matching, pass 1 and cell selection, shared by [`tokenize`] and [`compute_medians`].
+fn prepare(
+    source: &mut dyn CellSource,
+    vocab: &TokenDictionary,
+    medians: Option<&GeneMedians>,
+    opts: &TokenizeOptions,
+) -> Result<(GeneMatch, Plan, Vec<bool>, QcCounts), TokenizeError> {
+    let gopts = GeneMatchOptions {
+        species: opts.species,
+        ortholog_fallback: opts.ortholog_fallback,
+    };
+    let mut gm = match_genes(source.genes(), vocab, &gopts)?;
+    let p = plan(&gm, medians, opts);
+    let samples = match &opts.qc.sample_column {
+        Some(c) => Some(text_column(source, c, "sample")?),
+        None => None,
+    };
+    let (stats, col_totals) = stats_pass(source, &p, opts)?;
+    gm.record_counts(&col_totals, &source.genes().names);
+    let (keep, counts) = select_cells(&stats, samples.as_deref(), &opts.qc, &opts.gene_filter);
+    Ok((gm, p, keep, counts))
+}
+
+/// Tokenizes every cell of `source` as the official pipeline does (see the module docs).
+pub fn tokenize(
+    source: &mut dyn CellSource,
+    vocab: &TokenDictionary,
+    medians: &GeneMedians,
+    opts: &TokenizeOptions,
+) -> Result<(CellSet, TokenizeSummary), TokenizeError> {
+    let (gm, p, keep, qc) = prepare(source, vocab, Some(medians), opts)?;
+    let labels = match &opts.label_column {
+        Some(c) => Some(text_column(source, c, "label")?),
+        None => None,
+    };
+    let mut cells = Vec::with_capacity(qc.after_min_genes);
+    let (mut empty, mut truncated) = (0, 0);
+    let mut buf = Vec::new();
+    source.rewind()?;
+    while let Some(chunk) = source.next_chunk(opts.chunk_cells.max(1))? {
+        for i in 0..chunk.n_cells() {
+            let cell = chunk.first_cell + i;
+            if !keep.get(cell).copied().unwrap_or(false) {
+                continue;
+            }
+            let (idx, val) = chunk.cell(i);
+            buf.clear();
+            buf.extend(idx.iter().zip(val).filter_map(|(&j, &v)| {
+                let (token, median) = p.used[j as usize]?;
+                Some(GeneValue {
+                    column: j,
+                    token,
+                    count: v as f64,
+                    median,
+                })
+            }));
+            let (input_ids, values) = rank_cell(&buf, opts.normalize_total, opts.tie_break, None);
+            if input_ids.is_empty() {
+                empty += 1;
+                continue;
+            }
+            let mut c = TokenizedCell {
+                input_ids,
+                values,
+                species: gm.species,
+                label: labels.as_ref().map(|l| l[cell].clone()),
+            };
+            if let Some(m) = opts.max_len
+                && c.input_ids.len() > m
+            {
+                c.input_ids.truncate(m);
+                c.values.truncate(m);
+                truncated += 1;
+            }
+            cells.push(c);
+        }
+    }
+    let genes_used = p.used.iter().filter(|u| u.is_some()).count();
+    let genes_without_median = p
+        .used
+        .iter()
+        .zip(&gm.ensembl)
+        .filter(|(u, e)| u.is_some() && e.as_ref().is_some_and(|e| medians.get(e).is_none()))
+        .count();
+    let summary = TokenizeSummary {
+        vocab_sha256: vocab.sha256().to_string(),
+        genes: gm.report,
+        qc,
+        genes_used,
+        genes_without_median,
+        cells_empty: empty,
+        cells_out: cells.len(),
+        cells_truncated: truncated,
+        min_genes_counted_all: p.counted_all,
+    };
+    Ok((
+        CellSet {
+            cells,
+            padded_len: opts.max_len,
+        },
+        summary,
+    ))
+}
+
+/// Computes a median dict from `source`: for each vocabulary gene of the file (after the same gene
+/// matching and cell QC as [`tokenize`]), the median of its non-zero values over kept cells.
+///
+/// `normalize_total`: `Some(1e4)` (recommended, see [`super::medians`]) takes medians of counts scaled
+/// to 1e4 per cell over the genes entering the transform; `None` takes medians of raw counts.
+/// Two passes (QC statistics, then values); [`MedianMode::Exact`] keeps 4 bytes per non-zero value
+/// of the kept cells, [`MedianMode::Histogram`] is bounded per gene.
+pub fn compute_medians(
+    source: &mut dyn CellSource,
+    vocab: &TokenDictionary,
+    opts: &TokenizeOptions,
+    normalize_total: Option<f64>,
+    mode: MedianMode,
+) -> Result<(GeneMedians, QcCounts), TokenizeError> {
+    let (gm, p, keep, qc) = prepare(source, vocab, None, opts)?;
+    // One slot per distinct Ensembl id.
+    let mut slot_of = std::collections::HashMap::new();
+    let mut ids = Vec::new();
+    let slots: Vec<Option<usize>> = (0..p.used.len())
+        .map(|j| {
+            p.used[j]?;
+            let e = gm.ensembl[j].clone()?;
+            Some(*slot_of.entry(e.clone()).or_insert_with(|| {
+                ids.push(e);
+                ids.len() - 1
+            }))
+        })
+        .collect();
+    let mut acc = MedianAccumulator::new(ids.len(), mode);
+    source.rewind()?;
+    while let Some(chunk) = source.next_chunk(opts.chunk_cells.max(1))? {
+        for i in 0..chunk.n_cells() {
+            if !keep.get(chunk.first_cell + i).copied().unwrap_or(false) {
+                continue;
+            }
+            let (idx, val) = chunk.cell(i);
+            let used = || {
+                idx.iter()
+                    .zip(val)
+                    .filter_map(|(&j, &v)| Some((slots[j as usize]?, v as f64)))
+            };
+            let sum: f64 = used().map(|(_, v)| v).sum();
+            for (slot, v) in used() {
+                acc.add(
+                    slot,
+                    match normalize_total {
+                        Some(t) if sum > 0.0 => v / sum * t,
+                        Some(_) => 0.0,
+                        None => v,
+                    },
+                );
+            }
+        }
+    }
+    let medians = ids
+        .into_iter()
+        .zip(acc.finish())
+        .filter_map(|(id, m)| Some((id, m?)))
+        .collect();
+    Ok((GeneMedians { medians }, qc))
+}
