@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod model;
+pub mod tasks;
 pub mod pickle;
 pub mod tokenize;
 

@@ -1,1 +1,50 @@
-fn main(){}
+//! `genecompass-train`: GeneCompass inference, tokenization and training jobs.
+
+mod cells_io;
+mod commands;
+mod device;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+/// GeneCompass in Rust: embed, classify, tokenize and train single-cell foundation models.
+#[derive(Parser, Debug)]
+#[command(name = "genecompass-train", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter (e.g. `info`, `genecompass_core=debug`); also read from RUST_LOG.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print a model directory's config, parameter counts and what was found.
+    Inspect(commands::inspect::InspectArgs),
+    /// Write cell and gene embeddings of tokenized cells.
+    Embed(commands::embed::EmbedArgs),
+    /// Predict cell types with a classifier directory.
+    Classify(commands::classify::ClassifyArgs),
+    /// Convert a model directory to the native burnpack format (optionally f16).
+    Convert(commands::convert::ConvertArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or(cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Embed(a) => commands::embed::run(a),
+        Command::Classify(a) => commands::classify::run(a),
+        Command::Convert(a) => commands::convert::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

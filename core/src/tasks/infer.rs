@@ -1,0 +1,201 @@
+//! Batched inference over a [`CellSet`]: cell embeddings, hidden states and class
+//! probabilities, in input order whatever the batching. Shared by the CLI and the browser.
+
+use burn::prelude::*;
+
+use crate::batch::{BatchOptions, Padding, make_batch, plan_batches};
+use crate::cells::CellSet;
+use crate::model::{BertModel, FoldedEmbedding, ForwardOptions, GeneCompassForSequenceClassification, ModelInput};
+
+/// Inference settings.
+#[derive(Debug, Clone, Copy)]
+pub struct InferOptions {
+    /// Batching and input conventions.
+    pub batch: BatchOptions,
+    /// Prior scale α (1.0 for every released use).
+    pub alpha: f32,
+    /// Use the folded embedding tables (exact up to rounding, faster).
+    pub folded: bool,
+    /// Keep the full `[N, L+1, H]` hidden states (memory: N·L·H floats).
+    pub keep_hidden_states: bool,
+}
+
+impl Default for InferOptions {
+    fn default() -> Self {
+        Self {
+            batch: BatchOptions::default(),
+            alpha: 1.0,
+            folded: true,
+            keep_hidden_states: false,
+        }
+    }
+}
+
+/// Per-cell outputs, row-major.
+#[derive(Debug, Clone, Default)]
+pub struct Embeddings {
+    /// Hidden width H.
+    pub hidden: usize,
+    /// CLS output of the last layer (the species token). `[N, H]`
+    pub cls: Vec<f32>,
+    /// Mean of the last layer over each cell's real genes. `[N, H]`
+    pub mean: Vec<f32>,
+    /// Sequence length of `last_hidden_state` without the CLS (0 when not kept).
+    pub seq_len: usize,
+    /// Last layer, CLS first, zeros beyond a cell's computed length. `[N, seq_len+1, H]`
+    pub last_hidden_state: Vec<f32>,
+}
+
+/// Runs `bert` over batches, calling `run` on each batch's encoder input.
+fn for_each_batch(
+    bert: &BertModel,
+    cells: &CellSet,
+    options: &InferOptions,
+    device: &Device,
+    mut each: impl FnMut(&[usize], &ModelInput, Tensor<3>, Option<Tensor<2>>),
+) {
+    let folded = options.folded.then(|| FoldedEmbedding::fold(&bert.embeddings));
+    let fwd = ForwardOptions {
+        alpha: options.alpha,
+        output_hidden_states: false,
+    };
+    for idx in plan_batches(cells, &options.batch) {
+        let input = make_batch(cells, &idx, &options.batch, device);
+        let out = match &folded {
+            Some(f) => {
+                let emb = f.forward(
+                    &bert.embeddings,
+                    input.input_ids.clone(),
+                    input.values.clone(),
+                    input.species.clone(),
+                    options.alpha,
+                );
+                bert.encode(emb, &input, fwd)
+            }
+            None => bert.forward(&input, fwd),
+        };
+        each(&idx, &input, out.last_hidden_state, out.pooled);
+    }
+}
+
+/// Cell embeddings (and optionally hidden states) of every cell.
+pub fn embed_cells(
+    bert: &BertModel,
+    cells: &CellSet,
+    options: &InferOptions,
+    device: &Device,
+    mut progress: impl FnMut(usize),
+) -> Embeddings {
+    let h = bert.embeddings.word_embeddings.weight.dims()[1];
+    let n = cells.len();
+    let has_cls = bert.cls_embedding.is_some();
+    let seq_len = if options.keep_hidden_states {
+        let longest = cells.cells.iter().map(|c| c.len()).max().unwrap_or(0);
+        match options.batch.padding {
+            Padding::Fixed(l) => l.max(longest),
+            Padding::Stored => cells.padded_len.unwrap_or(longest).max(longest),
+            Padding::Dynamic => longest,
+        }
+    } else {
+        0
+    };
+    let off = usize::from(has_cls);
+    let mut e = Embeddings {
+        hidden: h,
+        cls: vec![0.0; n * h],
+        mean: vec![0.0; n * h],
+        seq_len,
+        last_hidden_state: vec![0.0; if options.keep_hidden_states { n * (seq_len + off) * h } else { 0 }],
+    };
+    for_each_batch(bert, cells, options, device, |idx, _, last, _| {
+        let [b, s, _] = last.dims();
+        let data = last.into_data().try_to_vec::<f32>().expect("f32 output");
+        for (row, &ci) in idx.iter().enumerate() {
+            let cell = &data[row * s * h..(row + 1) * s * h];
+            e.cls[ci * h..(ci + 1) * h].copy_from_slice(&cell[..h]);
+            let len = cells.cells[ci].len().max(1);
+            let genes = &cell[off * h..];
+            let m = &mut e.mean[ci * h..(ci + 1) * h];
+            for j in 0..len.min(s - off) {
+                for (acc, v) in m.iter_mut().zip(&genes[j * h..(j + 1) * h]) {
+                    *acc += v;
+                }
+            }
+            m.iter_mut().for_each(|v| *v /= len as f32);
+            if options.keep_hidden_states {
+                let rows = (seq_len + off) * h;
+                let dst = &mut e.last_hidden_state[ci * rows..(ci + 1) * rows];
+                let k = s.min(seq_len + off) * h;
+                dst[..k].copy_from_slice(&cell[..k]);
+            }
+        }
+        progress(b);
+    });
+    e
+}
+
+/// Class probabilities and logits of every cell.
+#[derive(Debug, Clone, Default)]
+pub struct Predictions {
+    /// Number of classes C.
+    pub classes: usize,
+    /// Logits. `[N, C]`
+    pub logits: Vec<f32>,
+    /// Softmax probabilities. `[N, C]`
+    pub probabilities: Vec<f32>,
+    /// Pooler output (the classifier's cell embedding). `[N, H]`
+    pub pooled: Vec<f32>,
+}
+
+impl Predictions {
+    /// Arg-max class of each cell.
+    pub fn argmax(&self) -> Vec<usize> {
+        self.probabilities
+            .chunks(self.classes.max(1))
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .fold((0, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc })
+                    .0
+            })
+            .collect()
+    }
+}
+
+/// Runs a classifier over every cell.
+pub fn classify_cells(
+    model: &GeneCompassForSequenceClassification,
+    cells: &CellSet,
+    options: &InferOptions,
+    device: &Device,
+    mut progress: impl FnMut(usize),
+) -> Predictions {
+    let c = model.num_labels();
+    let h = model.bert.embeddings.word_embeddings.weight.dims()[1];
+    let n = cells.len();
+    let mut p = Predictions {
+        classes: c,
+        logits: vec![0.0; n * c],
+        probabilities: vec![0.0; n * c],
+        pooled: vec![0.0; n * h],
+    };
+    for_each_batch(&model.bert, cells, options, device, |idx, _, _, pooled| {
+        let pooled = pooled.expect("classifier has a pooler");
+        let logits = model.classifier.forward(pooled.clone());
+        let l = logits.into_data().try_to_vec::<f32>().expect("f32");
+        let pv = pooled.into_data().try_to_vec::<f32>().expect("f32");
+        for (row, &ci) in idx.iter().enumerate() {
+            let r = &l[row * c..(row + 1) * c];
+            p.logits[ci * c..(ci + 1) * c].copy_from_slice(r);
+            let max = r.iter().cloned().fold(f32::MIN, f32::max);
+            let exp: Vec<f32> = r.iter().map(|v| (v - max).exp()).collect();
+            let sum: f32 = exp.iter().sum();
+            for (k, v) in exp.iter().enumerate() {
+                p.probabilities[ci * c + k] = v / sum;
+            }
+            p.pooled[ci * h..(ci + 1) * h].copy_from_slice(&pv[row * h..(row + 1) * h]);
+        }
+        progress(idx.len());
+    });
+    p
+}

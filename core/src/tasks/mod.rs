@@ -1,0 +1,3 @@
+//! Tasks built on the shared encoder: batched inference (embeddings, classification).
+
+pub mod infer;

@@ -1,0 +1,114 @@
+//! Reading CELLS inputs (tokenized cells) and writing safetensors outputs.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use genecompass_core::cells::hf_dataset::read_hf_dataset;
+use genecompass_core::cells::{CellSet, Species, TokenizedCell};
+use genecompass_core::checkpoint::TensorMap;
+
+/// Reads tokenized cells from a safetensors file (the `inputs.safetensors` layout) or an
+/// official tokenized-dataset folder.
+pub fn read_cells(path: &Path, label_column: Option<&str>) -> anyhow::Result<CellSet> {
+    if path.is_dir() {
+        return read_hf_dataset(path, label_column)
+            .with_context(|| format!("reading tokenized dataset folder {}", path.display()));
+    }
+    let map = TensorMap::read_safetensors(path).with_context(|| {
+        format!(
+            "{} is neither a tokenized-dataset folder nor a safetensors file of cells \
+             (input_ids [N, L] int64, values [N, L] f32, species [N, 1], optional attention_mask)",
+            path.display()
+        )
+    })?;
+    cells_from_tensors(&map)
+}
+
+fn cells_from_tensors(map: &TensorMap) -> anyhow::Result<CellSet> {
+    let p = &map.path;
+    let get = |k: &str| map.tensors.get(k);
+    let ids_t = get("input_ids").with_context(|| format!("{p}: no `input_ids` tensor [N, L]"))?;
+    let vals_t = get("values").with_context(|| format!("{p}: no `values` tensor [N, L]"))?;
+    if ids_t.shape.len() != 2 || vals_t.shape != ids_t.shape {
+        bail!(
+            "{p}: `input_ids` {:?} and `values` {:?} must both be [N, L]",
+            ids_t.shape,
+            vals_t.shape
+        );
+    }
+    let (n, l) = (ids_t.shape[0], ids_t.shape[1]);
+    let ids = ids_t.to_i64().with_context(|| format!("{p}: `input_ids` must be an integer tensor"))?;
+    let vals = vals_t.to_f32().with_context(|| format!("{p}: `values` must be numeric"))?;
+    let species = match get("species") {
+        Some(t) => {
+            let s = t.to_i64().with_context(|| format!("{p}: `species` must be integer"))?;
+            if s.len() != n {
+                bail!("{p}: `species` has {} entries for {n} cells; expected [N, 1]", s.len());
+            }
+            s
+        }
+        None => vec![0; n],
+    };
+    let mask = match get("attention_mask") {
+        Some(t) => {
+            if t.shape != ids_t.shape {
+                bail!("{p}: `attention_mask` {:?} must match `input_ids` {:?}", t.shape, ids_t.shape);
+            }
+            Some(t.to_i64().with_context(|| format!("{p}: `attention_mask` must be numeric"))?)
+        }
+        None => None,
+    };
+    let mut cells = Vec::with_capacity(n);
+    for i in 0..n {
+        let row = &ids[i * l..(i + 1) * l];
+        let len = match &mask {
+            Some(m) => m[i * l..(i + 1) * l].iter().filter(|&&v| v != 0).count(),
+            None => row.iter().position(|&v| v == 0).unwrap_or(l),
+        };
+        if let Some(bad) = row[..len].iter().find(|&&v| v <= 0 || v > u32::MAX as i64) {
+            bail!("{p}: cell {i} has token id {bad} among its first {len} (real) positions; ids must be positive");
+        }
+        let sp = Species::from_code(species[i])
+            .with_context(|| format!("{p}: cell {i} has species {}; expected 0 (human) or 1 (mouse)", species[i]))?;
+        cells.push(TokenizedCell {
+            input_ids: row[..len].iter().map(|&v| v as u32).collect(),
+            values: vals[i * l..i * l + len].to_vec(),
+            species: sp,
+            label: None,
+        });
+    }
+    Ok(CellSet {
+        cells,
+        padded_len: Some(l),
+    })
+}
+
+/// An f32 output tensor to write.
+pub struct OutTensor {
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+/// Writes tensors to a safetensors file (temporary file, then rename).
+pub fn write_safetensors(path: &Path, tensors: Vec<(String, OutTensor)>, metadata: HashMap<String, String>) -> anyhow::Result<()> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .into_iter()
+        .map(|(k, t)| (k, t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(k, b, s)| {
+            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .expect("shape matches data");
+            (k.clone(), v)
+        })
+        .collect();
+    let tmp = path.with_extension("safetensors.tmp");
+    safetensors::serialize_to_file(views, Some(metadata), &tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}

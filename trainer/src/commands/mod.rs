@@ -1,0 +1,7 @@
+//! One module per subcommand: its clap arguments and its `run`.
+
+pub mod classify;
+mod common;
+pub mod convert;
+pub mod embed;
+pub mod inspect;
