@@ -15,14 +15,41 @@ pub fn read_cells(path: &Path, label_column: Option<&str>) -> anyhow::Result<Cel
         return read_hf_dataset(path, label_column)
             .with_context(|| format!("reading tokenized dataset folder {}", path.display()));
     }
-    let map = TensorMap::read_safetensors(path).with_context(|| {
+    let not_cells = || {
         format!(
             "{} is neither a tokenized-dataset folder nor a safetensors file of cells \
              (input_ids [N, L] int64, values [N, L] f32, species [N, 1], optional attention_mask)",
             path.display()
         )
-    })?;
-    cells_from_tensors(&map)
+    };
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let map = TensorMap::from_safetensors_bytes(&path.display().to_string(), &bytes)
+        .with_context(not_cells)?;
+    let mut cells = cells_from_tensors(&map)?;
+    // Labels written by `tokenize --label-column` travel as a JSON list in the metadata.
+    let meta = safetensors::SafeTensors::read_metadata(&bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().clone());
+    if let Some(text) = meta.as_ref().and_then(|m| m.get("labels")) {
+        let labels: Vec<String> = serde_json::from_str(text).with_context(|| {
+            format!(
+                "{}: metadata `labels` is not a JSON list of strings",
+                path.display()
+            )
+        })?;
+        if labels.len() != cells.len() {
+            bail!(
+                "{}: metadata `labels` has {} entries for {} cells",
+                path.display(),
+                labels.len(),
+                cells.len()
+            );
+        }
+        for (c, l) in cells.cells.iter_mut().zip(labels) {
+            c.label = Some(l);
+        }
+    }
+    Ok(cells)
 }
 
 fn cells_from_tensors(map: &TensorMap) -> anyhow::Result<CellSet> {
@@ -38,13 +65,22 @@ fn cells_from_tensors(map: &TensorMap) -> anyhow::Result<CellSet> {
         );
     }
     let (n, l) = (ids_t.shape[0], ids_t.shape[1]);
-    let ids = ids_t.to_i64().with_context(|| format!("{p}: `input_ids` must be an integer tensor"))?;
-    let vals = vals_t.to_f32().with_context(|| format!("{p}: `values` must be numeric"))?;
+    let ids = ids_t
+        .to_i64()
+        .with_context(|| format!("{p}: `input_ids` must be an integer tensor"))?;
+    let vals = vals_t
+        .to_f32()
+        .with_context(|| format!("{p}: `values` must be numeric"))?;
     let species = match get("species") {
         Some(t) => {
-            let s = t.to_i64().with_context(|| format!("{p}: `species` must be integer"))?;
+            let s = t
+                .to_i64()
+                .with_context(|| format!("{p}: `species` must be integer"))?;
             if s.len() != n {
-                bail!("{p}: `species` has {} entries for {n} cells; expected [N, 1]", s.len());
+                bail!(
+                    "{p}: `species` has {} entries for {n} cells; expected [N, 1]",
+                    s.len()
+                );
             }
             s
         }
@@ -53,9 +89,16 @@ fn cells_from_tensors(map: &TensorMap) -> anyhow::Result<CellSet> {
     let mask = match get("attention_mask") {
         Some(t) => {
             if t.shape != ids_t.shape {
-                bail!("{p}: `attention_mask` {:?} must match `input_ids` {:?}", t.shape, ids_t.shape);
+                bail!(
+                    "{p}: `attention_mask` {:?} must match `input_ids` {:?}",
+                    t.shape,
+                    ids_t.shape
+                );
             }
-            Some(t.to_i64().with_context(|| format!("{p}: `attention_mask` must be numeric"))?)
+            Some(
+                t.to_i64()
+                    .with_context(|| format!("{p}: `attention_mask` must be numeric"))?,
+            )
         }
         None => None,
     };
@@ -67,10 +110,16 @@ fn cells_from_tensors(map: &TensorMap) -> anyhow::Result<CellSet> {
             None => row.iter().position(|&v| v == 0).unwrap_or(l),
         };
         if let Some(bad) = row[..len].iter().find(|&&v| v <= 0 || v > u32::MAX as i64) {
-            bail!("{p}: cell {i} has token id {bad} among its first {len} (real) positions; ids must be positive");
+            bail!(
+                "{p}: cell {i} has token id {bad} among its first {len} (real) positions; ids must be positive"
+            );
         }
-        let sp = Species::from_code(species[i])
-            .with_context(|| format!("{p}: cell {i} has species {}; expected 0 (human) or 1 (mouse)", species[i]))?;
+        let sp = Species::from_code(species[i]).with_context(|| {
+            format!(
+                "{p}: cell {i} has species {}; expected 0 (human) or 1 (mouse)",
+                species[i]
+            )
+        })?;
         cells.push(TokenizedCell {
             input_ids: row[..len].iter().map(|&v| v as u32).collect(),
             values: vals[i * l..i * l + len].to_vec(),
@@ -93,10 +142,20 @@ pub struct OutTensor {
 }
 
 /// Writes tensors to a safetensors file (temporary file, then rename).
-pub fn write_safetensors(path: &Path, tensors: Vec<(String, OutTensor)>, metadata: HashMap<String, String>) -> anyhow::Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: Vec<(String, OutTensor)>,
+    metadata: HashMap<String, String>,
+) -> anyhow::Result<()> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .into_iter()
-        .map(|(k, t)| (k, t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape))
+        .map(|(k, t)| {
+            (
+                k,
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                t.shape,
+            )
+        })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
         .iter()
@@ -109,6 +168,98 @@ pub fn write_safetensors(path: &Path, tensors: Vec<(String, OutTensor)>, metadat
     let tmp = path.with_extension("safetensors.tmp");
     safetensors::serialize_to_file(views, Some(metadata), &tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes tokenized cells as the CELLS safetensors layout that [`read_cells`] reads back:
+/// `input_ids` [N, L] i64 (padded with 0), `attention_mask` [N, L] i64, `species` [N, 1] i64,
+/// `lengths` [N] i64 and `values` [N, L] f32, with L the longest cell. Labels (when every cell
+/// has one) go into the metadata as a JSON list under `labels`.
+///
+/// Streams row by row (no padded copy in memory) into a temporary file renamed into place.
+pub fn write_cells_safetensors(
+    path: &Path,
+    cells: &CellSet,
+    mut metadata: HashMap<String, String>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let n = cells.len();
+    let l = cells
+        .cells
+        .iter()
+        .map(|c| c.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    if let Some(labels) = cells
+        .cells
+        .iter()
+        .map(|c| c.label.clone())
+        .collect::<Option<Vec<_>>>()
+        && n > 0
+    {
+        metadata.insert("labels".into(), serde_json::to_string(&labels)?);
+    }
+    // (name, dtype, shape, bytes); data follows in this order.
+    let layout: [(&str, &str, Vec<usize>); 5] = [
+        ("input_ids", "I64", vec![n, l]),
+        ("attention_mask", "I64", vec![n, l]),
+        ("species", "I64", vec![n, 1]),
+        ("lengths", "I64", vec![n]),
+        ("values", "F32", vec![n, l]),
+    ];
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, dtype, shape) in &layout {
+        let size = shape.iter().product::<usize>() * if *dtype == "F32" { 4 } else { 8 };
+        header.insert(
+            (*name).into(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}),
+        );
+        offset += size;
+    }
+    header.insert("__metadata__".into(), serde_json::to_value(&metadata)?);
+    let mut head = serde_json::to_string(&serde_json::Value::Object(header))?.into_bytes();
+    while head.len() % 8 != 0 {
+        head.push(b' ');
+    }
+    let tmp = path.with_extension("safetensors.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        w.write_all(&(head.len() as u64).to_le_bytes())?;
+        w.write_all(&head)?;
+        let zeros_i64 = vec![0u8; 8 * l];
+        for c in &cells.cells {
+            for &id in &c.input_ids {
+                w.write_all(&i64::from(id).to_le_bytes())?;
+            }
+            w.write_all(&zeros_i64[..8 * (l - c.len())])?;
+        }
+        for c in &cells.cells {
+            for _ in 0..c.len() {
+                w.write_all(&1i64.to_le_bytes())?;
+            }
+            w.write_all(&zeros_i64[..8 * (l - c.len())])?;
+        }
+        for c in &cells.cells {
+            w.write_all(&i64::from(c.species.code()).to_le_bytes())?;
+        }
+        for c in &cells.cells {
+            w.write_all(&(c.len() as i64).to_le_bytes())?;
+        }
+        for c in &cells.cells {
+            for &v in &c.values {
+                w.write_all(&v.to_le_bytes())?;
+            }
+            w.write_all(&zeros_i64[..4 * (l - c.len())])?;
+        }
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }

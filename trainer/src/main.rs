@@ -28,6 +28,16 @@ enum Command {
     Classify(commands::classify::ClassifyArgs),
     /// Convert a model directory to the native burnpack format (optionally f16).
     Convert(commands::convert::ConvertArgs),
+    /// Fine-tune a cell-type classifier (resumable job; baseline and test metrics at the end).
+    Finetune(commands::finetune::FinetuneArgs),
+    /// Masked-LM pretraining (resumable job).
+    Pretrain(commands::pretrain::PretrainArgs),
+    /// Tokenize a single-cell count file (h5ad, 10x, CSV) into cells for embed/classify/training.
+    Tokenize(commands::tokenize::TokenizeArgs),
+    /// Compute per-gene medians (`{ensembl_id: median}`) from count files.
+    Medians(commands::medians::MediansArgs),
+    /// Build a token dictionary from the embedded human/mouse gene tables.
+    Vocab(commands::vocab::VocabArgs),
 }
 
 fn main() {
@@ -42,6 +52,11 @@ fn main() {
         Command::Embed(a) => commands::embed::run(a),
         Command::Classify(a) => commands::classify::run(a),
         Command::Convert(a) => commands::convert::run(a),
+        Command::Finetune(a) => commands::finetune::run(a),
+        Command::Pretrain(a) => commands::pretrain::run(a),
+        Command::Tokenize(a) => commands::tokenize::run(a),
+        Command::Medians(a) => commands::medians::run(a),
+        Command::Vocab(a) => commands::vocab::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

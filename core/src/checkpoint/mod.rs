@@ -5,6 +5,7 @@
 //! `BertForSequenceClassification`). A native directory holds `config.json`,
 //! `genecompass.json` and `model.bpk` (burnpack).
 
+pub mod export;
 pub mod import;
 pub mod loader;
 mod native;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub use export::export_official_safetensors;
 pub use import::EmbWarmup;
 pub use native::{NativeMeta, save_native};
 pub use tensors::{StoredDtype, StoredTensor, TensorMap};

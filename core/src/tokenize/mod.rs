@@ -19,7 +19,7 @@ pub mod vocab;
 pub use gene_tables::{GeneRecord, GeneTable, Orthologs};
 pub use genes::{GeneMatch, GeneMatchOptions, GeneMatchReport, SpeciesEvidence, match_genes};
 pub use medians::{GeneMedians, MedianAccumulator, MedianMode};
-pub use pipeline::{TokenizeOptions, TokenizeSummary, tokenize};
+pub use pipeline::{MedianBuilder, TokenizeOptions, TokenizeSummary, compute_medians, tokenize};
 pub use qc::{CellQcOptions, GeneCountFilter};
 pub use transform::TieBreak;
 pub use vocab::{HomologMap, TokenDictionary};

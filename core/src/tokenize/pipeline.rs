@@ -332,7 +332,8 @@ pub fn tokenize(
 /// `normalize_total`: `Some(1e4)` (recommended, see [`super::medians`]) takes medians of counts scaled
 /// to 1e4 per cell over the genes entering the transform; `None` takes medians of raw counts.
 /// Two passes (QC statistics, then values); [`MedianMode::Exact`] keeps 4 bytes per non-zero value
-/// of the kept cells, [`MedianMode::Histogram`] is bounded per gene.
+/// of the kept cells, [`MedianMode::Histogram`] is bounded per gene. For several files pooled into
+/// one dict, use [`MedianBuilder`].
 pub fn compute_medians(
     source: &mut dyn CellSource,
     vocab: &TokenDictionary,
@@ -340,50 +341,77 @@ pub fn compute_medians(
     normalize_total: Option<f64>,
     mode: MedianMode,
 ) -> Result<(GeneMedians, QcCounts), TokenizeError> {
-    let (gm, p, keep, qc) = prepare(source, vocab, None, opts)?;
-    // One slot per distinct Ensembl id.
-    let mut slot_of = std::collections::HashMap::new();
-    let mut ids = Vec::new();
-    let slots: Vec<Option<usize>> = (0..p.used.len())
-        .map(|j| {
-            p.used[j]?;
-            let e = gm.ensembl[j].clone()?;
-            Some(*slot_of.entry(e.clone()).or_insert_with(|| {
-                ids.push(e);
-                ids.len() - 1
-            }))
-        })
-        .collect();
-    let mut acc = MedianAccumulator::new(ids.len(), mode);
-    source.rewind()?;
-    while let Some(chunk) = source.next_chunk(opts.chunk_cells.max(1))? {
-        for i in 0..chunk.n_cells() {
-            if !keep.get(chunk.first_cell + i).copied().unwrap_or(false) {
-                continue;
-            }
-            let (idx, val) = chunk.cell(i);
-            let used = || {
-                idx.iter()
-                    .zip(val)
-                    .filter_map(|(&j, &v)| Some((slots[j as usize]?, v as f64)))
-            };
-            let sum: f64 = used().map(|(_, v)| v).sum();
-            for (slot, v) in used() {
-                acc.add(
-                    slot,
-                    match normalize_total {
-                        Some(t) if sum > 0.0 => v / sum * t,
-                        Some(_) => 0.0,
-                        None => v,
-                    },
-                );
-            }
+    let mut b = MedianBuilder::new(vocab, normalize_total, mode);
+    let qc = b.add(source, opts)?;
+    Ok((b.finish(), qc))
+}
+
+/// Pools non-zero values of vocabulary genes over several sources into one median dict (the
+/// multi-file form of [`compute_medians`]): one accumulator slot per vocabulary token, so a gene
+/// seen in several files gets the median of all its values.
+pub struct MedianBuilder<'v> {
+    vocab: &'v TokenDictionary,
+    normalize_total: Option<f64>,
+    acc: MedianAccumulator,
+}
+
+impl<'v> MedianBuilder<'v> {
+    /// An empty builder; see [`compute_medians`] for `normalize_total` and `mode`.
+    pub fn new(vocab: &'v TokenDictionary, normalize_total: Option<f64>, mode: MedianMode) -> Self {
+        Self {
+            vocab,
+            normalize_total,
+            acc: MedianAccumulator::new(vocab.len(), mode),
         }
     }
-    let medians = ids
-        .into_iter()
-        .zip(acc.finish())
-        .filter_map(|(id, m)| Some((id, m?)))
-        .collect();
-    Ok((GeneMedians { medians }, qc))
+
+    /// Adds the kept cells of one source (gene matching and cell QC as [`tokenize`]); returns its
+    /// QC counts. Reads the source twice (QC statistics, then values).
+    pub fn add(
+        &mut self,
+        source: &mut dyn CellSource,
+        opts: &TokenizeOptions,
+    ) -> Result<QcCounts, TokenizeError> {
+        let (_gm, p, keep, qc) = prepare(source, self.vocab, None, opts)?;
+        // Slot = token id: one per distinct Ensembl id of the vocabulary.
+        let slots: Vec<Option<usize>> = p.used.iter().map(|u| u.map(|(t, _)| t as usize)).collect();
+        source.rewind()?;
+        while let Some(chunk) = source.next_chunk(opts.chunk_cells.max(1))? {
+            for i in 0..chunk.n_cells() {
+                if !keep.get(chunk.first_cell + i).copied().unwrap_or(false) {
+                    continue;
+                }
+                let (idx, val) = chunk.cell(i);
+                let used = || {
+                    idx.iter()
+                        .zip(val)
+                        .filter_map(|(&j, &v)| Some((slots[j as usize]?, v as f64)))
+                };
+                let sum: f64 = used().map(|(_, v)| v).sum();
+                for (slot, v) in used() {
+                    self.acc.add(
+                        slot,
+                        match self.normalize_total {
+                            Some(t) if sum > 0.0 => v / sum * t,
+                            Some(_) => 0.0,
+                            None => v,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(qc)
+    }
+
+    /// The medians of every vocabulary gene that had a non-zero value, keyed by token (Ensembl id).
+    pub fn finish(self) -> GeneMedians {
+        let medians = self
+            .acc
+            .finish()
+            .into_iter()
+            .enumerate()
+            .filter_map(|(t, m)| Some((self.vocab.token(t as u32)?.to_string(), m?)))
+            .collect();
+        GeneMedians { medians }
+    }
 }

@@ -23,7 +23,8 @@ pub struct ClassifyArgs {
     #[arg(long)]
     pub with_species: bool,
     /// Truncate values to integers as the official fine-tuning collator did (default: what the
-    /// classifier's config records; official classifiers were trained that way).
+    /// classifier's config records; official classifiers, which record nothing, were trained
+    /// and evaluated that way, so it is on for them).
     #[arg(long)]
     pub truncate_values: Option<bool>,
     /// Print at most this many predictions.
@@ -50,7 +51,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     let species = args.with_species || c.genecompass_trained_with_species.unwrap_or(false);
     let truncate = args
         .truncate_values
-        .unwrap_or(c.genecompass_truncate_values.unwrap_or(false));
+        .unwrap_or(c.genecompass_truncate_values.unwrap_or(true));
     let options = a.options(species, truncate);
     let bar = cells_bar(cells.len(), "classify");
     let start = std::time::Instant::now();

@@ -1,0 +1,98 @@
+"""Runs the four inference modes on one model shape and prints a markdown table.
+
+(a) peer padded  : PyTorch peer, every cell padded to 2048 (the official layout)
+(b) peer dynamic : PyTorch peer, length-sorted batches padded to the batch max
+(c) rust folded  : `genecompass-train embed --cells-only` (dynamic padding, folded embedding)
+(d) rust unfolded: the same with `--unfolded`
+
+Each mode is a separate process under `/usr/bin/time -v` (peak RSS = its max resident set).
+cells/s is the forward-loop time each program reports (model loading excluded; the Rust time
+includes folding the embedding tables). CLS embeddings of every mode are compared with (b).
+
+usage: bench.py SHAPE MODEL_DIR CELLS OUT_DIR BIN [--batch-size B] [--threads T] [--modes abcd]
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+from safetensors.numpy import load_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run(name, cmd, env):
+    full = ["/usr/bin/time", "-v"] + cmd
+    print(f"[{name}] {' '.join(cmd)}", file=sys.stderr, flush=True)
+    p = subprocess.run(full, env=env, capture_output=True, text=True)
+    text = p.stdout + p.stderr
+    if p.returncode != 0:
+        raise SystemExit(f"{name} failed ({p.returncode}):\n{text[-4000:]}")
+    m = re.search(r"embedded (\d+) cells in ([\d.]+)s", text)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text)
+    n, secs = int(m.group(1)), float(m.group(2))
+    print(f"[{name}] {n} cells in {secs:.2f}s, peak RSS {int(rss.group(1)) / 1024:.0f} MiB", file=sys.stderr, flush=True)
+    return {"cells": n, "secs": secs, "rss_mib": int(rss.group(1)) / 1024, "wall": wall.group(1)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("shape")
+    ap.add_argument("model_dir")
+    ap.add_argument("cells")
+    ap.add_argument("out_dir")
+    ap.add_argument("bin")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--modes", default="abcd")
+    a = ap.parse_args()
+    os.makedirs(a.out_dir, exist_ok=True)
+    env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads),
+               MKL_NUM_THREADS=str(a.threads), RUST_LOG="warn")
+    py = sys.executable
+    out = lambda m: os.path.join(a.out_dir, f"{a.shape}_{m}.safetensors")  # noqa: E731
+    peer = [py, os.path.join(HERE, "peer.py"), a.model_dir, a.cells]
+    rust = [a.bin, "embed", "--cells-only", "--checkpoint", a.model_dir, "--input", a.cells,
+            "--batch-size", str(a.batch_size)]
+    modes = {
+        "a": ("(a) peer, padded to 2048", peer + [out("a"), "--mode", "padded", "--batch-size", str(a.batch_size),
+                                                 "--threads", str(a.threads)]),
+        "b": ("(b) peer, dynamic padding", peer + [out("b"), "--mode", "dynamic", "--batch-size", str(a.batch_size),
+                                                  "--threads", str(a.threads)]),
+        "c": ("(c) rust, dynamic + folded", rust + ["--output", out("c")]),
+        "d": ("(d) rust, dynamic, unfolded", rust + ["--output", out("d"), "--unfolded"]),
+    }
+    results = {}
+    for key in a.modes:
+        label, cmd = modes[key]
+        results[key] = dict(run(label, cmd, env), label=label)
+    ref = load_file(out("b"))["cell_embedding"] if "b" in results else None
+    for key, r in results.items():
+        emb = load_file(out(key))["cell_embedding"]
+        r["max_abs_diff_vs_b"] = float(np.abs(emb - ref).max()) if ref is not None else float("nan")
+    cells = load_file(a.cells)
+    lengths = cells["attention_mask"].sum(1)
+    print(f"\n### {a.shape}: {len(lengths)} cells, genes/cell median {int(np.median(lengths))}, "
+          f"mean {lengths.mean():.0f}, max {lengths.max()}; batch size {a.batch_size}; {a.threads} threads\n")
+    print("| mode | cells/s | forward s | peak RSS MiB | max abs diff of CLS vs (b) |")
+    print("|---|---:|---:|---:|---:|")
+    for key, r in results.items():
+        print(f"| {r['label']} | {r['cells'] / r['secs']:.3f} | {r['secs']:.2f} | {r['rss_mib']:.0f} | "
+              f"{r['max_abs_diff_vs_b']:.2e} |")
+    rate = {k: r["cells"] / r["secs"] for k, r in results.items()}
+    for rk in "cd":
+        for pk in "ab":
+            if rk in rate and pk in rate:
+                print(f"\nratio {rk}/{pk} (Rust cells/s ÷ peer cells/s): {rate[rk] / rate[pk]:.2f}", end="")
+    print("\n")
+    with open(os.path.join(a.out_dir, f"{a.shape}_results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Tokenization benchmark: `genecompass-train tokenize` (release) vs the same steps in Python
+# (bench/tokenize/reference.py: anndata + scanpy + numpy), on the largest real count files of
+# shared/data and on a ~1 GB h5ad synthesised from them into /tmp. Reports cells/s and peak RSS
+# (/usr/bin/time -v) of both, measured in the same run.
+#
+#   bash bench/tokenize/run.sh            # all inputs
+#   SKIP_SYNTH=1 bash bench/tokenize/run.sh
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+DATA="${GC_SHARED_DATA:-$ROOT/../shared/data}"
+[ -d "$DATA" ] || DATA=/work/shared/data
+WORK="${BENCH_WORK:-/tmp/gc-bench-tokenize}"
+VENV="${BENCH_VENV:-/tmp/gc-bench-venv}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/gc-target}"
+mkdir -p "$WORK"
+
+echo "== build (release)" >&2
+(cd "$ROOT" && cargo build --release -p genecompass-trainer --bin genecompass-train >&2)
+BIN="$CARGO_TARGET_DIR/release/genecompass-train"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "== venv $VENV" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip >&2
+  "$VENV/bin/pip" install -q anndata scanpy numpy safetensors >&2
+fi
+PY="$VENV/bin/python"
+
+SYNTH="$WORK/synth_1gb.h5ad"
+if [ -z "${SKIP_SYNTH:-}" ] && [ ! -f "$SYNTH" ]; then
+  echo "== synthesising $SYNTH" >&2
+  "$PY" "$HERE/reference.py" synth "$SYNTH" "$DATA/h5ad/baron_mouse_pancreas_822.h5ad" --target-bytes 1e9 >&2
+fi
+
+# name|file|species
+INPUTS=(
+  "baron_mouse_pancreas_822|$DATA/h5ad/baron_mouse_pancreas_822.h5ad|mouse"
+  "wu2020_tcells_200|$DATA/h5ad/wu2020_tcells_200.h5ad|human"
+  "mouse_brain_10k_1000genes|$DATA/h5ad/mouse_brain_10k_1000genes.h5ad|mouse"
+)
+[ -z "${SKIP_SYNTH:-}" ] && INPUTS+=("synth_1gb (baron x Poisson)|$SYNTH|mouse")
+
+# peak RSS (MiB) and wall seconds from a /usr/bin/time -v log
+rss() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
+wall() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; printf "%.2f", s}' "$1"; }
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m)"
+echo
+echo "| input | cells | size | Rust s | Rust cells/s | Rust peak MiB | Python s | Python cells/s | Python peak MiB | cells kept R / Py |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for spec in "${INPUTS[@]}"; do
+  IFS='|' read -r name file species <<<"$spec"
+  out="$WORK/$(basename "$file" .h5ad)"
+  /usr/bin/time -v "$BIN" tokenize "$file" --output "$out.rust.safetensors" --build-vocab \
+    --species "$species" >"$out.rust.log" 2>"$out.rust.time" || { cat "$out.rust.log" "$out.rust.time" >&2; exit 1; }
+  /usr/bin/time -v "$PY" "$HERE/reference.py" tokenize "$file" --token-dict "$out.rust.token_dict.json" \
+    --species "$species" --output "$out.py.safetensors" >"$out.py.log" 2>"$out.py.time" || { cat "$out.py.log" "$out.py.time" >&2; exit 1; }
+  cells=$(awk -F': *' '/cells in:/ {print $2; exit}' "$out.rust.log")
+  kept_r=$(awk '/written:/ {print $2; exit}' "$out.rust.log")
+  kept_p=$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["cells_out"])' "$out.py.log")
+  size=$(du -h "$file" | cut -f1)
+  rs=$(wall "$out.rust.time"); ps=$(wall "$out.py.time")
+  printf '| %s | %s | %s | %s | %.0f | %s | %s | %.0f | %s | %s / %s |\n' "$name" "$cells" "$size" \
+    "$rs" "$(echo "$cells / $rs" | bc -l)" "$(rss "$out.rust.time")" \
+    "$ps" "$(echo "$cells / $ps" | bc -l)" "$(rss "$out.py.time")" "$kept_r" "$kept_p"
+done
+echo
+echo "Times are wall clock of the whole process (Python includes interpreter and imports; its log has"
+echo "seconds_after_import). Outputs and logs: $WORK"

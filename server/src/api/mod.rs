@@ -1,0 +1,7 @@
+//! HTTP handlers, one module per resource. Handlers are named `resource_action`.
+
+pub mod account;
+pub mod datasets;
+pub mod models;
+pub mod openapi;
+pub mod results;

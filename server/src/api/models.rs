@@ -1,0 +1,266 @@
+//! Models: checkpoint import (admin), listing, immutable versions and movable aliases.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::checkpoints::{import_checkpoint, set_alias};
+use crate::db::Role;
+use crate::error::{ApiJson, ApiPath, ApiResult, AppError};
+use crate::names::check_name;
+
+/// `POST /api/v1/checkpoints/import` body.
+#[derive(Debug, Deserialize)]
+pub struct ImportRequest {
+    /// A model directory on the server's file system.
+    pub path: PathBuf,
+    /// Model name in the team; a new version is added if it exists.
+    pub name: String,
+    /// Team (name or id); optional for members of a single team.
+    pub team: Option<String>,
+    /// Aliases to point at the new version besides `latest` (e.g. `production`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// `POST /api/v1/checkpoints/import` (admin of the team): validates and stores a checkpoint.
+pub async fn checkpoints_import(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<ImportRequest>,
+) -> ApiResult<(StatusCode, ApiJson<ModelVersion>)> {
+    let team = user.require(req.team.as_deref(), Role::Admin)?;
+    let (model_id, _, version) =
+        import_checkpoint(&state, &team.team_id, &user.id, &req.path, &req.name, &req.aliases).await?;
+    let v = find_version(&state, &user, &model_id, &version.to_string()).await?;
+    Ok((StatusCode::CREATED, ApiJson(v)))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct ModelRow {
+    id: String,
+    team_id: String,
+    team_name: String,
+    name: String,
+    created_at: i64,
+}
+
+/// A model with its versions and aliases.
+#[derive(Debug, Serialize)]
+pub struct Model {
+    /// Id (`mdl_...`).
+    pub id: String,
+    /// Owning team id.
+    pub team_id: String,
+    /// Owning team name.
+    pub team: String,
+    /// Name, unique in the team.
+    pub name: String,
+    /// Creation time (Unix seconds).
+    pub created_at: i64,
+    /// Version numbers, ascending.
+    pub versions: Vec<i64>,
+    /// Alias → version number.
+    pub aliases: BTreeMap<String, i64>,
+}
+
+const SELECT_MODELS: &str = "SELECT m.id, m.team_id, t.name AS team_name, m.name, m.created_at \
+     FROM models m JOIN teams t ON t.id = m.team_id \
+     WHERE m.team_id IN (SELECT team_id FROM memberships WHERE user_id = $1) \
+     AND ($2 IS NULL OR m.id = $2) ORDER BY t.name, m.name";
+
+async fn load_models(state: &AppState, user: &AuthUser, id: Option<&str>) -> ApiResult<Vec<Model>> {
+    let rows: Vec<ModelRow> = sqlx::query_as(SELECT_MODELS)
+        .bind(&user.id)
+        .bind(id)
+        .fetch_all(&state.db.pool)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let versions: Vec<(i64,)> =
+            sqlx::query_as("SELECT version FROM model_versions WHERE model_id = $1 ORDER BY version")
+                .bind(&r.id)
+                .fetch_all(&state.db.pool)
+                .await?;
+        let aliases: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT a.alias, v.version FROM model_aliases a \
+             JOIN model_versions v ON v.id = a.version_id WHERE a.model_id = $1",
+        )
+        .bind(&r.id)
+        .fetch_all(&state.db.pool)
+        .await?;
+        out.push(Model {
+            id: r.id,
+            team_id: r.team_id,
+            team: r.team_name,
+            name: r.name,
+            created_at: r.created_at,
+            versions: versions.into_iter().map(|(v,)| v).collect(),
+            aliases: aliases.into_iter().collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// `GET /api/v1/models`: models of the caller's teams.
+pub async fn models_index(State(state): State<AppState>, user: AuthUser) -> ApiResult<ApiJson<Vec<Model>>> {
+    load_models(&state, &user, None).await.map(ApiJson)
+}
+
+/// `GET /api/v1/models/{id}`.
+pub async fn models_show(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<ApiJson<Model>> {
+    let mut found = load_models(&state, &user, Some(&id)).await?;
+    found
+        .pop()
+        .map(ApiJson)
+        .ok_or_else(|| AppError::NotFound(format!("no model `{id}` in your teams")))
+}
+
+/// One stored file of a version.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct VersionFile {
+    /// Path relative to the model directory.
+    pub path: String,
+    /// SHA-256 (hex).
+    pub sha256: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct VersionRow {
+    id: String,
+    model_id: String,
+    version: i64,
+    kind: String,
+    config: String,
+    weights_file: String,
+    tensor_count: i64,
+    source_path: String,
+    created_by: String,
+    created_at: i64,
+}
+
+/// An immutable model version.
+#[derive(Debug, Serialize)]
+pub struct ModelVersion {
+    /// Id (`ver_...`).
+    pub id: String,
+    /// Model id.
+    pub model_id: String,
+    /// Version number (1, 2, ...).
+    pub version: i64,
+    /// `masked_lm` or `classifier`.
+    pub kind: String,
+    /// The checkpoint's `config.json` as core read it.
+    pub config: Value,
+    /// The weights file that was validated.
+    pub weights_file: String,
+    /// Tensors in that file.
+    pub tensor_count: i64,
+    /// Directory it was imported from.
+    pub source_path: String,
+    /// User name of the importer.
+    pub created_by: String,
+    /// Import time (Unix seconds).
+    pub created_at: i64,
+    /// Aliases pointing here.
+    pub aliases: Vec<String>,
+    /// Stored files.
+    pub files: Vec<VersionFile>,
+}
+
+/// A version of a visible model by number or alias.
+async fn find_version(state: &AppState, user: &AuthUser, model_id: &str, version: &str) -> ApiResult<ModelVersion> {
+    let not_found = || AppError::NotFound(format!("no version `{version}` of model `{model_id}` in your teams"));
+    let number = version.parse::<i64>().ok();
+    let row: Option<VersionRow> = sqlx::query_as(
+        "SELECT v.id, v.model_id, v.version, v.kind, v.config, v.weights_file, v.tensor_count, \
+         v.source_path, u.name AS created_by, v.created_at \
+         FROM model_versions v JOIN models m ON m.id = v.model_id JOIN users u ON u.id = v.created_by \
+         WHERE m.id = $1 AND m.team_id IN (SELECT team_id FROM memberships WHERE user_id = $2) \
+         AND (v.version = $3 OR v.id = (SELECT version_id FROM model_aliases \
+                                        WHERE model_id = $1 AND alias = $4))",
+    )
+    .bind(model_id)
+    .bind(&user.id)
+    .bind(number.unwrap_or(-1))
+    .bind(version)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let r = row.ok_or_else(not_found)?;
+    let aliases: Vec<(String,)> =
+        sqlx::query_as("SELECT alias FROM model_aliases WHERE version_id = $1 ORDER BY alias")
+            .bind(&r.id)
+            .fetch_all(&state.db.pool)
+            .await?;
+    let files: Vec<VersionFile> = sqlx::query_as(
+        "SELECT path, sha256, size_bytes FROM model_version_files WHERE version_id = $1 ORDER BY path",
+    )
+    .bind(&r.id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    Ok(ModelVersion {
+        config: serde_json::from_str(&r.config).unwrap_or(Value::Null),
+        id: r.id,
+        model_id: r.model_id,
+        version: r.version,
+        kind: r.kind,
+        weights_file: r.weights_file,
+        tensor_count: r.tensor_count,
+        source_path: r.source_path,
+        created_by: r.created_by,
+        created_at: r.created_at,
+        aliases: aliases.into_iter().map(|(a,)| a).collect(),
+        files,
+    })
+}
+
+/// `GET /api/v1/models/{id}/versions/{version}`: by number (`3`) or alias (`production`).
+pub async fn versions_show(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((id, version)): ApiPath<(String, String)>,
+) -> ApiResult<ApiJson<ModelVersion>> {
+    find_version(&state, &user, &id, &version).await.map(ApiJson)
+}
+
+/// `PUT /api/v1/models/{id}/aliases/{alias}` body.
+#[derive(Debug, Deserialize)]
+pub struct AliasUpdate {
+    /// Version number the alias should point at.
+    pub version: i64,
+}
+
+/// `PUT /api/v1/models/{id}/aliases/{alias}` (admin of the model's team): moves an alias.
+pub async fn aliases_update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((id, alias)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<AliasUpdate>,
+) -> ApiResult<ApiJson<ModelVersion>> {
+    check_name("alias", &alias)?;
+    if alias.parse::<i64>().is_ok() {
+        return Err(AppError::bad_request("invalid_name", "an alias cannot be a number"));
+    }
+    let model = load_models(&state, &user, Some(&id))
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::NotFound(format!("no model `{id}` in your teams")))?;
+    user.require(Some(&model.team_id), Role::Admin)?;
+    let target = find_version(&state, &user, &id, &req.version.to_string()).await?;
+    let mut tx = state.db.pool.begin().await?;
+    set_alias(&mut tx, &id, &alias, &target.id).await?;
+    tx.commit().await?;
+    find_version(&state, &user, &id, &alias).await.map(ApiJson)
+}

@@ -1,0 +1,137 @@
+//! The OpenAPI 3.1 document, written by hand (kept next to the router; a test checks that
+//! every routed path appears here).
+
+use axum::Json;
+use serde_json::{Value, json};
+
+/// A JSON response referring to a schema.
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+/// One operation with the standard error responses.
+fn op(summary: &str, auth: bool, params: Value, body: Option<Value>, success: (&str, Value)) -> Value {
+    let err = json!({ "$ref": "#/components/responses/Error" });
+    let mut responses = json!({ success.0: success.1, "400": err, "404": err, "413": err, "500": err });
+    if auth {
+        responses["401"] = err.clone();
+        responses["403"] = err.clone();
+    }
+    let mut o = json!({ "summary": summary, "parameters": params, "responses": responses });
+    if !auth {
+        o["security"] = json!([]);
+    }
+    if let Some(b) = body {
+        o["requestBody"] = b;
+    }
+    o
+}
+
+fn path_param(name: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } })
+}
+
+fn query_param(name: &str, required: bool) -> Value {
+    json!({ "name": name, "in": "query", "required": required, "schema": { "type": "string" } })
+}
+
+fn json_body(schema: Value) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
+}
+
+fn obj() -> Value {
+    json!({ "type": "object" })
+}
+
+fn arr() -> Value {
+    json!({ "type": "array", "items": { "type": "object" } })
+}
+
+/// The document as a value.
+pub fn spec() -> Value {
+    let none = json!([]);
+    let id = || json!([path_param("id")]);
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "GeneCompass registry",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Team registry of datasets, checkpoints and results. Authenticate with \
+                `Authorization: Bearer <token>` (from `genecompass user add` or /auth/login). \
+                Errors are `{\"error\": {\"code\": ..., \"message\": ...}}`."
+        },
+        "servers": [{ "url": "/api/v1" }],
+        "security": [{ "bearer": [] }],
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "responses": { "Error": ok("Error", json!({ "$ref": "#/components/schemas/Error" })) },
+            "schemas": { "Error": {
+                "type": "object", "required": ["error"],
+                "properties": { "error": { "type": "object", "required": ["code", "message"],
+                    "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } }
+            } }
+        },
+        "paths": {
+            "/health": { "get": op("Liveness and database status", false, none.clone(), None,
+                ("200", ok("status, database (sqlite|postgres), version", obj()))) },
+            "/openapi.json": { "get": op("This document", false, none.clone(), None, ("200", ok("OpenAPI", obj()))) },
+            "/auth/login": { "post": op("Exchange a password for a new API token", false, none.clone(),
+                Some(json_body(json!({ "type": "object", "required": ["name", "password"],
+                    "properties": { "name": {"type": "string"}, "password": {"type": "string"},
+                                    "label": {"type": "string"} } }))),
+                ("201", ok("id and token (shown once)", obj()))) },
+            "/me": { "get": op("The caller and their teams", true, none.clone(), None, ("200", ok("user", obj()))) },
+            "/tokens": {
+                "get": op("The caller's tokens", true, none.clone(), None, ("200", ok("tokens", arr()))),
+                "post": op("New token for the caller", true, none.clone(),
+                    Some(json_body(json!({ "type": "object", "required": ["label"],
+                        "properties": { "label": {"type": "string"} } }))),
+                    ("201", ok("id and token (shown once)", obj())))
+            },
+            "/tokens/{id}": { "delete": op("Revoke a token", true, id(), None, ("200", ok("revoked", obj()))) },
+            "/datasets": {
+                "get": op("Datasets of the caller's teams", true, json!([query_param("team", false)]), None,
+                    ("200", ok("datasets", arr()))),
+                "post": op("Upload a dataset file (editor); body is the raw file, streamed", true,
+                    json!([query_param("name", true), query_param("team", false)]),
+                    Some(json!({ "required": true, "content": { "application/octet-stream":
+                        { "schema": { "type": "string", "format": "binary" } } } })),
+                    ("201", ok("the registered dataset with extracted metadata", obj())))
+            },
+            "/datasets/{id}": { "get": op("One dataset", true, id(), None, ("200", ok("dataset", obj()))) },
+            "/datasets/{id}/download": { "get": op("The file; honours Range / If-None-Match", true, id(), None,
+                ("200", json!({ "description": "file (206 for ranges)",
+                    "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } }))) },
+            "/checkpoints/import": { "post": op("Import a server-local model directory (admin)", true, none.clone(),
+                Some(json_body(json!({ "type": "object", "required": ["path", "name"],
+                    "properties": { "path": {"type": "string"}, "name": {"type": "string"},
+                        "team": {"type": "string"}, "aliases": { "type": "array", "items": {"type": "string"} } } }))),
+                ("201", ok("the new model version", obj()))) },
+            "/models": { "get": op("Models of the caller's teams", true, none.clone(), None, ("200", ok("models", arr()))) },
+            "/models/{id}": { "get": op("One model with versions and aliases", true, id(), None, ("200", ok("model", obj()))) },
+            "/models/{id}/versions/{version}": { "get": op("A version by number or alias", true,
+                json!([path_param("id"), path_param("version")]), None, ("200", ok("version", obj()))) },
+            "/models/{id}/aliases/{alias}": { "put": op("Point an alias at a version (admin)", true,
+                json!([path_param("id"), path_param("alias")]),
+                Some(json_body(json!({ "type": "object", "required": ["version"],
+                    "properties": { "version": {"type": "integer"} } }))),
+                ("200", ok("the version", obj()))) },
+            "/results": {
+                "get": op("Model × dataset × task metrics", true,
+                    json!([query_param("model", false), query_param("dataset", false), query_param("task", false)]),
+                    None, ("200", ok("rows", arr()))),
+                "post": op("Record a metric (editor)", true, none,
+                    Some(json_body(json!({ "type": "object", "required": ["task", "metric", "value"],
+                        "properties": { "team": {"type": "string"}, "model_version_id": {"type": "string"},
+                            "dataset_id": {"type": "string"}, "task": {"type": "string"},
+                            "metric": {"type": "string"}, "value": {"type": "number"} } }))),
+                    ("201", ok("id", obj())))
+            }
+        }
+    })
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn document() -> Json<Value> {
+    Json(spec())
+}

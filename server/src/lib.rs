@@ -1,0 +1,26 @@
+//! GeneCompass team registry: datasets, checkpoints and results behind an HTTP API
+//! (axum + sqlx on SQLite or PostgreSQL).
+//!
+//! - [`app`]: configuration, shared state and the router ([`app::router`]).
+//! - [`api`]: the `/api/v1` handlers.
+//! - [`auth`]: users, teams, roles, passwords and API tokens.
+//! - [`blobs`]: the content-addressed blob store under the data directory.
+//! - [`checkpoints`]: checkpoint validation and import as model versions.
+//! - [`db`]: connection, migrations, ids.
+//! - [`error`]: the JSON error type.
+//! - [`metadata`]: dataset metadata via core's readers.
+//! - [`names`]: name and path validation.
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod blobs;
+pub mod checkpoints;
+pub mod db;
+pub mod error;
+pub mod metadata;
+pub mod names;
+
+pub use app::{AppState, ServerConfig, router};
+pub use error::AppError;

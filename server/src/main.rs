@@ -1,0 +1,175 @@
+//! `genecompass`: the team registry server and its admin commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use genecompass_server::app::{AppState, DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_UPLOAD_BYTES, ServerConfig, router};
+use genecompass_server::auth::{NewUser, add_user, bootstrap_admin};
+use genecompass_server::checkpoints::import_checkpoint;
+use genecompass_server::db::Role;
+
+/// GeneCompass team registry.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Data directory: SQLite database (by default), blobs, temp files.
+    #[arg(long, global = true, env = "GENECOMPASS_DATA_DIR", default_value = "genecompass-data")]
+    data_dir: PathBuf,
+    /// Database URL (`postgres://...`); default: SQLite file in the data directory.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (migrates first; creates an admin on an empty database).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+        /// Largest accepted upload in bytes.
+        #[arg(long, default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
+        max_upload_bytes: u64,
+        /// Largest accepted JSON body in bytes.
+        #[arg(long, default_value_t = DEFAULT_MAX_JSON_BYTES)]
+        max_json_bytes: usize,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Validate a model directory and store it as the next version of a model.
+    ImportCheckpoint {
+        /// The model directory (config.json + weights).
+        dir: PathBuf,
+        /// Team that owns the model.
+        #[arg(long)]
+        team: String,
+        /// Model name (default: the directory name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Extra aliases to point at the new version (`latest` always moves).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// User recorded as the importer.
+        #[arg(long, default_value = "admin")]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user to a team (creating both as needed); prints a password and an API token.
+    Add {
+        /// User name.
+        name: String,
+        /// Team name.
+        #[arg(long)]
+        team: String,
+        /// Role in the team: viewer, editor or admin.
+        #[arg(long, default_value = "viewer")]
+        role: Role,
+    },
+}
+
+fn print_credentials(name: &str, u: &NewUser) {
+    if let Some(p) = &u.password {
+        println!("password for `{name}` (shown once): {p}");
+    }
+    println!("API token for `{name}` (shown once): {}", u.token);
+}
+
+async fn open(cli: &Cli, config: Option<ServerConfig>) -> Result<AppState> {
+    let mut config = config.unwrap_or_else(|| ServerConfig::new(&cli.data_dir));
+    config.database_url = cli.database_url.clone();
+    AppState::open(config).await.context("cannot open the registry")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "genecompass_server=info,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Serve {
+            bind,
+            max_upload_bytes,
+            max_json_bytes,
+        } => {
+            let mut config = ServerConfig::new(&cli.data_dir);
+            config.max_upload_bytes = *max_upload_bytes;
+            config.max_json_bytes = *max_json_bytes;
+            let state = open(&cli, Some(config)).await?;
+            if let Some(admin) = bootstrap_admin(&state.db).await? {
+                println!("first start: created user `admin` (admin of team `admin`)");
+                print_credentials("admin", &admin);
+            }
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind}; is another server running?"))?;
+            let addr = listener.local_addr()?;
+            println!("genecompass registry ({}) listening on http://{addr}/api/v1", state.db.kind.name());
+            axum::serve(listener, router(state))
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+        }
+        Command::Migrate => {
+            let state = open(&cli, None).await?;
+            println!("{} database is up to date", state.db.kind.name());
+        }
+        Command::User {
+            command: UserCommand::Add { name, team, role },
+        } => {
+            let state = open(&cli, None).await?;
+            let u = add_user(&state.db, name, team, *role).await?;
+            println!("`{name}` is {} of team `{team}`", role.as_str());
+            print_credentials(name, &u);
+        }
+        Command::ImportCheckpoint {
+            dir,
+            team,
+            name,
+            aliases,
+            user,
+        } => {
+            let state = open(&cli, None).await?;
+            let name = match name {
+                Some(n) => n.clone(),
+                None => dir
+                    .canonicalize()
+                    .ok()
+                    .and_then(|d| d.file_name().map(|f| f.to_string_lossy().into_owned()))
+                    .context("give the model a name with --name")?,
+            };
+            let team_id: Option<(String,)> = sqlx::query_as("SELECT id FROM teams WHERE name = $1")
+                .bind(team)
+                .fetch_optional(&state.db.pool)
+                .await?;
+            let user_id: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE name = $1")
+                .bind(user)
+                .fetch_optional(&state.db.pool)
+                .await?;
+            let (Some((team_id,)), Some((user_id,))) = (team_id, user_id) else {
+                bail!("unknown team `{team}` or user `{user}`; create them with `genecompass user add`");
+            };
+            let (model_id, version_id, version) =
+                import_checkpoint(&state, &team_id, &user_id, dir, &name, aliases).await?;
+            println!("imported {} as `{name}` version {version} ({model_id}, {version_id})", dir.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! API test suite, run against SQLite always and against PostgreSQL when
+//! `GENECOMPASS_TEST_POSTGRES_URL` is set (see `server/tests/start_postgres.sh`).
+
+mod common;
+mod datasets;
+mod errors;
+mod models;
+mod security;

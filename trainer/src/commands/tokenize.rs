@@ -1,0 +1,582 @@
+//! `tokenize`: single-cell count files (h5ad, 10x, CSV/TSV) → tokenized cells.
+//!
+//! Prints what was read (format, matrix, species and how it was decided, gene matching and the
+//! share of counts the matched genes carry) before the long passes, then what QC kept, then writes
+//! either a CELLS safetensors file (what `embed` / `classify` read) or an official tokenized
+//! dataset folder (`--format hf`, rows padded to 2048 like the published ones).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use genecompass_core::cells::hf_dataset::write_hf_dataset;
+use genecompass_core::cells::{CellSet, Species};
+use genecompass_core::data::{
+    CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixChoice, MatrixInfo, OpenOptions,
+    open_path_with,
+};
+use genecompass_core::tokenize::{
+    GeneMatchOptions, GeneMatchReport, GeneMedians, GeneTable, SpeciesEvidence, TokenDictionary,
+    TokenizeError, TokenizeOptions, TokenizeSummary, match_genes, tokenize,
+};
+use indicatif::ProgressBar;
+use serde_json::json;
+
+use crate::cells_io::write_cells_safetensors;
+use crate::progress::cells_bar;
+
+/// `--species` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum SpeciesArg {
+    /// Detect from Ensembl id prefixes, else from which symbol table (HGNC / MGI) names more genes.
+    #[default]
+    Auto,
+    /// Human (species code 0).
+    Human,
+    /// Mouse (species code 1).
+    Mouse,
+}
+
+impl SpeciesArg {
+    /// The forced species, `None` for auto-detection.
+    pub fn species(self) -> Option<Species> {
+        match self {
+            SpeciesArg::Auto => None,
+            SpeciesArg::Human => Some(Species::Human),
+            SpeciesArg::Mouse => Some(Species::Mouse),
+        }
+    }
+}
+
+/// Output layout of `tokenize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// One CELLS safetensors file (input_ids, values, species, attention_mask, lengths; labels
+    /// and provenance in the metadata), rows padded to the longest cell.
+    #[default]
+    Safetensors,
+    /// An official tokenized dataset folder (`datasets.load_from_disk`), rows padded to --max-genes.
+    Hf,
+}
+
+/// Parses `--matrix`: `auto`, `X`, `raw` (`raw/X`) or `layer:NAME`.
+pub fn parse_matrix(s: &str) -> Result<MatrixChoice, String> {
+    match s {
+        "auto" => Ok(MatrixChoice::Auto),
+        "X" | "x" => Ok(MatrixChoice::X),
+        "raw" | "raw/X" | "raw.X" => Ok(MatrixChoice::RawX),
+        _ => match s
+            .strip_prefix("layer:")
+            .or_else(|| s.strip_prefix("layers/"))
+        {
+            Some(name) if !name.is_empty() => Ok(MatrixChoice::Layer(name.to_string())),
+            _ => Err(format!(
+                "unknown matrix {s:?}: use auto, X, raw or layer:NAME (e.g. layer:counts)"
+            )),
+        },
+    }
+}
+
+/// Arguments of `tokenize`.
+#[derive(Args, Debug)]
+pub struct TokenizeArgs {
+    /// Single-cell file: h5ad, 10x `.h5`, 10x matrix folder, or a CSV/TSV count table.
+    #[arg(value_name = "INPUT")]
+    pub input: PathBuf,
+    /// Output: a `.safetensors` file, or a folder with `--format hf`.
+    #[arg(long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// Species of the cells.
+    #[arg(long, value_enum, default_value_t = SpeciesArg::Auto)]
+    pub species: SpeciesArg,
+    /// Token dictionary of the model (`human_mouse_tokens.pickle` or JSON `{token: id}`).
+    #[arg(long, value_name = "F", conflicts_with = "build_vocab")]
+    pub token_dict: Option<PathBuf>,
+    /// Without --token-dict: build a dictionary from this file's genes and write it beside the
+    /// output (`OUT.token_dict.json`). Its ids are NOT those of the official checkpoints: use it
+    /// only to train a model from scratch.
+    #[arg(long)]
+    pub build_vocab: bool,
+    /// Gene medians (`{ensembl_id: median}`, pickle or JSON; see `genecompass-train medians`).
+    /// Without it every gene is divided by 1 (the official rule for genes missing from the dict).
+    #[arg(long, value_name = "F")]
+    pub medians: Option<PathBuf>,
+    /// Cell metadata column copied as each cell's label (e.g. `cell_type`).
+    #[arg(long, value_name = "COL")]
+    pub label_column: Option<String>,
+    /// Which matrix of an h5ad: auto, X, raw or layer:NAME.
+    #[arg(long, default_value = "auto", value_parser = parse_matrix)]
+    pub matrix: MatrixChoice,
+    /// Keep at most this many top-ranked genes per cell (official 2048; 0 keeps all).
+    #[arg(long, default_value_t = 2048)]
+    pub max_genes: usize,
+    /// Scale each cell to 10,000 counts before the median division (the official line that is
+    /// commented out, GitHub issue #23). Off by default, like the official code.
+    #[arg(long)]
+    pub normalize_total: bool,
+    /// Cell metadata column naming each cell's sample: QC z-scores are computed per sample.
+    #[arg(long, value_name = "COL")]
+    pub sample_column: Option<String>,
+    /// Output layout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Safetensors)]
+    pub format: OutputFormat,
+    /// Cells read per chunk (memory is bounded by the chunk, plus the tokenized output).
+    #[arg(long, default_value_t = 1024)]
+    pub chunk_cells: usize,
+}
+
+/// Loads a token dictionary, saying what to do when it is not one.
+pub fn load_token_dict(path: &Path) -> anyhow::Result<TokenDictionary> {
+    if !path.exists() {
+        bail!(
+            "token dictionary {} does not exist; pass the model's dictionary \
+             (human_mouse_tokens.pickle or token_dict.json)",
+            path.display()
+        );
+    }
+    TokenDictionary::load(path)
+        .with_context(|| format!("reading token dictionary {}", path.display()))
+}
+
+/// The file that `--build-vocab` writes beside `output`.
+pub fn vocab_path_beside(output: &Path) -> PathBuf {
+    output.with_extension("token_dict.json")
+}
+
+/// SHA-256 (hex) of some bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A source that advances a progress bar as chunks are read (one bar per pass).
+pub struct WithProgress {
+    /// The wrapped source.
+    pub inner: Box<dyn CellSource>,
+    /// The bar, reset at each rewind.
+    pub bar: ProgressBar,
+    /// Passes started so far.
+    pub pass: u32,
+    /// Passes in all (the last one is named "tokenize").
+    pub passes: u32,
+}
+
+impl CellSource for WithProgress {
+    fn info(&self) -> &MatrixInfo {
+        self.inner.info()
+    }
+    fn genes(&self) -> &GeneColumns {
+        self.inner.genes()
+    }
+    fn cells(&self) -> &CellTable {
+        self.inner.cells()
+    }
+    fn next_chunk(&mut self, max_cells: usize) -> Result<Option<CsrChunk>, DataError> {
+        let c = self.inner.next_chunk(max_cells)?;
+        if let Some(c) = &c {
+            self.bar.inc(c.n_cells() as u64);
+        }
+        Ok(c)
+    }
+    fn rewind(&mut self) -> Result<(), DataError> {
+        self.pass += 1;
+        self.bar.reset();
+        let what = if self.pass < self.passes {
+            "QC statistics"
+        } else {
+            "tokenize"
+        };
+        self.bar
+            .set_message(format!("pass {}/{} {what}", self.pass, self.passes));
+        self.inner.rewind()
+    }
+    fn warnings(&self) -> &[String] {
+        self.inner.warnings()
+    }
+}
+
+/// Opens `input` with a clear message for a missing path.
+pub fn open_input(input: &Path, matrix: &MatrixChoice) -> anyhow::Result<Box<dyn CellSource>> {
+    if !input.exists() {
+        bail!(
+            "{}: no such file or folder (expected an h5ad, a 10x .h5, a 10x matrix folder or a CSV/TSV)",
+            input.display()
+        );
+    }
+    open_path_with(
+        input,
+        &OpenOptions {
+            matrix: matrix.clone(),
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening {}", input.display()))
+}
+
+/// Adds what to do to a tokenizer error (non-count matrix, missing column).
+pub fn explain(e: TokenizeError, input: &Path) -> anyhow::Error {
+    match e {
+        TokenizeError::NotCounts(msg) => anyhow::anyhow!(
+            "{msg}\nWhat to do: if the file keeps raw counts elsewhere, pass --matrix raw (h5ad `raw/X`) or \
+             --matrix layer:NAME (e.g. layer:counts); otherwise get the raw count matrix of this data set \
+             (e.g. from its GEO / Cell Ranger output). Normalised or scaled values cannot be ranked the \
+             GeneCompass way. (input: {})",
+            input.display()
+        ),
+        other => anyhow::Error::new(other).context(format!("tokenizing {}", input.display())),
+    }
+}
+
+fn species_how(e: &SpeciesEvidence) -> String {
+    match e {
+        SpeciesEvidence::Override => "given with --species".into(),
+        SpeciesEvidence::EnsemblPrefix { human, mouse } => {
+            format!("Ensembl id prefixes: {human} ENSG vs {mouse} ENSMUSG")
+        }
+        SpeciesEvidence::SymbolTables { human, mouse } => {
+            format!("symbol tables: {human} current HGNC vs {mouse} current MGI symbols")
+        }
+    }
+}
+
+/// Prints the gene-matching part of the report (before any pass over the cells).
+pub fn print_match(r: &GeneMatchReport, vocab_len: usize) {
+    println!(
+        "species:          {} ({})",
+        r.species.name(),
+        species_how(&r.species_evidence)
+    );
+    println!("gene identifiers: {}", r.identifier);
+    let by: Vec<String> = r
+        .mapped_by
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "genes -> Ensembl: {} of {} ({})",
+        r.mapped_to_ensembl,
+        r.genes_in_file,
+        by.join(", ")
+    );
+    println!(
+        "genes in vocab:   {} of {} ({:.1} %; vocabulary of {vocab_len} tokens)",
+        r.matched_to_vocabulary,
+        r.genes_in_file,
+        100.0 * r.matched_to_vocabulary as f64 / r.genes_in_file.max(1) as f64
+    );
+    if !r.ambiguous.is_empty() {
+        let first: Vec<&str> = r.ambiguous.iter().take(5).map(|a| a.0.as_str()).collect();
+        println!(
+            "ambiguous:        {} symbols name several genes and were dropped (e.g. {})",
+            r.ambiguous.len(),
+            first.join(", ")
+        );
+    }
+    if r.duplicate_tokens > 0 {
+        println!(
+            "duplicates:       {} columns map to a gene already used by another column (both kept, as officially)",
+            r.duplicate_tokens
+        );
+    }
+}
+
+/// Refuses a file none of whose genes is known, with what was seen.
+pub fn check_known_genes(
+    r: &GeneMatchReport,
+    genes: &GeneColumns,
+    vocab_desc: &str,
+) -> anyhow::Result<()> {
+    if r.matched_to_vocabulary > 0 {
+        return Ok(());
+    }
+    let first: Vec<&str> = genes.names.iter().take(5).map(String::as_str).collect();
+    bail!(
+        "no known genes: none of the {} genes ({} {}; first names {:?}) matched {vocab_desc}. \
+         Check that the gene names are HGNC/MGI symbols or Ensembl ids (a 10x/h5ad file may keep them in \
+         another column), that --species is right, and that the token dictionary is for this species",
+        r.genes_in_file,
+        r.mapped_to_ensembl,
+        "mapped to Ensembl ids",
+        first
+    )
+}
+
+/// Every Ensembl id of the embedded tables of `species`, sorted, de-duplicated.
+pub fn embedded_gene_ids(species: Species, biotypes: Option<&[String]>) -> Vec<String> {
+    let mut ids: Vec<String> = GeneTable::embedded(species)
+        .records
+        .iter()
+        .filter(|r| !r.ensembl_id.is_empty())
+        .filter(|r| biotypes.is_none_or(|b| b.contains(&r.biotype)))
+        .map(|r| r.ensembl_id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// `--build-vocab`: `<pad>`, `<mask>`, then the file's genes that map to an Ensembl id, in file order.
+fn build_file_vocab(
+    source: &dyn CellSource,
+    gopts: &GeneMatchOptions,
+) -> anyhow::Result<TokenDictionary> {
+    let all = TokenDictionary::build(
+        embedded_gene_ids(Species::Human, None)
+            .into_iter()
+            .chain(embedded_gene_ids(Species::Mouse, None)),
+    );
+    let gm = match_genes(source.genes(), &all, gopts)?;
+    check_known_genes(
+        &gm.report,
+        source.genes(),
+        "the embedded HGNC/MGI gene tables",
+    )?;
+    Ok(TokenDictionary::build(
+        gm.ensembl
+            .iter()
+            .zip(&gm.tokens)
+            .filter(|(_, t)| t.is_some())
+            .filter_map(|(e, _)| e.clone()),
+    ))
+}
+
+fn print_summary(s: &TokenizeSummary, secs: f64) {
+    let g = &s.genes;
+    println!(
+        "count share:      {:.2} % of {} counts are on vocabulary genes",
+        100.0 * g.matched_count_share,
+        g.total_counts
+    );
+    if !g.top_unmatched.is_empty() {
+        let top: Vec<String> = g
+            .top_unmatched
+            .iter()
+            .take(10)
+            .map(|(n, c)| format!("{n} ({c})"))
+            .collect();
+        println!("top unmatched:    {}", top.join(", "));
+    }
+    let q = &s.qc;
+    println!("summary:");
+    println!("  cells in:                  {}", q.cells_in);
+    println!("  kept, total counts > 0:    {}", q.after_nonzero_total);
+    println!("  kept, QC z-scores in (-3,3): {}", q.after_zscore);
+    println!("  kept, > 6 expressed genes: {}", q.after_min_genes);
+    println!("  dropped, no vocab gene:    {}", s.cells_empty);
+    println!(
+        "  written:                   {} ({} truncated to the top genes)",
+        s.cells_out, s.cells_truncated
+    );
+    println!(
+        "  genes used:                {} ({} without a median, divided by 1)",
+        s.genes_used, s.genes_without_median
+    );
+    if s.min_genes_counted_all {
+        println!(
+            "  note: no gene had a protein-coding/miRNA biotype; the > 6 genes rule counted all genes"
+        );
+    }
+    println!(
+        "  time:                      {secs:.2} s ({:.0} cells/s)",
+        q.cells_in as f64 / secs.max(1e-9)
+    );
+}
+
+/// Runs `tokenize`.
+pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let vocab_given = match &args.token_dict {
+        Some(p) => Some(load_token_dict(p)?),
+        None if args.build_vocab => None,
+        None => bail!(
+            "no --token-dict given. Token ids must be those of the model you will use:\n  \
+             - pass the checkpoint's dictionary: --token-dict prior_knowledge/human_mouse_tokens.pickle (or a JSON {{token: id}});\n  \
+             - or build one from the embedded gene tables: genecompass-train vocab --species human,mouse --output token_dict.json;\n  \
+             - or pass --build-vocab to make a dictionary of this file's genes (written beside the output; \
+             for training from scratch only, NOT compatible with official checkpoints)"
+        ),
+    };
+    let medians = match &args.medians {
+        Some(p) => {
+            GeneMedians::load(p).with_context(|| format!("reading medians {}", p.display()))?
+        }
+        None => GeneMedians::default(),
+    };
+    let source = open_input(&args.input, &args.matrix)?;
+    let info = source.info().clone();
+    println!("input:            {}", args.input.display());
+    println!("format:           {}", info.format);
+    println!("matrix:           {}", info.matrix_path);
+    println!("cells x genes:    {} x {}", info.n_cells, info.n_genes);
+    for w in source.warnings() {
+        println!("warning:          {w}");
+    }
+    for (what, col) in [
+        ("label", &args.label_column),
+        ("sample", &args.sample_column),
+    ] {
+        if let Some(c) = col
+            && source.cells().column(c).is_none()
+        {
+            let names: Vec<&str> = source
+                .cells()
+                .columns
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect();
+            bail!(
+                "{}: {what} column {c:?} not found in the cell metadata; available columns: {names:?}",
+                args.input.display()
+            );
+        }
+    }
+    let gopts = GeneMatchOptions {
+        species: args.species.species(),
+        ortholog_fallback: false,
+    };
+    let (vocab, vocab_file) = match vocab_given {
+        Some(v) => (v, None),
+        None => {
+            let v = build_file_vocab(source.as_ref(), &gopts)?;
+            let p = vocab_path_beside(&args.output);
+            (v, Some(p))
+        }
+    };
+    let gm = match_genes(source.genes(), &vocab, &gopts)
+        .with_context(|| format!("matching the genes of {}", args.input.display()))?;
+    print_match(&gm.report, vocab.len());
+    check_known_genes(&gm.report, source.genes(), "the token dictionary")?;
+    if args.medians.is_none() {
+        println!(
+            "warning:          no --medians: values are log2(1 + count) (every gene divided by 1); pass the \
+             medians the model was trained with, or compute some with `genecompass-train medians`"
+        );
+    }
+    if let Some(p) = &vocab_file {
+        println!(
+            "warning:          --build-vocab: a new dictionary of {} tokens, NOT compatible with official \
+             checkpoints; written to {}",
+            vocab.len(),
+            p.display()
+        );
+    }
+
+    let opts = TokenizeOptions {
+        species: args.species.species(),
+        label_column: args.label_column.clone(),
+        max_len: (args.max_genes > 0).then_some(args.max_genes),
+        normalize_total: args.normalize_total.then_some(1e4),
+        chunk_cells: args.chunk_cells.max(1),
+        qc: genecompass_core::tokenize::CellQcOptions {
+            sample_column: args.sample_column.clone(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let bar = cells_bar(info.n_cells, "pass 1/2 QC statistics");
+    let mut src = WithProgress {
+        inner: source,
+        bar: bar.clone(),
+        pass: 0,
+        passes: 2,
+    };
+    let (cells, summary) =
+        tokenize(&mut src, &vocab, &medians, &opts).map_err(|e| explain(e, &args.input))?;
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    print_summary(&summary, secs);
+    if cells.is_empty() {
+        bail!(
+            "{}: no cell passed QC and the vocabulary filter ({} cells in); nothing written",
+            args.input.display(),
+            summary.qc.cells_in
+        );
+    }
+
+    let medians_sha = if args.medians.is_some() {
+        sha256_hex(medians.to_json().as_bytes())
+    } else {
+        "none".to_string()
+    };
+    let options = json!({
+        "species": args.species.species().map(Species::name),
+        "matrix": info.matrix_path,
+        "max_genes": args.max_genes,
+        "normalize_total": opts.normalize_total,
+        "sample_column": args.sample_column,
+        "label_column": args.label_column,
+        "token_dict": args.token_dict.as_ref().map(|p| p.display().to_string())
+            .or_else(|| vocab_file.as_ref().map(|p| p.display().to_string())),
+        "built_vocab": vocab_file.is_some(),
+        "medians": args.medians.as_ref().map(|p| p.display().to_string()),
+    });
+    let provenance = HashMap::from([
+        ("format".to_string(), "genecompass-cells".to_string()),
+        ("source".to_string(), args.input.display().to_string()),
+        ("vocab_sha256".to_string(), vocab.sha256().to_string()),
+        ("vocab_size".to_string(), vocab.len().to_string()),
+        ("medians_sha256".to_string(), medians_sha),
+        ("options".to_string(), options.to_string()),
+        ("summary".to_string(), serde_json::to_string(&summary)?),
+    ]);
+    if let Some(p) = &vocab_file {
+        vocab
+            .save_json(p)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    write_output(&args, &cells, provenance)?;
+    println!(
+        "wrote {} cells -> {} ({:.2} s total)",
+        cells.len(),
+        args.output.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn write_output(
+    args: &TokenizeArgs,
+    cells: &CellSet,
+    mut provenance: HashMap<String, String>,
+) -> anyhow::Result<()> {
+    match args.format {
+        OutputFormat::Safetensors => {
+            if let Some(c) = &args.label_column {
+                provenance.insert("label_column".into(), c.clone());
+            }
+            write_cells_safetensors(&args.output, cells, provenance)
+        }
+        OutputFormat::Hf => {
+            let label = args.label_column.as_deref().map(|c| {
+                if ["input_ids", "values", "length", "species"].contains(&c) {
+                    "label"
+                } else {
+                    c
+                }
+            });
+            let pad = (args.max_genes > 0).then_some(args.max_genes);
+            write_hf_dataset(&args.output, cells, pad, label)
+                .with_context(|| format!("writing dataset folder {}", args.output.display()))?;
+            let meta: serde_json::Map<String, serde_json::Value> = provenance
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match k.as_str() {
+                        "options" | "summary" => {
+                            serde_json::from_str(&v).unwrap_or(serde_json::Value::String(v))
+                        }
+                        _ => serde_json::Value::String(v),
+                    };
+                    (k, v)
+                })
+                .collect();
+            let p = args.output.join("genecompass_tokenize.json");
+            std::fs::write(&p, serde_json::to_string_pretty(&meta)?)
+                .with_context(|| format!("writing {}", p.display()))
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Library side of `genecompass-train`: the training jobs, usable from tests.
+
+pub mod train;

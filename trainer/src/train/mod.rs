@@ -1,0 +1,20 @@
+//! Training jobs: cell-type fine-tuning and masked-LM pretraining, resumable and reproducible.
+//!
+//! Every random choice (split, shuffles, masking, dropout) is derived from the run seed and the
+//! step or epoch ([`rng`]), and a checkpoint stores the weights, the optimiser state and the
+//! data position ([`run_dir`]), so `--resume` reproduces the uninterrupted loss curve.
+
+pub mod baseline;
+pub mod data;
+pub mod finetune;
+pub mod finetune_data;
+pub mod masking;
+pub mod metrics;
+pub mod model_setup;
+pub mod optim;
+pub mod pretrain;
+pub mod progress;
+pub mod report;
+pub mod rng;
+pub mod run_dir;
+pub mod split;
