@@ -19,7 +19,11 @@ const VOCAB: usize = 50_558;
 fn random_ln(ln: &mut burn::nn::LayerNorm, device: &Device) {
     let d = ln.gamma.dims()[0];
     ln.gamma = Param::from_tensor(Tensor::random([d], Distribution::Uniform(0.5, 1.5), device));
-    ln.beta = Some(Param::from_tensor(Tensor::random([d], Distribution::Normal(0.0, 0.1), device)));
+    ln.beta = Some(Param::from_tensor(Tensor::random(
+        [d],
+        Distribution::Normal(0.0, 0.1),
+        device,
+    )));
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,13 +40,23 @@ fn main() -> anyhow::Result<()> {
     let mut mlm = init_mlm(&config, &device);
     let emb = &mut mlm.bert.embeddings;
     for p in &mut emb.priors {
-        p.knowledge = Param::from_tensor(Tensor::random([VOCAB, k], Distribution::Normal(0.0, 1.0), &device))
-            .set_require_grad(false);
+        p.knowledge = Param::from_tensor(Tensor::random(
+            [VOCAB, k],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        ))
+        .set_require_grad(false);
     }
     // Mouse tokens (upper half) map to a human token (lower half); pad/mask stay identity.
     let half = VOCAB / 2;
     let hom: Vec<i64> = (0..VOCAB)
-        .map(|i| if i >= half { ((i - half) % (half - 2) + 2) as i64 } else { i as i64 })
+        .map(|i| {
+            if i >= half {
+                ((i - half) % (half - 2) + 2) as i64
+            } else {
+                i as i64
+            }
+        })
         .collect();
     emb.homologous_index = Param::initialized(
         ParamId::new(),
@@ -54,8 +68,19 @@ fn main() -> anyhow::Result<()> {
         random_ln(&mut layer.attention.output.layer_norm, &device);
         random_ln(&mut layer.output.layer_norm, &device);
     }
-    let model = LoadedModel::MaskedLm(mlm, EmbWarmup { alpha: 1.0, steps: 0 });
+    let model = LoadedModel::MaskedLm(
+        mlm,
+        EmbWarmup {
+            alpha: 1.0,
+            steps: 0,
+        },
+    );
     export_official_safetensors(&model, &config, &out)?;
-    eprintln!("wrote {} ({} layers, H {})", out.display(), config.num_hidden_layers, config.hidden_size);
+    eprintln!(
+        "wrote {} ({} layers, H {})",
+        out.display(),
+        config.num_hidden_layers,
+        config.hidden_size
+    );
     Ok(())
 }

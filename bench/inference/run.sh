@@ -4,7 +4,9 @@
 # cells under $WORK (never in the repository), runs the four modes per shape, prints tables.
 #
 # Env: WORK (default /tmp/gcbench), VENV (default /tmp/benchenv/venv), THREADS (2),
-#      SMALL_CELLS (48), BASE_CELLS (6), BATCH (8), SHAPES ("small base"), REGEN=1 to rebuild data.
+#      SMALL_CELLS (48), BASE_CELLS (6), BATCH (8, Small), BASE_BATCH (2: with 6 cells, 8 would be one
+#      batch padded to its 2048-gene cell, i.e. no dynamic padding at all), SHAPES ("small base"),
+#      REGEN=1 to rebuild data.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -14,6 +16,7 @@ THREADS="${THREADS:-2}"
 SMALL_CELLS="${SMALL_CELLS:-48}"
 BASE_CELLS="${BASE_CELLS:-6}"
 BATCH="${BATCH:-8}"
+BASE_BATCH="${BASE_BATCH:-2}"
 SHAPES="${SHAPES:-small base}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/gc-target}"
 H5AD=/work/shared/data/h5ad
@@ -49,7 +52,7 @@ echo
 echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB RAM; threads: $THREADS"
 echo "versions: $(rustc --version), burn 0.22.1 (flex CPU backend), $("$PY" -c 'import sys, torch, transformers; print(f"python {sys.version.split()[0]}, torch {torch.__version__}, transformers {transformers.__version__}")')"
 for shape in $SHAPES; do
-  case "$shape" in small) n="$SMALL_CELLS" ;; *) n="$BASE_CELLS" ;; esac
+  case "$shape" in small) n="$SMALL_CELLS"; b="$BATCH" ;; *) n="$BASE_CELLS"; b="$BASE_BATCH" ;; esac
   "$PY" "$HERE/bench.py" "$shape" "$WORK/model_$shape" "$WORK/cells_${shape}_${n}.safetensors" "$WORK/out" "$BIN" \
-    --batch-size "$BATCH" --threads "$THREADS"
+    --batch-size "$b" --threads "$THREADS"
 done

@@ -66,7 +66,12 @@ pub fn plan_batches(cells: &CellSet, options: &BatchOptions) -> Vec<Vec<usize>> 
 }
 
 /// Checks every cell against the model's vocabulary and position table.
-pub fn validate_cells(cells: &CellSet, source: &str, vocab: usize, max_len: usize) -> Result<(), InputError> {
+pub fn validate_cells(
+    cells: &CellSet,
+    source: &str,
+    vocab: usize,
+    max_len: usize,
+) -> Result<(), InputError> {
     for (i, c) in cells.cells.iter().enumerate() {
         if c.len() > max_len {
             return Err(InputError::TooLong {
@@ -89,8 +94,17 @@ pub fn validate_cells(cells: &CellSet, source: &str, vocab: usize, max_len: usiz
 }
 
 /// Builds the padded batch of the given cells.
-pub fn make_batch(cells: &CellSet, indices: &[usize], options: &BatchOptions, device: &Device) -> ModelInput {
-    let longest = indices.iter().map(|&i| cells.cells[i].len()).max().unwrap_or(0);
+pub fn make_batch(
+    cells: &CellSet,
+    indices: &[usize],
+    options: &BatchOptions,
+    device: &Device,
+) -> ModelInput {
+    let longest = indices
+        .iter()
+        .map(|&i| cells.cells[i].len())
+        .max()
+        .unwrap_or(0);
     let len = match options.padding {
         Padding::Dynamic => longest,
         Padding::Fixed(n) => n.max(longest),
@@ -106,7 +120,11 @@ pub fn make_batch(cells: &CellSet, indices: &[usize], options: &BatchOptions, de
         let c = &cells.cells[i];
         for (j, (&id, &v)) in c.input_ids.iter().zip(&c.values).enumerate() {
             ids[row * len + j] = id as i64;
-            values[row * len + j] = if options.truncate_values { v.trunc() } else { v };
+            values[row * len + j] = if options.truncate_values {
+                v.trunc()
+            } else {
+                v
+            };
             mask[row * len + j] = 1.0;
         }
         species.push(i64::from(c.species.code()));
@@ -124,6 +142,10 @@ pub fn make_batch(cells: &CellSet, indices: &[usize], options: &BatchOptions, de
 
 /// Species present in a set (for reports).
 pub fn species_counts(cells: &CellSet) -> (usize, usize) {
-    let mouse = cells.cells.iter().filter(|c| c.species == Species::Mouse).count();
+    let mouse = cells
+        .cells
+        .iter()
+        .filter(|c| c.species == Species::Mouse)
+        .count();
     (cells.len() - mouse, mouse)
 }

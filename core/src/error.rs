@@ -32,7 +32,9 @@ pub enum CheckpointError {
         message: String,
     },
     /// The weights file cannot be parsed (corrupt, truncated, or not a checkpoint).
-    #[error("{path}: cannot read weights: {message}. The file is corrupt or truncated; download it again")]
+    #[error(
+        "{path}: cannot read weights: {message}. The file is corrupt or truncated; download it again"
+    )]
     Corrupt {
         /// The weights file.
         path: String,

@@ -16,8 +16,8 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod model;
-pub mod tasks;
 pub mod pickle;
+pub mod tasks;
 pub mod tokenize;
 
 pub use error::{CheckpointError, InputError};

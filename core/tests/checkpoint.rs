@@ -18,10 +18,16 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// A copy of the fixture directory with `config.json` edited and one weights file, optionally cut.
-fn variant(name: &str, weights: &str, cut_to: Option<usize>, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
+fn variant(
+    name: &str,
+    weights: &str,
+    cut_to: Option<usize>,
+    edit: impl Fn(&mut serde_json::Value),
+) -> PathBuf {
     let dir = scratch(name);
     let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(tiny().join("config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(tiny().join("config.json")).unwrap())
+            .unwrap();
     edit(&mut config);
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let mut bytes = std::fs::read(tiny().join(weights)).unwrap();
@@ -59,30 +65,43 @@ fn truncated_pytorch_bin_is_reported_as_corrupt() {
 fn garbage_weights_file_is_reported_as_corrupt() {
     let dir = scratch("garbage");
     std::fs::copy(tiny().join("config.json"), dir.join("config.json")).unwrap();
-    std::fs::write(dir.join("model.safetensors"), b"version https://git-lfs.github.com/spec/v1\n").unwrap();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        b"version https://git-lfs.github.com/spec/v1\n",
+    )
+    .unwrap();
     assert!(load_err(&dir).contains("corrupt or truncated"));
 }
 
 #[test]
 fn config_with_other_hidden_size_names_the_key_and_field() {
-    let dir = variant("h64", "model.safetensors", None, |c| c["hidden_size"] = 64.into());
+    let dir = variant("h64", "model.safetensors", None, |c| {
+        c["hidden_size"] = 64.into()
+    });
     let msg = load_err(&dir);
     // The first tensor whose shape depends on H is named, with both shapes and the field.
     assert!(msg.contains("tensor `bert.embeddings."), "{msg}");
-    assert!(msg.contains("[64, 768]") && msg.contains("[32, 768]"), "{msg}");
+    assert!(
+        msg.contains("[64, 768]") && msg.contains("[32, 768]"),
+        "{msg}"
+    );
     assert!(msg.contains("hidden_size"), "{msg}");
 }
 
 #[test]
 fn config_with_fewer_layers_refuses_the_extra_layer() {
-    let dir = variant("l1", "model.safetensors", None, |c| c["num_hidden_layers"] = 1.into());
+    let dir = variant("l1", "model.safetensors", None, |c| {
+        c["num_hidden_layers"] = 1.into()
+    });
     let msg = load_err(&dir);
     assert!(msg.contains("num_hidden_layers"), "{msg}");
 }
 
 #[test]
 fn config_with_a_prior_switched_off_refuses_unused_tensors() {
-    let dir = variant("noco", "model.safetensors", None, |c| c["use_co_exp"] = false.into());
+    let dir = variant("noco", "model.safetensors", None, |c| {
+        c["use_co_exp"] = false.into()
+    });
     let msg = load_err(&dir);
     // cat_fc is narrower without the prior: the shape check fires first and names the flags.
     assert!(msg.contains("cat_fc") && msg.contains("use_"), "{msg}");
@@ -90,7 +109,9 @@ fn config_with_a_prior_switched_off_refuses_unused_tensors() {
 
 #[test]
 fn config_with_other_vocab_size_is_a_shape_mismatch() {
-    let dir = variant("v41", "pytorch_model.bin", None, |c| c["vocab_size"] = 41.into());
+    let dir = variant("v41", "pytorch_model.bin", None, |c| {
+        c["vocab_size"] = 41.into()
+    });
     let msg = load_err(&dir);
     assert!(msg.contains("vocab_size"), "{msg}");
 }
@@ -112,7 +133,11 @@ fn missing_config_and_missing_weights_say_what_to_do() {
 fn malformed_config_is_a_config_error() {
     let dir = scratch("badjson");
     std::fs::write(dir.join("config.json"), "{\"hidden_size\": \"big\"}").unwrap();
-    std::fs::copy(tiny().join("model.safetensors"), dir.join("model.safetensors")).unwrap();
+    std::fs::copy(
+        tiny().join("model.safetensors"),
+        dir.join("model.safetensors"),
+    )
+    .unwrap();
     assert!(load_err(&dir).contains("not a GeneCompass/BERT config"));
 }
 
@@ -132,24 +157,34 @@ fn hidden(ck_dir: &Path) -> Vec<f32> {
         &dev,
     );
     let out = ck.bert().forward(&input, ForwardOptions::default());
-    out.last_hidden_state.into_data().try_to_vec::<f32>().unwrap()
+    out.last_hidden_state
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 #[test]
 fn native_round_trip_is_exact_in_f32_and_close_in_f16() {
     let dev = Device::flex();
     let ck = load_checkpoint(&tiny(), WeightsFormat::Pytorch, &dev).unwrap();
-    let want = read_f32(tiny().join("outputs.safetensors"))["bert_last_hidden_state_masked"].1.clone();
+    let want = read_f32(tiny().join("outputs.safetensors"))["bert_last_hidden_state_masked"]
+        .1
+        .clone();
     let f32_dir = scratch("native32");
     save_native(&ck, &f32_dir, false).unwrap();
     let reloaded = load_checkpoint(&f32_dir, WeightsFormat::Auto, &dev).unwrap();
-    let LoadedModel::MaskedLm(_, w) = reloaded.model else { panic!("kind lost") };
+    let LoadedModel::MaskedLm(_, w) = reloaded.model else {
+        panic!("kind lost")
+    };
     assert_eq!((w.alpha, w.steps), (1.0, 250_000));
     assert_close("native f32", &hidden(&f32_dir), &want, 1e-4);
     let f16_dir = scratch("native16");
     save_native(&ck, &f16_dir, true).unwrap();
     let size32 = std::fs::metadata(f32_dir.join("model.bpk")).unwrap().len();
     let size16 = std::fs::metadata(f16_dir.join("model.bpk")).unwrap().len();
-    assert!(size16 * 10 < size32 * 6, "f16 file {size16} not about half of {size32}");
+    assert!(
+        size16 * 10 < size32 * 6,
+        "f16 file {size16} not about half of {size32}"
+    );
     assert_close("native f16", &hidden(&f16_dir), &want, 5e-2);
 }

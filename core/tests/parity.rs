@@ -39,10 +39,20 @@ fn vec3(t: Tensor<3>) -> Vec<f32> {
 }
 
 fn want<'a>(f: &'a Fixture, name: &str) -> &'a [f32] {
-    &f.out.get(name).unwrap_or_else(|| panic!("fixture has no {name}")).1
+    &f.out
+        .get(name)
+        .unwrap_or_else(|| panic!("fixture has no {name}"))
+        .1
 }
 
-fn input(f: &Fixture, ids: &[i64], values: &[f32], species: bool, mask: bool, dev: &Device) -> ModelInput {
+fn input(
+    f: &Fixture,
+    ids: &[i64],
+    values: &[f32],
+    species: bool,
+    mask: bool,
+    dev: &Device,
+) -> ModelInput {
     ModelInput::from_host(
         ids,
         values,
@@ -54,7 +64,15 @@ fn input(f: &Fixture, ids: &[i64], values: &[f32], species: bool, mask: bool, de
     )
 }
 
-fn mlm(dir: &std::path::Path, format: WeightsFormat, dev: &Device) -> (Checkpoint, genecompass_core::model::GeneCompassForMaskedLm, f32) {
+fn mlm(
+    dir: &std::path::Path,
+    format: WeightsFormat,
+    dev: &Device,
+) -> (
+    Checkpoint,
+    genecompass_core::model::GeneCompassForMaskedLm,
+    f32,
+) {
     let ck = load_checkpoint(dir, format, dev).expect("load MLM fixture");
     let (m, alpha) = match &ck.model {
         LoadedModel::MaskedLm(m, w) => (m.clone(), w.alpha),
@@ -72,21 +90,70 @@ fn check_mlm(format: WeightsFormat) {
     let opts = ForwardOptions::default();
     let full = input(&f, &f.ids, &f.values, true, true, &dev);
 
-    let emb = m.bert.embeddings.forward(full.input_ids.clone(), full.values.clone(), full.species.clone(), 1.0);
-    assert_close("embeddings_output", &vec3(emb), want(&f, "embeddings_output"), ATOL);
-    let emb = m.bert.embeddings.forward(full.input_ids.clone(), full.values.clone(), None, 1.0);
-    assert_close("embeddings_output_no_species", &vec3(emb), want(&f, "embeddings_output_no_species"), ATOL);
-    let emb = m.bert.embeddings.forward(full.input_ids.clone(), full.values.clone(), full.species.clone(), 0.5);
-    assert_close("embeddings_output_alpha0p5", &vec3(emb), want(&f, "embeddings_output_alpha0p5"), ATOL);
+    let emb = m.bert.embeddings.forward(
+        full.input_ids.clone(),
+        full.values.clone(),
+        full.species.clone(),
+        1.0,
+    );
+    assert_close(
+        "embeddings_output",
+        &vec3(emb),
+        want(&f, "embeddings_output"),
+        ATOL,
+    );
+    let emb = m
+        .bert
+        .embeddings
+        .forward(full.input_ids.clone(), full.values.clone(), None, 1.0);
+    assert_close(
+        "embeddings_output_no_species",
+        &vec3(emb),
+        want(&f, "embeddings_output_no_species"),
+        ATOL,
+    );
+    let emb = m.bert.embeddings.forward(
+        full.input_ids.clone(),
+        full.values.clone(),
+        full.species.clone(),
+        0.5,
+    );
+    assert_close(
+        "embeddings_output_alpha0p5",
+        &vec3(emb),
+        want(&f, "embeddings_output_alpha0p5"),
+        ATOL,
+    );
 
-    let out = m.bert.forward(&full, ForwardOptions { output_hidden_states: true, ..opts });
-    assert_close("bert_last_hidden_state_masked", &vec3(out.last_hidden_state), want(&f, "bert_last_hidden_state_masked"), ATOL);
+    let out = m.bert.forward(
+        &full,
+        ForwardOptions {
+            output_hidden_states: true,
+            ..opts
+        },
+    );
+    assert_close(
+        "bert_last_hidden_state_masked",
+        &vec3(out.last_hidden_state),
+        want(&f, "bert_last_hidden_state_masked"),
+        ATOL,
+    );
     let hs: Vec<f32> = out.hidden_states.into_iter().flat_map(vec3).collect();
-    assert_close("bert_hidden_states_masked", &hs, want(&f, "bert_hidden_states_masked"), ATOL);
+    assert_close(
+        "bert_hidden_states_masked",
+        &hs,
+        want(&f, "bert_hidden_states_masked"),
+        ATOL,
+    );
 
     let nomask = input(&f, &f.ids, &f.values, true, false, &dev);
     let out = m.bert.forward(&nomask, opts);
-    assert_close("bert_last_hidden_state_nomask", &vec3(out.last_hidden_state), want(&f, "bert_last_hidden_state_nomask"), ATOL);
+    assert_close(
+        "bert_last_hidden_state_nomask",
+        &vec3(out.last_hidden_state),
+        want(&f, "bert_last_hidden_state_nomask"),
+        ATOL,
+    );
     let nosp = input(&f, &f.ids, &f.values, false, true, &dev);
     let out = m.bert.forward(&nosp, opts);
     assert_close(
@@ -105,19 +172,34 @@ fn check_mlm(format: WeightsFormat) {
 
     let o = m.forward(&full, opts);
     assert_close("mlm_logits", &vec3(o.logits), want(&f, "mlm_logits"), ATOL);
-    assert_close("mlm_value_pred", &o.values.into_data().try_to_vec::<f32>().unwrap(), want(&f, "mlm_value_pred"), ATOL);
+    assert_close(
+        "mlm_value_pred",
+        &o.values.into_data().try_to_vec::<f32>().unwrap(),
+        want(&f, "mlm_value_pred"),
+        ATOL,
+    );
 
     let corrupted = ModelInput::from_host(
         &f.ints["mlm_input_ids"],
         &f.floats_in["mlm_values"].1,
         Some(&f.species),
-        Some(&f.ints["mlm_attention_mask"].iter().map(|&m| m as f32).collect::<Vec<_>>()),
+        Some(
+            &f.ints["mlm_attention_mask"]
+                .iter()
+                .map(|&m| m as f32)
+                .collect::<Vec<_>>(),
+        ),
         6,
         16,
         &dev,
     );
     let o = m.forward(&corrupted, opts);
-    assert_close("mlm_corrupted_logits", &vec3(o.logits), want(&f, "mlm_corrupted_logits"), ATOL);
+    assert_close(
+        "mlm_corrupted_logits",
+        &vec3(o.logits),
+        want(&f, "mlm_corrupted_logits"),
+        ATOL,
+    );
     assert_close(
         "mlm_corrupted_value_pred",
         &o.values.into_data().try_to_vec::<f32>().unwrap(),
@@ -126,9 +208,14 @@ fn check_mlm(format: WeightsFormat) {
     );
 
     let labels = &f.ints["mlm_labels"];
-    let positions: Vec<i64> = (0..labels.len() as i64).filter(|&i| labels[i as usize] != -100).collect();
+    let positions: Vec<i64> = (0..labels.len() as i64)
+        .filter(|&i| labels[i as usize] != -100)
+        .collect();
     let ids: Vec<i64> = positions.iter().map(|&i| labels[i as usize]).collect();
-    let vals: Vec<f32> = positions.iter().map(|&i| f.floats_in["mlm_labels_values"].1[i as usize]).collect();
+    let vals: Vec<f32> = positions
+        .iter()
+        .map(|&i| f.floats_in["mlm_labels_values"].1[i as usize])
+        .collect();
     let n = positions.len();
     assert_eq!(n, 9);
     let targets = MlmTargets {
@@ -149,8 +236,19 @@ fn check_mlm(format: WeightsFormat) {
 
     // The folded inference embedding gives the same numbers.
     let folded = FoldedEmbedding::fold(&m.bert.embeddings);
-    let e = folded.forward(&m.bert.embeddings, full.input_ids.clone(), full.values.clone(), full.species.clone(), 1.0);
-    assert_close("embeddings_output (folded)", &vec3(e), want(&f, "embeddings_output"), ATOL);
+    let e = folded.forward(
+        &m.bert.embeddings,
+        full.input_ids.clone(),
+        full.values.clone(),
+        full.species.clone(),
+        1.0,
+    );
+    assert_close(
+        "embeddings_output (folded)",
+        &vec3(e),
+        want(&f, "embeddings_output"),
+        ATOL,
+    );
 }
 
 #[test]
@@ -167,19 +265,38 @@ fn check_classifier(format: WeightsFormat) {
     let dev = Device::flex();
     let f = fixture();
     let ck = load_checkpoint(&tiny().join("classifier"), format, &dev).expect("load classifier");
-    let LoadedModel::Classifier(c) = &ck.model else { panic!("expected a classifier") };
+    let LoadedModel::Classifier(c) = &ck.model else {
+        panic!("expected a classifier")
+    };
     assert_eq!(c.num_labels(), 5);
     assert_eq!(ck.label_names().len(), 5);
     let opts = ForwardOptions::default();
-    let (logits, pooled) = c.forward_with_pooled(&input(&f, &f.ids, &f.values, false, true, &dev), opts);
+    let (logits, pooled) =
+        c.forward_with_pooled(&input(&f, &f.ids, &f.values, false, true, &dev), opts);
     let l = logits.into_data().try_to_vec::<f32>().unwrap();
     assert_close("cls_logits", &l, want(&f, "cls_logits"), ATOL);
-    assert_close("cls_pooler_output", &pooled.into_data().try_to_vec::<f32>().unwrap(), want(&f, "cls_pooler_output"), ATOL);
+    assert_close(
+        "cls_pooler_output",
+        &pooled.into_data().try_to_vec::<f32>().unwrap(),
+        want(&f, "cls_pooler_output"),
+        ATOL,
+    );
     let logits = c.forward(&input(&f, &f.ids, &f.values, false, false, &dev), opts);
-    assert_close("cls_logits_nomask", &logits.into_data().try_to_vec::<f32>().unwrap(), want(&f, "cls_logits_nomask"), ATOL);
-    let truncated: Vec<f32> = f.ints["cls_values_int64"].iter().map(|&v| v as f32).collect();
+    assert_close(
+        "cls_logits_nomask",
+        &logits.into_data().try_to_vec::<f32>().unwrap(),
+        want(&f, "cls_logits_nomask"),
+        ATOL,
+    );
+    let truncated: Vec<f32> = f.ints["cls_values_int64"]
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
     let via_trunc: Vec<f32> = f.values.iter().map(|v| v.trunc()).collect();
-    assert_eq!(truncated, via_trunc, "truncation toward zero reproduces the official collator");
+    assert_eq!(
+        truncated, via_trunc,
+        "truncation toward zero reproduces the official collator"
+    );
     let logits = c.forward(&input(&f, &f.ids, &truncated, false, true, &dev), opts);
     assert_close(
         "cls_logits_official_collator",

@@ -4,8 +4,8 @@
 //! Passwords are stored as argon2id PHC strings. API tokens are 256 random bits shown once and
 //! stored only as their SHA-256, so a leaked database does not leak usable tokens.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -37,8 +37,11 @@ pub fn hash_password(password: &str) -> Result<String, AppError> {
 
 /// True when `password` matches the stored PHC string.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(phc).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// The stored form of an API token: SHA-256, hex.
@@ -47,7 +50,11 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// Creates a token for a user; returns `(token id, token)`. The token itself is never stored.
-pub async fn issue_token(db: &Db, user_id: &str, label: &str) -> Result<(String, String), AppError> {
+pub async fn issue_token(
+    db: &Db,
+    user_id: &str,
+    label: &str,
+) -> Result<(String, String), AppError> {
     let id = new_id("tok");
     let token = format!("gct_{}", random_hex(32));
     sqlx::query(
@@ -197,7 +204,11 @@ impl AuthUser {
                 .ok_or_else(|| AppError::NotFound(format!("no team `{t}` among yours")))?,
             None => match self.teams.as_slice() {
                 [only] => only,
-                [] => return Err(AppError::Forbidden("you are not a member of any team".into())),
+                [] => {
+                    return Err(AppError::Forbidden(
+                        "you are not a member of any team".into(),
+                    ));
+                }
                 _ => {
                     return Err(AppError::bad_request(
                         "team_required",
@@ -254,17 +265,18 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| AppError::Unauthorized("missing `Authorization: Bearer <token>`".into()))?;
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            AppError::Unauthorized("missing `Authorization: Bearer <token>`".into())
+        })?;
         let token = header
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| AppError::Unauthorized("expected `Authorization: Bearer <token>`".into()))?;
+            .ok_or_else(|| {
+                AppError::Unauthorized("expected `Authorization: Bearer <token>`".into())
+            })?;
         user_for_token(&state.db, token)
             .await?
             .ok_or_else(|| AppError::Unauthorized("invalid or revoked token".into()))

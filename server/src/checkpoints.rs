@@ -70,7 +70,8 @@ fn validate(dir: &Path) -> Result<Validated, AppError> {
         code: "invalid_checkpoint",
         message,
     };
-    let ckpt = load_checkpoint(dir, WeightsFormat::Auto, &Device::flex()).map_err(|e| bad(e.to_string()))?;
+    let ckpt = load_checkpoint(dir, WeightsFormat::Auto, &Device::flex())
+        .map_err(|e| bad(e.to_string()))?;
     let kind = match ckpt.kind() {
         ModelKind::MaskedLm => "masked_lm",
         ModelKind::Classifier => "classifier",
@@ -122,29 +123,33 @@ pub async fn import_checkpoint(
     }
 
     let mut tx = state.db.pool.begin().await?;
-    let found: Option<(String,)> = sqlx::query_as("SELECT id FROM models WHERE team_id = $1 AND name = $2")
-        .bind(team_id)
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let found: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM models WHERE team_id = $1 AND name = $2")
+            .bind(team_id)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
     let model_id = match found {
         Some((id,)) => id,
         None => {
             let id = new_id("mdl");
-            sqlx::query("INSERT INTO models (id, team_id, name, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(&id)
-                .bind(team_id)
-                .bind(name)
-                .bind(now())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO models (id, team_id, name, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&id)
+            .bind(team_id)
+            .bind(name)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
             id
         }
     };
-    let (last,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE model_id = $1")
-        .bind(&model_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (last,): (i64,) =
+        sqlx::query_as("SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE model_id = $1")
+            .bind(&model_id)
+            .fetch_one(&mut *tx)
+            .await?;
     let version = last + 1;
     let version_id = new_id("ver");
     sqlx::query(

@@ -66,7 +66,10 @@ pub struct Db {
 
 /// The default SQLite URL for a data directory (created on first use).
 pub fn sqlite_url(data_dir: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", data_dir.join("genecompass.db").display())
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("genecompass.db").display()
+    )
 }
 
 impl Db {
@@ -157,7 +160,9 @@ impl FromStr for Role {
             "viewer" => Ok(Role::Viewer),
             "editor" => Ok(Role::Editor),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role `{other}`: use viewer, editor or admin")),
+            other => Err(format!(
+                "unknown role `{other}`: use viewer, editor or admin"
+            )),
         }
     }
 }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use genecompass_server::app::{AppState, DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_UPLOAD_BYTES, ServerConfig, router};
+use genecompass_server::app::{
+    AppState, DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_UPLOAD_BYTES, ServerConfig, router,
+};
 use genecompass_server::auth::{NewUser, add_user, bootstrap_admin};
 use genecompass_server::checkpoints::import_checkpoint;
 use genecompass_server::db::Role;
@@ -15,7 +17,12 @@ use genecompass_server::db::Role;
 #[command(version, about)]
 struct Cli {
     /// Data directory: SQLite database (by default), blobs, temp files.
-    #[arg(long, global = true, env = "GENECOMPASS_DATA_DIR", default_value = "genecompass-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "GENECOMPASS_DATA_DIR",
+        default_value = "genecompass-data"
+    )]
     data_dir: PathBuf,
     /// Database URL (`postgres://...`); default: SQLite file in the data directory.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
@@ -89,7 +96,9 @@ fn print_credentials(name: &str, u: &NewUser) {
 async fn open(cli: &Cli, config: Option<ServerConfig>) -> Result<AppState> {
     let mut config = config.unwrap_or_else(|| ServerConfig::new(&cli.data_dir));
     config.database_url = cli.database_url.clone();
-    AppState::open(config).await.context("cannot open the registry")
+    AppState::open(config)
+        .await
+        .context("cannot open the registry")
 }
 
 #[tokio::main]
@@ -120,7 +129,10 @@ async fn main() -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {bind}; is another server running?"))?;
             let addr = listener.local_addr()?;
-            println!("genecompass registry ({}) listening on http://{addr}/api/v1", state.db.kind.name());
+            println!(
+                "genecompass registry ({}) listening on http://{addr}/api/v1",
+                state.db.kind.name()
+            );
             axum::serve(listener, router(state))
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;
@@ -164,11 +176,16 @@ async fn main() -> Result<()> {
                 .fetch_optional(&state.db.pool)
                 .await?;
             let (Some((team_id,)), Some((user_id,))) = (team_id, user_id) else {
-                bail!("unknown team `{team}` or user `{user}`; create them with `genecompass user add`");
+                bail!(
+                    "unknown team `{team}` or user `{user}`; create them with `genecompass user add`"
+                );
             };
             let (model_id, version_id, version) =
                 import_checkpoint(&state, &team_id, &user_id, dir, &name, aliases).await?;
-            println!("imported {} as `{name}` version {version} ({model_id}, {version_id})", dir.display());
+            println!(
+                "imported {} as `{name}` version {version} ({model_id}, {version_id})",
+                dir.display()
+            );
         }
     }
     Ok(())

@@ -32,9 +32,13 @@ pub fn check_name(what: &str, name: &str) -> Result<(), AppError> {
 /// checkpoint directory).
 pub fn check_rel_path(path: &str) -> Result<(), AppError> {
     if path.is_empty() || path.len() > 1024 {
-        return Err(AppError::bad_request("invalid_name", "empty or over-long path"));
+        return Err(AppError::bad_request(
+            "invalid_name",
+            "empty or over-long path",
+        ));
     }
-    path.split('/').try_for_each(|c| check_name("path component", c))
+    path.split('/')
+        .try_for_each(|c| check_name("path component", c))
 }
 
 #[cfg(test)]
@@ -46,7 +50,9 @@ mod tests {
         for ok in ["wu2020", "a.h5ad", "team_A-1", "x"] {
             assert!(check_name("n", ok).is_ok(), "{ok}");
         }
-        for bad in ["", "..", "../etc", "a/b", "a\\b", ".hidden", "-rf", "a b", "é", "a\0b"] {
+        for bad in [
+            "", "..", "../etc", "a/b", "a\\b", ".hidden", "-rf", "a b", "é", "a\0b",
+        ] {
             assert!(check_name("n", bad).is_err(), "{bad:?}");
         }
         assert!(check_name("n", &"a".repeat(129)).is_err());

@@ -131,7 +131,11 @@ fn baron_mouse_build_vocab_safetensors() {
         let row = &ids[i * l..(i + 1) * l];
         let v = &vals[i * l..(i + 1) * l];
         assert!(len > 6);
-        assert!(row[..len].iter().all(|&t| t > 1 && (t as usize) < vocab.len()));
+        assert!(
+            row[..len]
+                .iter()
+                .all(|&t| t > 1 && (t as usize) < vocab.len())
+        );
         assert!(row[len..].iter().all(|&t| t == 0));
         assert!(v[len..].iter().all(|&x| x == 0.0));
         assert!(mask[i * l..i * l + len].iter().all(|&m| m == 1));

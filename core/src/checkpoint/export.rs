@@ -14,10 +14,10 @@ use burn::prelude::*;
 
 use super::{EmbWarmup, LoadedModel};
 use crate::error::CheckpointError;
+use crate::model::GeneCompassConfig;
 use crate::model::bert::BertModel;
 use crate::model::encoder::BertResidualOutput;
 use crate::model::heads::PredictionHeadTransform;
-use crate::model::GeneCompassConfig;
 
 /// One tensor to write: safetensors dtype, shape and little-endian bytes.
 struct Out {
@@ -128,18 +128,30 @@ impl Writer {
             .expect("int tensor converts to i64");
         self.ints(format!("{e}.homologous_index"), vec![hom.len()], &hom);
         for (kind, prior) in config.priors().into_iter().zip(&emb.priors) {
-            self.tensor(format!("{e}.{}_knowledge", kind.stem()), prior.knowledge.val());
+            self.tensor(
+                format!("{e}.{}_knowledge", kind.stem()),
+                prior.knowledge.val(),
+            );
         }
         self.embedding(format!("{e}.word_embeddings.weight"), &emb.word_embeddings);
         for (kind, prior) in config.priors().into_iter().zip(&emb.priors) {
-            self.linear(&format!("{e}.{}_embeddings.linear1", kind.stem()), &prior.linear1);
+            self.linear(
+                &format!("{e}.{}_embeddings.linear1", kind.stem()),
+                &prior.linear1,
+            );
         }
         let cat = format!("{e}.concat_embeddings");
         self.linear(&format!("{cat}.cat_fc"), &emb.concat_embeddings.cat_fc);
         self.layer_norm(&format!("{cat}.cat_ln"), &emb.concat_embeddings.cat_ln);
         self.linear(&format!("{cat}.cat_proj"), &emb.concat_embeddings.cat_proj);
-        self.embedding(format!("{e}.position_embeddings.weight"), &emb.position_embeddings);
-        self.embedding(format!("{e}.token_type_embeddings.weight"), &emb.token_type_embeddings);
+        self.embedding(
+            format!("{e}.position_embeddings.weight"),
+            &emb.position_embeddings,
+        );
+        self.embedding(
+            format!("{e}.token_type_embeddings.weight"),
+            &emb.token_type_embeddings,
+        );
         self.layer_norm(&format!("{e}.LayerNorm"), &emb.layer_norm);
         if let Some(cls) = &bert.cls_embedding {
             self.embedding(format!("{p}cls_embedding.weight"), cls);
@@ -188,7 +200,11 @@ fn mlm_tensors(w: &mut Writer, model: &LoadedModel, config: &GeneCompassConfig) 
             w.transform("cls.predictions", &m.cls.transform);
             let bias = host_f32(m.cls.bias.val());
             w.floats("cls.predictions.bias".into(), vec![bias.len()], &bias);
-            w.floats("cls.predictions.decoder.bias".into(), vec![bias.len()], &bias);
+            w.floats(
+                "cls.predictions.decoder.bias".into(),
+                vec![bias.len()],
+                &bias,
+            );
             w.transform("cls4value.predictions", &m.cls4value.transform);
             w.linear("cls4value.predictions.decoder", &m.cls4value.decoder);
             if let Some(b) = &m.cls4value.decoder.bias {
@@ -248,7 +264,13 @@ mod tests {
             ))
             .set_require_grad(false);
         }
-        let model = LoadedModel::MaskedLm(mlm, EmbWarmup { alpha: 1.0, steps: 3 });
+        let model = LoadedModel::MaskedLm(
+            mlm,
+            EmbWarmup {
+                alpha: 1.0,
+                steps: 3,
+            },
+        );
         let dir = std::env::temp_dir().join(format!("gc-export-{}", std::process::id()));
         export_official_safetensors(&model, &config, &dir).unwrap();
         let back = load_checkpoint(&dir, WeightsFormat::Safetensors, &device).unwrap();
@@ -259,10 +281,24 @@ mod tests {
         let ids = [5i64, 7, 9, 0, 11, 3, 2, 1];
         let vals = [1.0f32, 2.0, 0.5, 0.0, 3.0, 1.5, 0.25, 4.0];
         let input = ModelInput::from_host(&ids, &vals, Some(&[0, 1]), None, 2, 4, &device);
-        let LoadedModel::MaskedLm(orig, _) = &model else { unreachable!() };
-        let a = host_f32(orig.bert.forward(&input, ForwardOptions::default()).last_hidden_state);
-        let b = host_f32(back.bert().forward(&input, ForwardOptions::default()).last_hidden_state);
-        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let LoadedModel::MaskedLm(orig, _) = &model else {
+            unreachable!()
+        };
+        let a = host_f32(
+            orig.bert
+                .forward(&input, ForwardOptions::default())
+                .last_hidden_state,
+        );
+        let b = host_f32(
+            back.bert()
+                .forward(&input, ForwardOptions::default())
+                .last_hidden_state,
+        );
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         assert!(diff == 0.0, "max diff {diff}");
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -81,7 +81,12 @@ impl<'a> Loader<'a> {
     }
 
     /// The f32 values of `key`, checked against `expected` (`why` names the config fields).
-    pub fn floats(&mut self, key: &str, expected: &[usize], why: &str) -> Result<Vec<f32>, CheckpointError> {
+    pub fn floats(
+        &mut self,
+        key: &str,
+        expected: &[usize],
+        why: &str,
+    ) -> Result<Vec<f32>, CheckpointError> {
         let t = self.raw(key)?;
         self.check_shape(key, t, expected, why)?;
         t.to_f32().ok_or_else(|| CheckpointError::BadDtype {
@@ -92,7 +97,12 @@ impl<'a> Loader<'a> {
     }
 
     /// The i64 values of `key`, checked against `expected`.
-    pub fn ints(&mut self, key: &str, expected: &[usize], why: &str) -> Result<Vec<i64>, CheckpointError> {
+    pub fn ints(
+        &mut self,
+        key: &str,
+        expected: &[usize],
+        why: &str,
+    ) -> Result<Vec<i64>, CheckpointError> {
         let t = self.raw(key)?;
         self.check_shape(key, t, expected, why)?;
         t.to_i64().ok_or_else(|| CheckpointError::BadDtype {
@@ -102,7 +112,13 @@ impl<'a> Loader<'a> {
         })
     }
 
-    fn check_shape(&self, key: &str, t: &StoredTensor, expected: &[usize], why: &str) -> Result<(), CheckpointError> {
+    fn check_shape(
+        &self,
+        key: &str,
+        t: &StoredTensor,
+        expected: &[usize],
+        why: &str,
+    ) -> Result<(), CheckpointError> {
         if t.shape != expected {
             return Err(CheckpointError::ShapeMismatch {
                 path: self.map.path.clone(),
@@ -116,13 +132,24 @@ impl<'a> Loader<'a> {
     }
 
     /// A float tensor of rank `D`.
-    pub fn tensor<const D: usize>(&mut self, key: &str, shape: [usize; D], why: &str) -> Result<Tensor<D>, CheckpointError> {
+    pub fn tensor<const D: usize>(
+        &mut self,
+        key: &str,
+        shape: [usize; D],
+        why: &str,
+    ) -> Result<Tensor<D>, CheckpointError> {
         let v = self.floats(key, &shape, why)?;
         Ok(Tensor::from_data(TensorData::new(v, shape), &self.device))
     }
 
     /// A torch `Linear` (`weight [out, in]`, `bias [out]`) as a burn `Linear` (`[in, out]`).
-    pub fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize, why: &str) -> Result<Linear, CheckpointError> {
+    pub fn linear(
+        &mut self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        why: &str,
+    ) -> Result<Linear, CheckpointError> {
         let w = self.floats(&format!("{prefix}.weight"), &[d_out, d_in], why)?;
         let mut t = vec![0f32; w.len()];
         for o in 0..d_out {
@@ -144,7 +171,13 @@ impl<'a> Loader<'a> {
     }
 
     /// A LayerNorm (`weight`/`bias`, or the old `gamma`/`beta` names).
-    pub fn layer_norm(&mut self, prefix: &str, d: usize, eps: f64, why: &str) -> Result<LayerNorm, CheckpointError> {
+    pub fn layer_norm(
+        &mut self,
+        prefix: &str,
+        d: usize,
+        eps: f64,
+        why: &str,
+    ) -> Result<LayerNorm, CheckpointError> {
         let (wk, bk) = if self.has(&format!("{prefix}.gamma")) {
             ("gamma", "beta")
         } else {
@@ -152,12 +185,22 @@ impl<'a> Loader<'a> {
         };
         let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(&self.device);
         ln.gamma = Param::from_tensor(self.tensor(&format!("{prefix}.{wk}"), [d], why)?);
-        ln.beta = Some(Param::from_tensor(self.tensor(&format!("{prefix}.{bk}"), [d], why)?));
+        ln.beta = Some(Param::from_tensor(self.tensor(
+            &format!("{prefix}.{bk}"),
+            [d],
+            why,
+        )?));
         Ok(ln)
     }
 
     /// An embedding table `[n, d]`.
-    pub fn embedding(&mut self, key: &str, n: usize, d: usize, why: &str) -> Result<Embedding, CheckpointError> {
+    pub fn embedding(
+        &mut self,
+        key: &str,
+        n: usize,
+        d: usize,
+        why: &str,
+    ) -> Result<Embedding, CheckpointError> {
         Ok(Embedding {
             weight: Param::from_tensor(self.tensor(key, [n, d], why)?),
         })

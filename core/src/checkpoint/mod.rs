@@ -22,7 +22,9 @@ pub use native::{NativeMeta, save_native};
 pub use tensors::{StoredDtype, StoredTensor, TensorMap};
 
 use crate::error::CheckpointError;
-use crate::model::{GeneCompassConfig, GeneCompassForMaskedLm, GeneCompassForSequenceClassification};
+use crate::model::{
+    GeneCompassConfig, GeneCompassForMaskedLm, GeneCompassForSequenceClassification,
+};
 use loader::Loader;
 
 /// Which weights file to read when a directory has several.
@@ -50,6 +52,9 @@ pub enum ModelKind {
 }
 
 /// A loaded model of either kind.
+// One value per loaded checkpoint, never stored in bulk: boxing would only add a
+// dereference at every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum LoadedModel {
     /// Pretraining model and its warm-up buffers.
@@ -114,14 +119,19 @@ pub fn read_config(dir: &Path) -> Result<GeneCompassConfig, CheckpointError> {
         path: path.display().to_string(),
         message: format!("not a GeneCompass/BERT config: {e}"),
     })?;
-    config.validate().map_err(|message| CheckpointError::Config {
-        path: path.display().to_string(),
-        message,
-    })?;
+    config
+        .validate()
+        .map_err(|message| CheckpointError::Config {
+            path: path.display().to_string(),
+            message,
+        })?;
     Ok(config)
 }
 
-fn pick_weights(dir: &Path, format: WeightsFormat) -> Result<(PathBuf, WeightsFormat), CheckpointError> {
+fn pick_weights(
+    dir: &Path,
+    format: WeightsFormat,
+) -> Result<(PathBuf, WeightsFormat), CheckpointError> {
     let candidates = [
         (WeightsFormat::Native, "model.bpk"),
         (WeightsFormat::Safetensors, "model.safetensors"),
@@ -150,12 +160,18 @@ pub fn read_tensors(path: &Path, format: WeightsFormat) -> Result<TensorMap, Che
                       `genecompass-train convert` first"
                 .into(),
         }),
-        WeightsFormat::Native | WeightsFormat::Auto => unreachable!("native files are not tensor maps"),
+        WeightsFormat::Native | WeightsFormat::Auto => {
+            unreachable!("native files are not tensor maps")
+        }
     }
 }
 
 /// Loads a model directory (official or native) onto `device`.
-pub fn load_checkpoint(dir: &Path, format: WeightsFormat, device: &Device) -> Result<Checkpoint, CheckpointError> {
+pub fn load_checkpoint(
+    dir: &Path,
+    format: WeightsFormat,
+    device: &Device,
+) -> Result<Checkpoint, CheckpointError> {
     let mut config = read_config(dir)?;
     let (weights_file, format) = pick_weights(dir, format)?;
     if format == WeightsFormat::Native {
@@ -178,14 +194,19 @@ pub fn from_tensor_map(
         if let Some(declared) = config.knowledge_size.filter(|&d| d != k) {
             return Err(CheckpointError::Config {
                 path: map.path.clone(),
-                message: format!("config.json says knowledge_size {declared} but the knowledge tables are {k} wide"),
+                message: format!(
+                    "config.json says knowledge_size {declared} but the knowledge tables are {k} wide"
+                ),
             });
         }
         config.knowledge_size = Some(k);
     }
     let is_classifier = loader.has("classifier.weight");
     let model = if is_classifier {
-        let rows = loader.map_shape("classifier.weight").map(|s| s[0]).unwrap_or(0);
+        let rows = loader
+            .map_shape("classifier.weight")
+            .map(|s| s[0])
+            .unwrap_or(0);
         let num_labels = config.label_names().map(|n| n.len()).unwrap_or(rows);
         config.num_labels = Some(num_labels);
         let clf = import::load_classifier(&mut loader, config, num_labels)?;

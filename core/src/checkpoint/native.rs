@@ -68,8 +68,16 @@ pub fn save_native(checkpoint: &Checkpoint, dir: &Path, half: bool) -> Result<()
     let dtype = if half { DType::F16 } else { DType::F32 };
     let mut cast = CastFloats(dtype);
     let (record, kind, warmup) = match &checkpoint.model {
-        LoadedModel::MaskedLm(m, w) => (m.clone().map(&mut cast).into_record(), ModelKind::MaskedLm, Some(*w)),
-        LoadedModel::Classifier(c) => (c.clone().map(&mut cast).into_record(), ModelKind::Classifier, None),
+        LoadedModel::MaskedLm(m, w) => (
+            m.clone().map(&mut cast).into_record(),
+            ModelKind::MaskedLm,
+            Some(*w),
+        ),
+        LoadedModel::Classifier(c) => (
+            c.clone().map(&mut cast).into_record(),
+            ModelKind::Classifier,
+            None,
+        ),
     };
     let bpk = dir.join("model.bpk");
     let tmp = dir.join("model.bpk.tmp");
@@ -128,12 +136,13 @@ pub fn load_native(
             )
         }
         ModelKind::Classifier => {
-            let n = config.num_labels.or(config.label_names().map(|l| l.len())).ok_or_else(|| {
-                CheckpointError::Config {
+            let n = config
+                .num_labels
+                .or(config.label_names().map(|l| l.len()))
+                .ok_or_else(|| CheckpointError::Config {
                     path: dir.join("config.json").display().to_string(),
                     message: "a classifier config needs id2label or num_labels".into(),
-                }
-            })?;
+                })?;
             let c = init_classifier(&config, n, device)
                 .try_load_record(record()?)
                 .map_err(|e| record_err(bpk, format!("{e}; does config.json match model.bpk?")))?;

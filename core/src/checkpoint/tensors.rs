@@ -45,7 +45,11 @@ pub struct StoredTensor {
 impl StoredTensor {
     /// Wraps raw little-endian bytes.
     pub fn new(dtype: StoredDtype, shape: Vec<usize>, bytes: Vec<u8>) -> Self {
-        Self { dtype, shape, bytes }
+        Self {
+            dtype,
+            shape,
+            bytes,
+        }
     }
 
     /// Number of elements (1 for a scalar).
@@ -57,7 +61,10 @@ impl StoredTensor {
     pub fn to_f32(&self) -> Option<Vec<f32>> {
         let b = &self.bytes;
         Some(match self.dtype {
-            StoredDtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            StoredDtype::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
             StoredDtype::F64 => b
                 .chunks_exact(8)
                 .map(|c| f64::from_le_bytes(c.try_into().expect("8-byte chunk")) as f32)
@@ -82,8 +89,14 @@ impl StoredTensor {
                 .chunks_exact(8)
                 .map(|c| i64::from_le_bytes(c.try_into().expect("8-byte chunk")))
                 .collect(),
-            StoredDtype::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect(),
-            StoredDtype::I16 => b.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+            StoredDtype::I32 => b
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+                .collect(),
+            StoredDtype::I16 => b
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i64)
+                .collect(),
             StoredDtype::I8 => b.iter().map(|&v| v as i8 as i64).collect(),
             StoredDtype::U8 | StoredDtype::Bool => b.iter().map(|&v| v as i64).collect(),
             _ => return None,
@@ -118,10 +131,11 @@ impl TensorMap {
     /// Parses safetensors bytes (works without a filesystem, e.g. in the browser).
     pub fn from_safetensors_bytes(name: &str, bytes: &[u8]) -> Result<Self, CheckpointError> {
         use safetensors::Dtype;
-        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Corrupt {
-            path: name.to_string(),
-            message: e.to_string(),
-        })?;
+        let st =
+            safetensors::SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Corrupt {
+                path: name.to_string(),
+                message: e.to_string(),
+            })?;
         let mut tensors = BTreeMap::new();
         for (key, view) in st.tensors() {
             let dtype = match view.dtype() {
@@ -137,7 +151,10 @@ impl TensorMap {
                 Dtype::BOOL => StoredDtype::Bool,
                 _ => StoredDtype::Other("unsupported"),
             };
-            tensors.insert(key, StoredTensor::new(dtype, view.shape().to_vec(), view.data().to_vec()));
+            tensors.insert(
+                key,
+                StoredTensor::new(dtype, view.shape().to_vec(), view.data().to_vec()),
+            );
         }
         Ok(Self {
             path: name.to_string(),
@@ -154,7 +171,8 @@ impl TensorMap {
             path: name.clone(),
             message,
         };
-        let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| corrupt(e.to_string()))?;
+        let reader =
+            pytorch_reader::PytorchReader::new(path).map_err(|e| corrupt(e.to_string()))?;
         let mut tensors = BTreeMap::new();
         for (key, t) in reader.into_tensors() {
             let dtype = match t.dtype() {
@@ -172,14 +190,19 @@ impl TensorMap {
                 DType::U32 => StoredDtype::Other("uint32"),
                 DType::U16 => StoredDtype::Other("uint16"),
             };
-            let mut bytes = t.read().map_err(|e| corrupt(format!("tensor `{key}`: {e}")))?;
+            let mut bytes = t
+                .read()
+                .map_err(|e| corrupt(format!("tensor `{key}`: {e}")))?;
             if cfg!(target_endian = "big") {
                 let size = t.dtype().size();
                 bytes.chunks_exact_mut(size).for_each(|c| c.reverse());
             }
             tensors.insert(key, StoredTensor::new(dtype, t.shape().to_vec(), bytes));
         }
-        Ok(Self { path: name, tensors })
+        Ok(Self {
+            path: name,
+            tensors,
+        })
     }
 
     /// Total number of elements.

@@ -21,7 +21,9 @@ impl BertPooler {
     /// - `seq`: `[B, S, H]` → `[B, H]`
     pub fn forward(&self, seq: Tensor<3>) -> Tensor<2> {
         let [b, _, h] = seq.dims();
-        self.dense.forward(seq.narrow(1, 0, 1).reshape([b, h])).tanh()
+        self.dense
+            .forward(seq.narrow(1, 0, 1).reshape([b, h]))
+            .tanh()
     }
 }
 
@@ -84,7 +86,12 @@ impl BertModel {
     }
 
     /// Everything after the embedding (shared with the folded inference path).
-    pub fn encode(&self, emb: Tensor<3>, input: &ModelInput, options: ForwardOptions) -> BertOutput {
+    pub fn encode(
+        &self,
+        emb: Tensor<3>,
+        input: &ModelInput,
+        options: ForwardOptions,
+    ) -> BertOutput {
         let [b, _] = input.dims();
         let device = emb.device();
         let (h0, mask) = match &self.cls_embedding {

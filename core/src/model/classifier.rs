@@ -20,11 +20,25 @@ pub struct GeneCompassForSequenceClassification {
 }
 
 /// A freshly initialised classifier (pooler and head new, as in fine-tuning).
-pub fn init_classifier(config: &GeneCompassConfig, num_labels: usize, device: &Device) -> GeneCompassForSequenceClassification {
+pub fn init_classifier(
+    config: &GeneCompassConfig,
+    num_labels: usize,
+    device: &Device,
+) -> GeneCompassForSequenceClassification {
     GeneCompassForSequenceClassification {
         bert: init_bert(config, true, device),
-        dropout: DropoutConfig::new(config.classifier_dropout.unwrap_or(config.hidden_dropout_prob)).init(),
-        classifier: normal_linear(config.hidden_size, num_labels, config.initializer_range, device),
+        dropout: DropoutConfig::new(
+            config
+                .classifier_dropout
+                .unwrap_or(config.hidden_dropout_prob),
+        )
+        .init(),
+        classifier: normal_linear(
+            config.hidden_size,
+            num_labels,
+            config.initializer_range,
+            device,
+        ),
     }
 }
 
@@ -38,10 +52,20 @@ impl GeneCompassForSequenceClassification {
     }
 
     /// Class logits and the pooler output.
-    pub fn forward_with_pooled(&self, input: &ModelInput, options: ForwardOptions) -> (Tensor<2>, Tensor<2>) {
+    pub fn forward_with_pooled(
+        &self,
+        input: &ModelInput,
+        options: ForwardOptions,
+    ) -> (Tensor<2>, Tensor<2>) {
         let out = self.bert.forward(input, options);
-        let pooled = out.pooled.expect("a classifier's BertModel always has a pooler");
-        (self.classifier.forward(self.dropout.forward(pooled.clone())), pooled)
+        let pooled = out
+            .pooled
+            .expect("a classifier's BertModel always has a pooler");
+        (
+            self.classifier
+                .forward(self.dropout.forward(pooled.clone())),
+            pooled,
+        )
     }
 
     /// Number of classes.

@@ -85,12 +85,20 @@ pub fn init_embeddings(config: &GeneCompassConfig, device: &Device) -> Knowledge
         .collect();
     let identity = Tensor::<1, Int>::arange(0..config.vocab_size as i64, device);
     KnowledgeBertEmbeddings {
-        word_embeddings: normal_embedding(config.vocab_size, h, std, Some(config.pad_token_id), device),
+        word_embeddings: normal_embedding(
+            config.vocab_size,
+            h,
+            std,
+            Some(config.pad_token_id),
+            device,
+        ),
         priors,
         homologous_index: Param::initialized(ParamId::new(), identity),
         concat_embeddings: ConcatEmbeddings {
             cat_fc: normal_linear(config.concat_width(), h, std, device),
-            cat_ln: LayerNormConfig::new(h).with_epsilon(CAT_LN_EPS).init(device),
+            cat_ln: LayerNormConfig::new(h)
+                .with_epsilon(CAT_LN_EPS)
+                .init(device),
             cat_proj: normal_linear(h, h, std, device),
         },
         position_embeddings: normal_embedding(config.max_position_embeddings, h, std, None, device),
@@ -108,7 +116,11 @@ impl KnowledgeBertEmbeddings {
     ///
     /// # Shapes
     /// - `input_ids`: `[B, L]`, `species`: `[B, 1]` (0 human, 1 mouse) → `[B, L]`
-    pub fn knowledge_ids(&self, input_ids: Tensor<2, Int>, species: Option<Tensor<2, Int>>) -> Tensor<2, Int> {
+    pub fn knowledge_ids(
+        &self,
+        input_ids: Tensor<2, Int>,
+        species: Option<Tensor<2, Int>>,
+    ) -> Tensor<2, Int> {
         let Some(species) = species else {
             return input_ids;
         };
@@ -160,15 +172,27 @@ impl KnowledgeBertEmbeddings {
         alpha: f32,
     ) -> Tensor<3> {
         let x = self.concat_input(input_ids, values, species, alpha);
-        let x = self.concat_embeddings.after_fc(self.concat_embeddings.cat_fc.forward(x));
+        let x = self
+            .concat_embeddings
+            .after_fc(self.concat_embeddings.cat_fc.forward(x));
         self.add_positions_and_norm(x)
     }
 
     /// `LayerNorm(x + token_type[0] + position[0..L])`, then dropout.
     pub fn add_positions_and_norm(&self, x: Tensor<3>) -> Tensor<3> {
         let [_, l, h] = x.dims();
-        let pos = self.position_embeddings.weight.val().narrow(0, 0, l).reshape([1, l, h]);
-        let tt = self.token_type_embeddings.weight.val().narrow(0, 0, 1).reshape([1, 1, h]);
+        let pos = self
+            .position_embeddings
+            .weight
+            .val()
+            .narrow(0, 0, l)
+            .reshape([1, l, h]);
+        let tt = self
+            .token_type_embeddings
+            .weight
+            .val()
+            .narrow(0, 0, 1)
+            .reshape([1, 1, h]);
         self.dropout.forward(self.layer_norm.forward(x + pos + tt))
     }
 }

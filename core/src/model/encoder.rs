@@ -3,6 +3,8 @@
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, relu, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::{GeneCompassConfig, HiddenAct};
 use super::embeddings::quick_gelu;
@@ -40,9 +42,19 @@ impl BertSelfAttention {
         let nh = self.num_heads;
         let d = h / nh;
         let split = |t: Tensor<3>| t.reshape([b, s, nh, d]).swap_dims(1, 2);
+        let fused = !x.device().is_autodiff();
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x));
+        if fused {
+            // Inference (no autodiff, so no dropout): the backend's fused attention, which
+            // never materialises the [B, heads, S, S] scores on CPU (flash tiles for long S).
+            // The additive mask is 0 or f32::MIN, so `< -1` marks exactly the blocked keys;
+            // -inf there gives the same probabilities as HF's finfo.min (exactly 0).
+            let blocked = mask.map(|m| m.lower_elem(-1.0).expand([b, 1, s, s]));
+            let out = attention(q, k, v, blocked, None, AttentionModuleOptions::default());
+            return out.swap_dims(1, 2).reshape([b, s, h]);
+        }
         let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d as f64).sqrt());
         if let Some(mask) = mask {
             scores = scores + mask;
@@ -118,7 +130,12 @@ impl BertEncoder {
     ///
     /// # Shapes
     /// - `x`: `[B, S, H]`, `mask`: additive `[B, 1, 1, S]` → last `[B, S, H]`
-    pub fn forward(&self, mut x: Tensor<3>, mask: Option<Tensor<4>>, keep_all: bool) -> (Tensor<3>, Vec<Tensor<3>>) {
+    pub fn forward(
+        &self,
+        mut x: Tensor<3>,
+        mask: Option<Tensor<4>>,
+        keep_all: bool,
+    ) -> (Tensor<3>, Vec<Tensor<3>>) {
         let mut all = Vec::new();
         for layer in &self.layer {
             x = layer.forward(x, mask.clone());
@@ -131,7 +148,11 @@ impl BertEncoder {
 }
 
 /// A residual output block with fresh weights.
-pub fn init_residual(d_in: usize, config: &GeneCompassConfig, device: &Device) -> BertResidualOutput {
+pub fn init_residual(
+    d_in: usize,
+    config: &GeneCompassConfig,
+    device: &Device,
+) -> BertResidualOutput {
     let h = config.hidden_size;
     BertResidualOutput {
         dense: normal_linear(d_in, h, config.initializer_range, device),

@@ -31,7 +31,11 @@ impl FoldedEmbedding {
         let w = emb.concat_embeddings.cat_fc.weight.val(); // [in, H]
         let h = w.dims()[1];
         let device = w.device();
-        let word = emb.word_embeddings.weight.val().matmul(w.clone().narrow(0, 0, h));
+        let word = emb
+            .word_embeddings
+            .weight
+            .val()
+            .matmul(w.clone().narrow(0, 0, h));
         let mut row = h;
         let value_row = if emb.use_values {
             row += 1;
@@ -77,7 +81,9 @@ impl FoldedEmbedding {
     ) -> Tensor<3> {
         let [b, l] = input_ids.dims();
         let h = self.bias.dims()[0];
-        let kid = emb.knowledge_ids(input_ids.clone(), species).reshape([b * l]);
+        let kid = emb
+            .knowledge_ids(input_ids.clone(), species)
+            .reshape([b * l]);
         let word = self.word_part.val().select(0, input_ids.reshape([b * l]));
         let prior = self.prior_part.val().select(0, kid) * alpha;
         let value = values.reshape([b * l, 1]) * self.value_row.val().unsqueeze_dim(0);

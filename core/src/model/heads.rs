@@ -32,7 +32,8 @@ impl PredictionHeadTransform {
     /// # Shapes
     /// - `[..., H]` → `[..., H]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        self.layer_norm.forward(activate(self.act, self.dense.forward(x)))
+        self.layer_norm
+            .forward(activate(self.act, self.dense.forward(x)))
     }
 }
 
@@ -159,7 +160,12 @@ impl GeneCompassForMaskedLm {
 
     /// The official loss, computing the id head only at masked positions (identical value,
     /// far less work than `[B, L, V]` logits).
-    pub fn loss(&self, input: &ModelInput, targets: &MlmTargets, options: ForwardOptions) -> MlmLoss {
+    pub fn loss(
+        &self,
+        input: &ModelInput,
+        targets: &MlmTargets,
+        options: ForwardOptions,
+    ) -> MlmLoss {
         let genes = self.gene_states(input, options);
         let [b, l, h] = genes.dims();
         let picked = genes

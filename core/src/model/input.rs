@@ -32,7 +32,11 @@ impl ModelInput {
         len: usize,
         device: &Device,
     ) -> Self {
-        assert_eq!(input_ids.len(), batch * len, "input_ids must be [batch, len]");
+        assert_eq!(
+            input_ids.len(),
+            batch * len,
+            "input_ids must be [batch, len]"
+        );
         assert_eq!(values.len(), batch * len, "values must be [batch, len]");
         Self {
             input_ids: Tensor::from_data(TensorData::new(input_ids.to_vec(), [batch, len]), device),

@@ -5,7 +5,9 @@ use burn::prelude::*;
 
 use crate::batch::{BatchOptions, Padding, make_batch, plan_batches};
 use crate::cells::CellSet;
-use crate::model::{BertModel, FoldedEmbedding, ForwardOptions, GeneCompassForSequenceClassification, ModelInput};
+use crate::model::{
+    BertModel, FoldedEmbedding, ForwardOptions, GeneCompassForSequenceClassification, ModelInput,
+};
 
 /// Inference settings.
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +56,9 @@ fn for_each_batch(
     device: &Device,
     mut each: impl FnMut(&[usize], &ModelInput, Tensor<3>, Option<Tensor<2>>),
 ) {
-    let folded = options.folded.then(|| FoldedEmbedding::fold(&bert.embeddings));
+    let folded = options
+        .folded
+        .then(|| FoldedEmbedding::fold(&bert.embeddings));
     let fwd = ForwardOptions {
         alpha: options.alpha,
         output_hidden_states: false,
@@ -105,7 +109,14 @@ pub fn embed_cells(
         cls: vec![0.0; n * h],
         mean: vec![0.0; n * h],
         seq_len,
-        last_hidden_state: vec![0.0; if options.keep_hidden_states { n * (seq_len + off) * h } else { 0 }],
+        last_hidden_state: vec![
+            0.0;
+            if options.keep_hidden_states {
+                n * (seq_len + off) * h
+            } else {
+                0
+            }
+        ],
     };
     for_each_batch(bert, cells, options, device, |idx, _, last, _| {
         let [b, s, _] = last.dims();
@@ -155,7 +166,10 @@ impl Predictions {
             .map(|r| {
                 r.iter()
                     .enumerate()
-                    .fold((0, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc })
+                    .fold(
+                        (0, f32::MIN),
+                        |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+                    )
                     .0
             })
             .collect()

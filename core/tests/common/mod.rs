@@ -39,7 +39,13 @@ pub fn read_i64(path: PathBuf) -> HashMap<String, Vec<i64>> {
 
 /// Asserts `|a - b| <= atol` elementwise, naming the tensor and the worst index.
 pub fn assert_close(name: &str, got: &[f32], want: &[f32], atol: f32) {
-    assert_eq!(got.len(), want.len(), "{name}: length {} vs {}", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{name}: length {} vs {}",
+        got.len(),
+        want.len()
+    );
     let (mut worst, mut at) = (0f32, 0);
     for (i, (a, b)) in got.iter().zip(want).enumerate() {
         let d = (a - b).abs();

@@ -122,7 +122,9 @@ pub async fn tokens_revoke(
     .execute(&state.db.pool)
     .await?;
     if done.rows_affected() == 0 {
-        return Err(AppError::NotFound(format!("no active token `{id}` of yours")));
+        return Err(AppError::NotFound(format!(
+            "no active token `{id}` of yours"
+        )));
     }
     Ok(ApiJson(json!({ "revoked": id })))
 }

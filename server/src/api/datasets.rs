@@ -199,7 +199,10 @@ pub async fn datasets_create(
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            AppError::bad_request("upload_interrupted", format!("reading the upload failed: {e}"))
+            AppError::bad_request(
+                "upload_interrupted",
+                format!("reading the upload failed: {e}"),
+            )
         })?;
         if writer.size() + chunk.len() as u64 > limit {
             return Err(too_large());
@@ -251,9 +254,14 @@ pub async fn datasets_create(
     tracing::info!(%id, team = %team.team_name, name = %q.name, %sha256, "dataset registered");
 
     let dataset = find_dataset(&state, &user, &id).await?;
-    let location = HeaderValue::from_str(&format!("/api/v1/datasets/{id}"))
-        .map_err(AppError::internal)?;
-    Ok((StatusCode::CREATED, [(LOCATION, location)], ApiJson(dataset)).into_response())
+    let location =
+        HeaderValue::from_str(&format!("/api/v1/datasets/{id}")).map_err(AppError::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        [(LOCATION, location)],
+        ApiJson(dataset),
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/datasets/{id}/download`: the file, honouring `Range` and conditional headers.
@@ -266,7 +274,10 @@ pub async fn datasets_download(
     let d = find_dataset(&state, &user, &id).await?;
     let path = state.blobs.path_of(&d.sha256);
     if !path.is_file() {
-        return Err(AppError::Internal(format!("blob {} of {id} is missing", d.sha256)));
+        return Err(AppError::Internal(format!(
+            "blob {} of {id} is missing",
+            d.sha256
+        )));
     }
     let res = ServeFile::new(path)
         .oneshot(req)

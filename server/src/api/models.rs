@@ -36,8 +36,15 @@ pub async fn checkpoints_import(
     ApiJson(req): ApiJson<ImportRequest>,
 ) -> ApiResult<(StatusCode, ApiJson<ModelVersion>)> {
     let team = user.require(req.team.as_deref(), Role::Admin)?;
-    let (model_id, _, version) =
-        import_checkpoint(&state, &team.team_id, &user.id, &req.path, &req.name, &req.aliases).await?;
+    let (model_id, _, version) = import_checkpoint(
+        &state,
+        &team.team_id,
+        &user.id,
+        &req.path,
+        &req.name,
+        &req.aliases,
+    )
+    .await?;
     let v = find_version(&state, &user, &model_id, &version.to_string()).await?;
     Ok((StatusCode::CREATED, ApiJson(v)))
 }
@@ -83,11 +90,12 @@ async fn load_models(state: &AppState, user: &AuthUser, id: Option<&str>) -> Api
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let versions: Vec<(i64,)> =
-            sqlx::query_as("SELECT version FROM model_versions WHERE model_id = $1 ORDER BY version")
-                .bind(&r.id)
-                .fetch_all(&state.db.pool)
-                .await?;
+        let versions: Vec<(i64,)> = sqlx::query_as(
+            "SELECT version FROM model_versions WHERE model_id = $1 ORDER BY version",
+        )
+        .bind(&r.id)
+        .fetch_all(&state.db.pool)
+        .await?;
         let aliases: Vec<(String, i64)> = sqlx::query_as(
             "SELECT a.alias, v.version FROM model_aliases a \
              JOIN model_versions v ON v.id = a.version_id WHERE a.model_id = $1",
@@ -109,7 +117,10 @@ async fn load_models(state: &AppState, user: &AuthUser, id: Option<&str>) -> Api
 }
 
 /// `GET /api/v1/models`: models of the caller's teams.
-pub async fn models_index(State(state): State<AppState>, user: AuthUser) -> ApiResult<ApiJson<Vec<Model>>> {
+pub async fn models_index(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> ApiResult<ApiJson<Vec<Model>>> {
     load_models(&state, &user, None).await.map(ApiJson)
 }
 
@@ -181,8 +192,17 @@ pub struct ModelVersion {
 }
 
 /// A version of a visible model by number or alias.
-async fn find_version(state: &AppState, user: &AuthUser, model_id: &str, version: &str) -> ApiResult<ModelVersion> {
-    let not_found = || AppError::NotFound(format!("no version `{version}` of model `{model_id}` in your teams"));
+async fn find_version(
+    state: &AppState,
+    user: &AuthUser,
+    model_id: &str,
+    version: &str,
+) -> ApiResult<ModelVersion> {
+    let not_found = || {
+        AppError::NotFound(format!(
+            "no version `{version}` of model `{model_id}` in your teams"
+        ))
+    };
     let number = version.parse::<i64>().ok();
     let row: Option<VersionRow> = sqlx::query_as(
         "SELECT v.id, v.model_id, v.version, v.kind, v.config, v.weights_file, v.tensor_count, \
@@ -232,7 +252,9 @@ pub async fn versions_show(
     user: AuthUser,
     ApiPath((id, version)): ApiPath<(String, String)>,
 ) -> ApiResult<ApiJson<ModelVersion>> {
-    find_version(&state, &user, &id, &version).await.map(ApiJson)
+    find_version(&state, &user, &id, &version)
+        .await
+        .map(ApiJson)
 }
 
 /// `PUT /api/v1/models/{id}/aliases/{alias}` body.
@@ -251,7 +273,10 @@ pub async fn aliases_update(
 ) -> ApiResult<ApiJson<ModelVersion>> {
     check_name("alias", &alias)?;
     if alias.parse::<i64>().is_ok() {
-        return Err(AppError::bad_request("invalid_name", "an alias cannot be a number"));
+        return Err(AppError::bad_request(
+            "invalid_name",
+            "an alias cannot be a number",
+        ));
     }
     let model = load_models(&state, &user, Some(&id))
         .await?

@@ -10,9 +10,16 @@ fn ok(description: &str, schema: Value) -> Value {
 }
 
 /// One operation with the standard error responses.
-fn op(summary: &str, auth: bool, params: Value, body: Option<Value>, success: (&str, Value)) -> Value {
+fn op(
+    summary: &str,
+    auth: bool,
+    params: Value,
+    body: Option<Value>,
+    success: (&str, Value),
+) -> Value {
     let err = json!({ "$ref": "#/components/responses/Error" });
-    let mut responses = json!({ success.0: success.1, "400": err, "404": err, "413": err, "500": err });
+    let mut responses =
+        json!({ success.0: success.1, "400": err, "404": err, "413": err, "500": err });
     if auth {
         responses["401"] = err.clone();
         responses["403"] = err.clone();

@@ -117,15 +117,23 @@ pub async fn results_create(
         .bind(&team.team_id)
         .fetch_optional(&state.db.pool)
         .await?;
-        owned.ok_or_else(|| AppError::NotFound(format!("no model version `{v}` in team `{}`", team.team_name)))?;
+        owned.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "no model version `{v}` in team `{}`",
+                team.team_name
+            ))
+        })?;
     }
     if let Some(d) = &req.dataset_id {
-        let owned: Option<(String,)> = sqlx::query_as("SELECT id FROM datasets WHERE id = $1 AND team_id = $2")
-            .bind(d)
-            .bind(&team.team_id)
-            .fetch_optional(&state.db.pool)
-            .await?;
-        owned.ok_or_else(|| AppError::NotFound(format!("no dataset `{d}` in team `{}`", team.team_name)))?;
+        let owned: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM datasets WHERE id = $1 AND team_id = $2")
+                .bind(d)
+                .bind(&team.team_id)
+                .fetch_optional(&state.db.pool)
+                .await?;
+        owned.ok_or_else(|| {
+            AppError::NotFound(format!("no dataset `{d}` in team `{}`", team.team_name))
+        })?;
     }
     let id = new_id("res");
     sqlx::query(
@@ -143,5 +151,8 @@ pub async fn results_create(
     .bind(now())
     .execute(&state.db.pool)
     .await?;
-    Ok((StatusCode::CREATED, ApiJson(serde_json::json!({ "id": id }))))
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(serde_json::json!({ "id": id })),
+    ))
 }

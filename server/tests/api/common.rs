@@ -43,7 +43,12 @@ impl Res {
 
     /// Asserts the status and the error shape, returning the error code.
     pub fn error_code(&self, status: StatusCode) -> String {
-        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.bytes));
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.bytes)
+        );
         let v = self.json();
         assert!(v["error"]["message"].is_string(), "error shape: {v}");
         v["error"]["code"].as_str().expect("error.code").to_string()
@@ -71,7 +76,9 @@ async fn fresh_postgres_db(admin_url: &str) -> String {
         .await
         .expect("create test database");
     pool.close().await;
-    let (base, query) = admin_url.split_once('?').map_or((admin_url, ""), |(b, q)| (b, q));
+    let (base, query) = admin_url
+        .split_once('?')
+        .map_or((admin_url, ""), |(b, q)| (b, q));
     let prefix = &base[..base.rfind('/').expect("database URL has a path")];
     if query.is_empty() {
         format!("{prefix}/{name}")
@@ -108,7 +115,9 @@ impl TestApp {
 
     /// Adds a user with a role in a team; returns its credentials.
     pub async fn user(&self, name: &str, team: &str, role: Role) -> NewUser {
-        add_user(&self.state.db, name, team, role).await.expect("add user")
+        add_user(&self.state.db, name, team, role)
+            .await
+            .expect("add user")
     }
 
     /// Sends one request.
@@ -116,12 +125,28 @@ impl TestApp {
         let res = self.router.clone().oneshot(req).await.expect("infallible");
         let status = res.status();
         let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.expect("body").to_bytes().to_vec();
-        Res { status, headers, bytes }
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        Res {
+            status,
+            headers,
+            bytes,
+        }
     }
 
     /// Sends `method uri` with an optional bearer token and JSON body.
-    pub async fn call(&self, method: Method, uri: &str, token: Option<&str>, json: Option<Value>) -> Res {
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        json: Option<Value>,
+    ) -> Res {
         let mut b = Request::builder().method(method).uri(uri);
         if let Some(t) = token {
             b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -170,7 +195,13 @@ impl TestApp {
         fn walk(p: &std::path::Path) -> usize {
             std::fs::read_dir(p).map_or(0, |d| {
                 d.flatten()
-                    .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk(&e.path())
+                        } else {
+                            1
+                        }
+                    })
                     .sum()
             })
         }

@@ -7,15 +7,25 @@ use genecompass_server::db::Role;
 use crate::common::{Backend, H5AD, TestApp};
 
 async fn upload_list_get_download(backend: Backend) {
-    let Some(app) = TestApp::new(backend, |_| {}).await else { return };
+    let Some(app) = TestApp::new(backend, |_| {}).await else {
+        return;
+    };
     let alice = app.user("alice", "lab-a", Role::Editor).await.token;
     let bytes = std::fs::read(H5AD).unwrap();
 
     let res = app.upload(&alice, "wu2020", None, bytes.clone()).await;
-    assert_eq!(res.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&res.bytes));
+    assert_eq!(
+        res.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&res.bytes)
+    );
     let d = res.json();
     let id = d["id"].as_str().unwrap().to_string();
-    assert_eq!(res.headers[header::LOCATION], format!("/api/v1/datasets/{id}").as_str());
+    assert_eq!(
+        res.headers[header::LOCATION],
+        format!("/api/v1/datasets/{id}").as_str()
+    );
     assert_eq!(d["n_cells"], 200);
     assert_eq!(d["n_genes"], 3000);
     assert_eq!(d["team"], "lab-a");
@@ -39,11 +49,18 @@ async fn upload_list_get_download(backend: Backend) {
     let got = app.get(&format!("/api/v1/datasets/{id}"), &alice).await;
     assert_eq!(got.json(), d);
 
-    let full = app.get(&format!("/api/v1/datasets/{id}/download"), &alice).await;
+    let full = app
+        .get(&format!("/api/v1/datasets/{id}/download"), &alice)
+        .await;
     assert_eq!(full.status, StatusCode::OK);
     assert_eq!(full.bytes, bytes);
     assert_eq!(full.headers[header::ETAG], format!("\"{sha}\"").as_str());
-    assert!(full.headers[header::CONTENT_DISPOSITION].to_str().unwrap().contains("wu2020"));
+    assert!(
+        full.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("wu2020")
+    );
 
     for (range, lo, hi) in [("bytes=0-99", 0, 99), ("bytes=1000-1499", 1000, 1499)] {
         let req = Request::get(format!("/api/v1/datasets/{id}/download"))
@@ -62,7 +79,10 @@ async fn upload_list_get_download(backend: Backend) {
         .header(header::RANGE, format!("bytes={}-", bytes.len() + 10))
         .body(Body::empty())
         .unwrap();
-    assert_eq!(app.send(req).await.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        app.send(req).await.status,
+        StatusCode::RANGE_NOT_SATISFIABLE
+    );
 
     // Same name again: conflict, nothing added.
     let again = app.upload(&alice, "wu2020", None, bytes.clone()).await;
@@ -75,10 +95,17 @@ async fn upload_list_get_download(backend: Backend) {
 }
 
 async fn unreadable_upload_is_refused(backend: Backend) {
-    let Some(app) = TestApp::new(backend, |_| {}).await else { return };
+    let Some(app) = TestApp::new(backend, |_| {}).await else {
+        return;
+    };
     let t = app.user("alice", "lab-a", Role::Editor).await.token;
-    let res = app.upload(&t, "junk", None, b"\x00\x01not a dataset at all".to_vec()).await;
-    assert_eq!(res.error_code(StatusCode::UNPROCESSABLE_ENTITY), "unreadable_dataset");
+    let res = app
+        .upload(&t, "junk", None, b"\x00\x01not a dataset at all".to_vec())
+        .await;
+    assert_eq!(
+        res.error_code(StatusCode::UNPROCESSABLE_ENTITY),
+        "unreadable_dataset"
+    );
     let res = app.upload(&t, "empty", None, Vec::new()).await;
     assert_eq!(res.error_code(StatusCode::BAD_REQUEST), "empty_body");
     assert_eq!(app.dataset_count().await, 0);
@@ -87,38 +114,57 @@ async fn unreadable_upload_is_refused(backend: Backend) {
 }
 
 async fn oversized_upload_413_and_db_unchanged(backend: Backend) {
-    let Some(app) = TestApp::new(backend, |c| c.max_upload_bytes = 10_000).await else { return };
+    let Some(app) = TestApp::new(backend, |c| c.max_upload_bytes = 10_000).await else {
+        return;
+    };
     let t = app.user("alice", "lab-a", Role::Editor).await.token;
     let bytes = std::fs::read(H5AD).unwrap();
     // Declared length over the limit: refused before reading.
     let res = app.upload(&t, "big", None, bytes.clone()).await;
-    assert_eq!(res.error_code(StatusCode::PAYLOAD_TOO_LARGE), "payload_too_large");
+    assert_eq!(
+        res.error_code(StatusCode::PAYLOAD_TOO_LARGE),
+        "payload_too_large"
+    );
     // No Content-Length (chunked): refused while streaming.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = bytes.chunks(4096).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(4096).map(|c| Ok(c.to_vec())).collect();
     let req = Request::post("/api/v1/datasets?name=big")
         .header(header::AUTHORIZATION, format!("Bearer {t}"))
         .body(Body::from_stream(futures_util::stream::iter(chunks)))
         .unwrap();
     let res = app.send(req).await;
-    assert_eq!(res.error_code(StatusCode::PAYLOAD_TOO_LARGE), "payload_too_large");
+    assert_eq!(
+        res.error_code(StatusCode::PAYLOAD_TOO_LARGE),
+        "payload_too_large"
+    );
     assert_eq!(app.dataset_count().await, 0);
     assert_eq!(app.state.blobs.temp_files(), 0);
     assert_eq!(app.blob_count(), 0);
 }
 
 async fn interrupted_upload_leaves_nothing(backend: Backend) {
-    let Some(app) = TestApp::new(backend, |_| {}).await else { return };
+    let Some(app) = TestApp::new(backend, |_| {}).await else {
+        return;
+    };
     let t = app.user("alice", "lab-a", Role::Editor).await.token;
     let bytes = std::fs::read(H5AD).unwrap();
-    let mut chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        bytes[..50_000].chunks(8192).map(|c| Ok(c.to_vec())).collect();
-    chunks.push(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "client went away")));
+    let mut chunks: Vec<Result<Vec<u8>, std::io::Error>> = bytes[..50_000]
+        .chunks(8192)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
+    chunks.push(Err(std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "client went away",
+    )));
     let req = Request::post("/api/v1/datasets?name=cut")
         .header(header::AUTHORIZATION, format!("Bearer {t}"))
         .body(Body::from_stream(futures_util::stream::iter(chunks)))
         .unwrap();
     let res = app.send(req).await;
-    assert_eq!(res.error_code(StatusCode::BAD_REQUEST), "upload_interrupted");
+    assert_eq!(
+        res.error_code(StatusCode::BAD_REQUEST),
+        "upload_interrupted"
+    );
     assert_eq!(app.dataset_count().await, 0);
     assert_eq!(app.state.blobs.temp_files(), 0);
     assert_eq!(app.blob_count(), 0);

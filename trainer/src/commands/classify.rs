@@ -47,7 +47,12 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     };
     let cells = read_cells(&a.input, None)?;
     let c = &ck.config;
-    validate_cells(&cells, &a.input.display().to_string(), c.vocab_size, c.max_position_embeddings)?;
+    validate_cells(
+        &cells,
+        &a.input.display().to_string(),
+        c.vocab_size,
+        c.max_position_embeddings,
+    )?;
     let species = args.with_species || c.genecompass_trained_with_species.unwrap_or(false);
     let truncate = args
         .truncate_values
@@ -61,10 +66,18 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     let names = ck.label_names();
     let (n, k, h) = (cells.len(), p.classes, c.hidden_size);
     for (i, cls) in p.argmax().into_iter().enumerate().take(args.show) {
-        println!("cell {i}\t{}\t{:.4}", names[cls], p.probabilities[i * k + cls]);
+        println!(
+            "cell {i}\t{}\t{:.4}",
+            names[cls],
+            p.probabilities[i * k + cls]
+        );
     }
     if n > args.show {
-        println!("... ({} more cells in {})", n - args.show, a.output.display());
+        println!(
+            "... ({} more cells in {})",
+            n - args.show,
+            a.output.display()
+        );
     }
     let meta = HashMap::from([
         ("checkpoint".to_string(), a.checkpoint.display().to_string()),
@@ -75,12 +88,33 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     write_safetensors(
         &a.output,
         vec![
-            ("logits".into(), OutTensor { shape: vec![n, k], data: p.logits }),
-            ("probabilities".into(), OutTensor { shape: vec![n, k], data: p.probabilities }),
-            ("pooled".into(), OutTensor { shape: vec![n, h], data: p.pooled }),
+            (
+                "logits".into(),
+                OutTensor {
+                    shape: vec![n, k],
+                    data: p.logits,
+                },
+            ),
+            (
+                "probabilities".into(),
+                OutTensor {
+                    shape: vec![n, k],
+                    data: p.probabilities,
+                },
+            ),
+            (
+                "pooled".into(),
+                OutTensor {
+                    shape: vec![n, h],
+                    data: p.pooled,
+                },
+            ),
         ],
         meta,
     )?;
-    eprintln!("classified {n} cells in {secs:.2}s ({:.1} cells/s)", n as f64 / secs.max(1e-9));
+    eprintln!(
+        "classified {n} cells in {secs:.2}s ({:.1} cells/s)",
+        n as f64 / secs.max(1e-9)
+    );
     Ok(())
 }

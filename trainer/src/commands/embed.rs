@@ -32,7 +32,12 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading {}", a.checkpoint.display()))?;
     let cells = read_cells(&a.input, None)?;
     let c = &ck.config;
-    validate_cells(&cells, &a.input.display().to_string(), c.vocab_size, c.max_position_embeddings)?;
+    validate_cells(
+        &cells,
+        &a.input.display().to_string(),
+        c.vocab_size,
+        c.max_position_embeddings,
+    )?;
     let mut options = a.options(true, false);
     options.keep_hidden_states = !args.cells_only;
     if let LoadedModel::MaskedLm(_, w) = &ck.model {
@@ -46,8 +51,20 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     let secs = start.elapsed().as_secs_f64();
     let (n, h) = (cells.len(), e.hidden);
     let mut out = vec![
-        ("cell_embedding".to_string(), OutTensor { shape: vec![n, h], data: e.cls }),
-        ("mean_embedding".to_string(), OutTensor { shape: vec![n, h], data: e.mean }),
+        (
+            "cell_embedding".to_string(),
+            OutTensor {
+                shape: vec![n, h],
+                data: e.cls,
+            },
+        ),
+        (
+            "mean_embedding".to_string(),
+            OutTensor {
+                shape: vec![n, h],
+                data: e.mean,
+            },
+        ),
         (
             "lengths".to_string(),
             OutTensor {
@@ -68,7 +85,10 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     }
     let meta = HashMap::from([
         ("checkpoint".to_string(), a.checkpoint.display().to_string()),
-        ("attention_mask".to_string(), (!a.no_attention_mask).to_string()),
+        (
+            "attention_mask".to_string(),
+            (!a.no_attention_mask).to_string(),
+        ),
         ("species".to_string(), (!a.no_species).to_string()),
     ]);
     write_safetensors(&a.output, out, meta)?;

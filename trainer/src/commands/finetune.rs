@@ -104,9 +104,32 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         (None, Some(p)) => read_json(p)?,
         (None, None) => FinetuneSpec::default(),
     };
-    set!(spec, args, data, label_column, output, epochs, seed, batch_size, lr, weight_decay, warmup_steps);
-    set!(spec, args, freeze_layers, val_fraction, test_fraction, max_genes, checkpoint_every, gpu);
-    set_opt!(spec, args, checkpoint, config, token_dict, medians, max_cells, max_steps);
+    set!(
+        spec,
+        args,
+        data,
+        label_column,
+        output,
+        epochs,
+        seed,
+        batch_size,
+        lr,
+        weight_decay,
+        warmup_steps
+    );
+    set!(
+        spec,
+        args,
+        freeze_layers,
+        val_fraction,
+        test_fraction,
+        max_genes,
+        checkpoint_every,
+        gpu
+    );
+    set_opt!(
+        spec, args, checkpoint, config, token_dict, medians, max_cells, max_steps
+    );
     if let Some(dir) = &args.resume {
         spec.output = dir.clone();
         if args.max_steps.is_none() {
@@ -117,7 +140,10 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     if let Some(b) = args.backend {
         spec.backend = format!("{b:?}").to_lowercase();
     }
-    anyhow::ensure!(!spec.data.as_os_str().is_empty(), "--data is required (or a --spec with `data`)");
+    anyhow::ensure!(
+        !spec.data.as_os_str().is_empty(),
+        "--data is required (or a --spec with `data`)"
+    );
     anyhow::ensure!(!spec.output.as_os_str().is_empty(), "--output is required");
     let dev = device(parse_backend(&spec.backend)?, spec.gpu)?;
     run_finetune(spec, dev, resume)?;
@@ -126,11 +152,13 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
 
 /// Parses a backend name from a job file.
 pub fn parse_backend(name: &str) -> anyhow::Result<Backend> {
-    <Backend as clap::ValueEnum>::from_str(name, true).map_err(|e| anyhow::anyhow!("backend {name:?}: {e}"))
+    <Backend as clap::ValueEnum>::from_str(name, true)
+        .map_err(|e| anyhow::anyhow!("backend {name:?}: {e}"))
 }
 
 /// Reads a JSON job file.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not a valid job file", path.display()))
 }

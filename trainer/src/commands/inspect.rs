@@ -23,11 +23,19 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading {}", args.checkpoint.display()))?;
     let c = &ck.config;
     println!("directory      {}", ck.dir.display());
-    println!("weights        {} ({} tensors)", ck.weights_file.display(), ck.tensor_count);
+    println!(
+        "weights        {} ({} tensors)",
+        ck.weights_file.display(),
+        ck.tensor_count
+    );
     println!("model          {:?}", ck.kind());
     println!(
         "shape          {} layers, hidden {}, {} heads, FFN {}, act {:?}",
-        c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size, c.hidden_act
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.num_attention_heads,
+        c.intermediate_size,
+        c.hidden_act
     );
     println!(
         "vocabulary     {} tokens, max {} genes per cell, knowledge width {}",
@@ -55,7 +63,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             m.num_params()
         }
         LoadedModel::Classifier(clf) => {
-            println!("labels         {}: {}", clf.num_labels(), ck.label_names().join(", "));
+            println!(
+                "labels         {}: {}",
+                clf.num_labels(),
+                ck.label_names().join(", ")
+            );
             println!(
                 "classifier     trained with species: {}, on truncated values: {}",
                 c.genecompass_trained_with_species.unwrap_or(false),
@@ -64,10 +76,24 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             clf.num_params()
         }
     };
-    let hom = bert.embeddings.homologous_index.val().into_data().convert::<i64>().try_to_vec::<i64>()?;
-    let remapped = hom.iter().enumerate().filter(|(i, v)| **v != *i as i64).count();
+    let hom = bert
+        .embeddings
+        .homologous_index
+        .val()
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()?;
+    let remapped = hom
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| **v != *i as i64)
+        .count();
     println!("homologs       {remapped} tokens remapped to a homolog for mouse cells");
-    println!("parameters     {} trainable, {} frozen knowledge values", total - knowledge - hom.len(), knowledge);
+    println!(
+        "parameters     {} trainable, {} frozen knowledge values",
+        total - knowledge - hom.len(),
+        knowledge
+    );
     println!("encoder        {} parameters", bert.encoder.num_params());
     Ok(())
 }

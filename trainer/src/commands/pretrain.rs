@@ -84,8 +84,32 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         (None, Some(p)) => read_json(p)?,
         (None, None) => PretrainSpec::default(),
     };
-    set!(spec, args, data, output, epochs, seed, batch_size, grad_accum, lr, weight_decay, max_genes, checkpoint_every, gpu);
-    set_opt!(spec, args, checkpoint, config, token_dict, medians, max_steps, warmup_steps, max_cells);
+    set!(
+        spec,
+        args,
+        data,
+        output,
+        epochs,
+        seed,
+        batch_size,
+        grad_accum,
+        lr,
+        weight_decay,
+        max_genes,
+        checkpoint_every,
+        gpu
+    );
+    set_opt!(
+        spec,
+        args,
+        checkpoint,
+        config,
+        token_dict,
+        medians,
+        max_steps,
+        warmup_steps,
+        max_cells
+    );
     if let Some(dir) = &args.resume {
         spec.output = dir.clone();
         if args.max_steps.is_none() {
@@ -95,7 +119,10 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     if let Some(b) = args.backend {
         spec.backend = format!("{b:?}").to_lowercase();
     }
-    anyhow::ensure!(!spec.data.as_os_str().is_empty(), "--data is required (or a --spec with `data`)");
+    anyhow::ensure!(
+        !spec.data.as_os_str().is_empty(),
+        "--data is required (or a --spec with `data`)"
+    );
     anyhow::ensure!(!spec.output.as_os_str().is_empty(), "--output is required");
     let dev = device(parse_backend(&spec.backend)?, spec.gpu)?;
     run_pretrain(spec, dev, resume)?;

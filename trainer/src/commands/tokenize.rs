@@ -460,7 +460,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     if let Some(p) = &vocab_file {
         println!(
             "warning:          --build-vocab: a new dictionary of {} tokens, NOT compatible with official \
-             checkpoints; written to {}",
+             checkpoints; saved to {} once tokenization succeeds",
             vocab.len(),
             p.display()
         );
@@ -524,6 +524,9 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         ("options".to_string(), options.to_string()),
         ("summary".to_string(), serde_json::to_string(&summary)?),
     ]);
+    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     if let Some(p) = &vocab_file {
         vocab
             .save_json(p)

@@ -80,7 +80,11 @@ pub fn fit_baseline(
     options: &BaselineOptions,
     device: &Device,
 ) -> BaselineReport {
-    let n_feat = rows.iter().flat_map(|r| r.iter().map(|&(f, _)| f as usize + 1)).max().unwrap_or(0);
+    let n_feat = rows
+        .iter()
+        .flat_map(|r| r.iter().map(|&(f, _)| f as usize + 1))
+        .max()
+        .unwrap_or(0);
     let mut mean = vec![0f64; n_feat];
     for &i in train {
         for &(f, v) in &rows[i] {
@@ -97,7 +101,10 @@ pub fn fit_baseline(
     }
     let pick = |idx: &[usize]| -> Vec<&SparseRow> { idx.iter().map(|&i| &rows[i]).collect() };
     let to_tensor = |idx: &[usize]| -> Tensor<2> {
-        Tensor::from_data(TensorData::new(dense(&pick(idx), &col, d), [idx.len(), d]), device)
+        Tensor::from_data(
+            TensorData::new(dense(&pick(idx), &col, d), [idx.len(), d]),
+            device,
+        )
     };
     let x_train = to_tensor(train);
     let mu = x_train.clone().mean_dim(0);
@@ -106,20 +113,30 @@ pub fn fit_baseline(
     let x_train = standardise(x_train);
     let k = names.len();
     let y_train: Vec<i64> = train.iter().map(|&i| labels[i] as i64).collect();
-    let y = Tensor::<1, Int>::from_data(TensorData::new(y_train, [train.len()]), device).one_hot(k).float();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(y_train, [train.len()]), device)
+        .one_hot(k)
+        .float();
     let truth = |idx: &[usize]| -> Vec<usize> { idx.iter().map(|&i| labels[i]).collect() };
     let predict = |w: &Tensor<2>, b: &Tensor<1>, idx: &[usize]| -> Vec<usize> {
         if idx.is_empty() {
             return Vec::new();
         }
         let logits = standardise(to_tensor(idx)).matmul(w.clone()) + b.clone().unsqueeze_dim(0);
-        argmax_rows(&logits.into_data().to_vec::<f32>().expect("f32 logits"), k)
+        argmax_rows(
+            &logits.into_data().try_to_vec::<f32>().expect("f32 logits"),
+            k,
+        )
     };
     let mut best: Option<(f64, f64, Tensor<2>, Tensor<1>, Option<Metrics>)> = None;
-    let penalties: &[f64] = if val.is_empty() { &options.penalties[1..2] } else { options.penalties };
+    let penalties: &[f64] = if val.is_empty() {
+        &options.penalties[1..2]
+    } else {
+        options.penalties
+    };
     for &lambda in penalties {
         let (w, b) = fit_one(&x_train, &y, lambda, options, device);
-        let val_metrics = (!val.is_empty()).then(|| classification_metrics(&truth(val), &predict(&w, &b, val), names));
+        let val_metrics = (!val.is_empty())
+            .then(|| classification_metrics(&truth(val), &predict(&w, &b, val), names));
         let score = val_metrics.as_ref().map_or(0.0, |m| m.macro_f1);
         if best.as_ref().is_none_or(|bst| score > bst.0) {
             best = Some((score, lambda, w, b, val_metrics));
@@ -136,7 +153,13 @@ pub fn fit_baseline(
 }
 
 /// Full-batch Adam on `mean CE + λ/2 ‖W‖²` with the analytic gradient.
-fn fit_one(x: &Tensor<2>, y: &Tensor<2>, lambda: f64, o: &BaselineOptions, device: &Device) -> (Tensor<2>, Tensor<1>) {
+fn fit_one(
+    x: &Tensor<2>,
+    y: &Tensor<2>,
+    lambda: f64,
+    o: &BaselineOptions,
+    device: &Device,
+) -> (Tensor<2>, Tensor<1>) {
     let [n, d] = x.dims();
     let k = y.dims()[1];
     let mut w = Tensor::<2>::zeros([d, k], device);

@@ -14,10 +14,12 @@ use anyhow::{Context, bail};
 use genecompass_core::cells::CellSet;
 use genecompass_core::cells::hf_dataset::read_hf_dataset;
 use genecompass_core::data::{
-    CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixChoice, MatrixInfo, MemCsr, ObsColumn, open_path,
+    CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixChoice, MatrixInfo, MemCsr,
+    ObsColumn, open_path,
 };
 use genecompass_core::tokenize::{
-    GeneMatchOptions, GeneMedians, MedianMode, TokenDictionary, TokenizeOptions, match_genes, tokenize,
+    GeneMatchOptions, GeneMedians, MedianMode, TokenDictionary, TokenizeOptions, match_genes,
+    tokenize,
 };
 
 use super::baseline::SparseRow;
@@ -61,7 +63,8 @@ impl CellSource for MemCells {
 impl MemCells {
     /// Reads every cell of a file; the cell table gets a synthetic row-index column.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let mut src = open_path(path, MatrixChoice::Auto).with_context(|| format!("opening {}", path.display()))?;
+        let mut src = open_path(path, MatrixChoice::Auto)
+            .with_context(|| format!("opening {}", path.display()))?;
         for w in src.warnings() {
             tracing::warn!("{}: {w}", path.display());
         }
@@ -77,7 +80,10 @@ impl MemCells {
         }
         let mut table = src.cells().clone();
         let n = m.n_cells();
-        table.columns.push((ROW_COLUMN.into(), ObsColumn::Text((0..n).map(|i| i.to_string()).collect())));
+        table.columns.push((
+            ROW_COLUMN.into(),
+            ObsColumn::Text((0..n).map(|i| i.to_string()).collect()),
+        ));
         Ok(Self {
             info: src.info().clone(),
             genes: src.genes().clone(),
@@ -100,7 +106,12 @@ impl MemCells {
             None => bail!(
                 "{}: no cell metadata column {name:?}; available columns: {:?}",
                 path.display(),
-                self.table.columns.iter().map(|(n, _)| n.as_str()).filter(|n| *n != ROW_COLUMN).collect::<Vec<_>>()
+                self.table
+                    .columns
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .filter(|n| *n != ROW_COLUMN)
+                    .collect::<Vec<_>>()
             ),
         }
     }
@@ -114,15 +125,22 @@ impl MemCells {
             triplets.extend(idx.iter().zip(val).map(|(&j, &v)| (r as u32, j, v)));
         }
         let table = CellTable {
-            names: rows.iter().filter_map(|&r| self.table.names.get(r).cloned()).collect(),
+            names: rows
+                .iter()
+                .filter_map(|&r| self.table.names.get(r).cloned())
+                .collect(),
             columns: self
                 .table
                 .columns
                 .iter()
                 .map(|(n, c)| {
                     let c = match c {
-                        ObsColumn::Text(v) => ObsColumn::Text(rows.iter().map(|&r| v[r].clone()).collect()),
-                        ObsColumn::Number(v) => ObsColumn::Number(rows.iter().map(|&r| v[r]).collect()),
+                        ObsColumn::Text(v) => {
+                            ObsColumn::Text(rows.iter().map(|&r| v[r].clone()).collect())
+                        }
+                        ObsColumn::Number(v) => {
+                            ObsColumn::Number(rows.iter().map(|&r| v[r]).collect())
+                        }
                     };
                     (n.clone(), c)
                 })
@@ -146,7 +164,10 @@ impl MemCells {
         let gm = match_genes(&self.genes, &empty, &GeneMatchOptions::default())?;
         let v = TokenDictionary::build(gm.ensembl.into_iter().flatten());
         if v.len() <= 2 {
-            bail!("{}: no gene could be mapped to an Ensembl id, so no vocabulary can be built", self.info.matrix_path);
+            bail!(
+                "{}: no gene could be mapped to an Ensembl id, so no vocabulary can be built",
+                self.info.matrix_path
+            );
         }
         Ok(v)
     }
@@ -176,14 +197,23 @@ impl MemCells {
         );
         let mut out_rows = Vec::with_capacity(cells.len());
         for c in &mut cells.cells {
-            let row: usize = c.label.take().and_then(|l| l.parse().ok()).context("row column lost")?;
+            let row: usize = c
+                .label
+                .take()
+                .and_then(|l| l.parse().ok())
+                .context("row column lost")?;
             out_rows.push(row);
         }
         Ok((cells, out_rows))
     }
 
     /// Medians (of raw counts, as the default tokenization divides raw counts) over `rows`.
-    pub fn medians(&self, rows: &[usize], vocab: &TokenDictionary, opts: &TokenizeOptions) -> anyhow::Result<GeneMedians> {
+    pub fn medians(
+        &self,
+        rows: &[usize],
+        vocab: &TokenDictionary,
+        opts: &TokenizeOptions,
+    ) -> anyhow::Result<GeneMedians> {
         let mut o = opts.clone();
         o.qc.zscore_filter = false;
         let (m, _) = genecompass_core::tokenize::pipeline::compute_medians(
@@ -215,12 +245,17 @@ pub fn is_tokenized_folder(path: &Path) -> bool {
 
 /// Reads a tokenized folder with labels; cells without a label are dropped.
 pub fn read_tokenized(path: &Path, label_column: Option<&str>) -> anyhow::Result<CellSet> {
-    read_hf_dataset(path, label_column).with_context(|| format!("reading tokenized dataset folder {}", path.display()))
+    read_hf_dataset(path, label_column)
+        .with_context(|| format!("reading tokenized dataset folder {}", path.display()))
 }
 
 /// Baseline features of a tokenized cell: its values scattered by token id.
 pub fn token_features(cell: &genecompass_core::cells::TokenizedCell) -> SparseRow {
-    cell.input_ids.iter().zip(&cell.values).map(|(&t, &v)| (t, v)).collect()
+    cell.input_ids
+        .iter()
+        .zip(&cell.values)
+        .map(|(&t, &v)| (t, v))
+        .collect()
 }
 
 /// Class names (sorted) and each label's index.
@@ -228,7 +263,11 @@ pub fn label_map(labels: &[String]) -> (Vec<String>, Vec<usize>) {
     let mut names: Vec<String> = labels.to_vec();
     names.sort();
     names.dedup();
-    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
     let ids = labels.iter().map(|l| index[l.as_str()]).collect();
     (names, ids)
 }

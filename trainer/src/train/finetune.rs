@@ -11,18 +11,25 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use genecompass_core::batch::{BatchOptions, Padding, make_batch, validate_cells};
-use genecompass_core::model::{ForwardOptions, GeneCompassForSequenceClassification, init_classifier};
+use genecompass_core::model::{
+    ForwardOptions, GeneCompassForSequenceClassification, init_classifier,
+};
 use genecompass_core::tokenize::{GeneMedians, TokenDictionary};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::finetune_data::{DataRequest, LabelledData, load_labelled};
 use super::metrics::{Metrics, argmax_rows, classification_metrics};
-use super::model_setup::{check_vocab, checkpoint_bert, checkpoint_vocab, freeze_knowledge, freeze_layers, named_config};
+use super::model_setup::{
+    check_vocab, checkpoint_bert, checkpoint_vocab, freeze_knowledge, freeze_layers, named_config,
+};
 use super::optim::{OptimOptions, build_optimizer, clip_grad_norm, scheduled_lr};
 use super::progress::Progress;
 use super::rng::Rng;
-use super::run_dir::{RunDir, TrainState, emit, install_stop_handler, load_weights, save_weights, stop_requested, write_atomic};
+use super::run_dir::{
+    RunDir, TrainState, emit, install_stop_handler, load_weights, save_weights, stop_requested,
+    write_atomic,
+};
 
 /// A fine-tuning job (`--spec job.json` or the command-line flags; same names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,13 +139,20 @@ pub(crate) fn batch_options(spec_bs: usize, with_species: bool) -> BatchOptions 
     }
 }
 
-fn load_vocab(spec: &FinetuneSpec) -> anyhow::Result<(Option<TokenDictionary>, Option<GeneMedians>)> {
+fn load_vocab(
+    spec: &FinetuneSpec,
+) -> anyhow::Result<(Option<TokenDictionary>, Option<GeneMedians>)> {
     let mut vocab = match &spec.token_dict {
-        Some(p) => Some(TokenDictionary::load(p).with_context(|| format!("reading --token-dict {}", p.display()))?),
+        Some(p) => Some(
+            TokenDictionary::load(p)
+                .with_context(|| format!("reading --token-dict {}", p.display()))?,
+        ),
         None => None,
     };
     let mut medians = match &spec.medians {
-        Some(p) => Some(GeneMedians::load(p).with_context(|| format!("reading --medians {}", p.display()))?),
+        Some(p) => Some(
+            GeneMedians::load(p).with_context(|| format!("reading --medians {}", p.display()))?,
+        ),
         None => None,
     };
     if let Some(dir) = &spec.checkpoint {
@@ -158,12 +172,23 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
     install_stop_handler();
     let run = RunDir::create(&spec.output)?;
     if !resume && run.file("checkpoint").exists() {
-        bail!("{} already holds a run; use --resume {0} to continue it or pick another --output", spec.output.display());
+        bail!(
+            "{} already holds a run; use --resume {0} to continue it or pick another --output",
+            spec.output.display()
+        );
     }
     write_atomic(&run.file("job.json"), &serde_json::to_string_pretty(&spec)?)?;
     let (vocab, medians) = load_vocab(&spec)?;
-    if spec.checkpoint.is_some() && vocab.is_none() && !super::data::is_tokenized_folder(&spec.data) {
-        bail!("the checkpoint has no token_dict.json; pass --token-dict (and --medians) it was trained with");
+    if let (Some(dir), Some(v)) = (&spec.checkpoint, &vocab) {
+        let c = genecompass_core::checkpoint::read_config(dir)
+            .with_context(|| format!("reading {}", dir.display()))?;
+        check_vocab(v.len(), &c, "the token dictionary")?;
+    }
+    if spec.checkpoint.is_some() && vocab.is_none() && !super::data::is_tokenized_folder(&spec.data)
+    {
+        bail!(
+            "the checkpoint has no token_dict.json; pass --token-dict (and --medians) it was trained with"
+        );
     }
     let data = load_labelled(DataRequest {
         data: &spec.data,
@@ -187,8 +212,15 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
             (c, Some(b))
         }
         (None, name) => {
-            let v = data.vocab.as_ref().map(|v| v.len()).context("pre-tokenized input needs --token-dict or --checkpoint")?;
-            (named_config(name.as_deref().unwrap_or("small"), v, spec.max_genes)?, None)
+            let v = data
+                .vocab
+                .as_ref()
+                .map(|v| v.len())
+                .context("pre-tokenized input needs --token-dict or --checkpoint")?;
+            (
+                named_config(name.as_deref().unwrap_or("small"), v, spec.max_genes)?,
+                None,
+            )
         }
     };
     if let Some(v) = &data.vocab {
@@ -223,7 +255,9 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
         let (m, o, s) = run.load_checkpoint(model, optim)?;
         (model, optim, state) = (m, o, s);
         run.truncate_log(&state)?;
-        emit(json!({"event": "resume", "step": state.step, "epoch": state.epoch, "batch": state.batch}));
+        emit(
+            json!({"event": "resume", "step": state.step, "epoch": state.epoch, "batch": state.batch}),
+        );
     } else {
         let _ = std::fs::remove_file(run.file("metrics.jsonl"));
     }
@@ -236,7 +270,9 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
         while state.batch < batches.len() {
             if stop_requested() || spec.max_steps.is_some_and(|m| state.step >= m) {
                 run.save_checkpoint(&model, &optim, &state)?;
-                emit(json!({"event": "stopped", "step": state.step, "checkpoint": run.file("checkpoint")}));
+                emit(
+                    json!({"event": "stopped", "step": state.step, "checkpoint": run.file("checkpoint")}),
+                );
                 return Ok(Outcome::Interrupted);
             }
             let t0 = Instant::now();
@@ -246,10 +282,15 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
             let targets: Vec<i64> = idx.iter().map(|&i| data.labels[i] as i64).collect();
             let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [idx.len()]), &ad);
             let logits = model.forward(&input, ForwardOptions::default());
-            let loss = log_softmax(logits, 1).gather(1, targets.unsqueeze_dim(1)).mean().neg();
-            let loss_value = loss.clone().into_scalar().elem::<f64>();
+            let loss = log_softmax(logits, 1)
+                .gather(1, targets.unsqueeze_dim(1))
+                .mean()
+                .neg();
+            let loss_value = loss.clone().into_scalar::<f32>() as f64;
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            let norm = spec.max_grad_norm.map(|m| clip_grad_norm(&model, &mut grads, m));
+            let norm = spec
+                .max_grad_norm
+                .map(|m| clip_grad_norm(&model, &mut grads, m));
             let lr = scheduled_lr(&oo, state.step);
             model = optim.step(lr, model, grads);
             state.step += 1;
@@ -259,8 +300,10 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
             let line = json!({"kind": "step", "step": state.step, "epoch": state.epoch, "loss": loss_value,
                 "lr": lr, "grad_norm": norm, "cells_per_s": cells_per_s});
             run.log(&line)?;
-            emit(json!({"event": "step", "step": state.step, "loss": loss_value, "cells_per_s": cells_per_s, "eta_s": eta}));
-            if state.step % spec.checkpoint_every.max(1) == 0 {
+            emit(
+                json!({"event": "step", "step": state.step, "loss": loss_value, "cells_per_s": cells_per_s, "eta_s": eta}),
+            );
+            if state.step.is_multiple_of(spec.checkpoint_every.max(1)) {
                 run.save_checkpoint(&model, &optim, &state)?;
             }
         }
@@ -269,7 +312,9 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
         let line = json!({"kind": "eval", "split": "val", "epoch": state.epoch, "step": state.step,
             "accuracy": val.as_ref().map(|m| m.accuracy), "macro_f1": val.as_ref().map(|m| m.macro_f1)});
         run.log(&line)?;
-        emit(json!({"event": "eval", "epoch": state.epoch, "step": state.step, "val_macro_f1": score}));
+        emit(
+            json!({"event": "eval", "epoch": state.epoch, "step": state.step, "val_macro_f1": score}),
+        );
         if state.best_val_macro_f1.is_none_or(|b| score > b) {
             state.best_val_macro_f1 = Some(score);
             state.best_epoch = Some(state.epoch);
@@ -319,7 +364,7 @@ pub fn predict(
     for chunk in idx.chunks(bo.batch_size.max(1) * 2) {
         let input = make_batch(&data.cells, chunk, bo, device);
         let l = m.forward(&input, ForwardOptions::default());
-        logits.extend(l.into_data().to_vec::<f32>().expect("f32 logits"));
+        logits.extend(l.into_data().try_to_vec::<f32>().expect("f32 logits"));
     }
     (argmax_rows(&logits, k), logits)
 }

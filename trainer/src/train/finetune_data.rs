@@ -113,11 +113,14 @@ pub fn load_labelled(req: DataRequest<'_>) -> anyhow::Result<LabelledData> {
     let mut o = opts.clone();
     o.qc.zscore_filter = false;
     let (cells, out_rows) = mem.tokenize_rows(Some(&rows), &vocab, &medians, &o)?;
-    let row_pos: std::collections::HashMap<usize, usize> = rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+    let row_pos: std::collections::HashMap<usize, usize> =
+        rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
     let which: Vec<usize> = out_rows.iter().map(|r| row_pos[r]).collect();
     let in_split = |set: &[usize]| -> Vec<usize> {
         let s: std::collections::HashSet<usize> = set.iter().copied().collect();
-        (0..which.len()).filter(|&c| s.contains(&which[c])).collect()
+        (0..which.len())
+            .filter(|&c| s.contains(&which[c]))
+            .collect()
     };
     let split = Split {
         train: in_split(&pre.train),
@@ -148,16 +151,22 @@ fn load_tokenized(req: DataRequest<'_>) -> anyhow::Result<LabelledData> {
         .filter(|&i| set.cells[i].label.as_deref().is_some_and(|l| !l.is_empty()))
         .collect();
     subsample(&mut rows, req.max_cells, req.seed);
-    let mut cells: Vec<_> = rows.iter().map(|&i| std::mem::replace(&mut set.cells[i], empty_cell())).collect();
+    let mut cells: Vec<_> = rows
+        .iter()
+        .map(|&i| std::mem::replace(&mut set.cells[i], empty_cell()))
+        .collect();
     for c in &mut cells {
         c.input_ids.truncate(req.max_genes);
         c.values.truncate(req.max_genes);
     }
-    let cell_labels: Vec<String> = cells.iter_mut().map(|c| c.label.take().unwrap_or_default()).collect();
+    let cell_labels: Vec<String> = cells
+        .iter_mut()
+        .map(|c| c.label.take().unwrap_or_default())
+        .collect();
     let (names, labels) = label_map(&cell_labels);
     let split = stratified_split(&labels, req.val_fraction, req.test_fraction, req.seed);
     let features = cells.iter().map(token_features).collect();
-    Ok(LabelledData {
+    anyhow::Ok(LabelledData {
         cells: CellSet {
             cells,
             padded_len: set.padded_len,

@@ -52,8 +52,18 @@ pub struct MaskedBatch {
 }
 
 /// Corrupts the cells `indices` of `cells`.
-pub fn mask_batch(cells: &CellSet, indices: &[usize], o: &MaskingOptions, rng: &mut Rng) -> MaskedBatch {
-    let len = indices.iter().map(|&i| cells.cells[i].len()).max().unwrap_or(0).max(1);
+pub fn mask_batch(
+    cells: &CellSet,
+    indices: &[usize],
+    o: &MaskingOptions,
+    rng: &mut Rng,
+) -> MaskedBatch {
+    let len = indices
+        .iter()
+        .map(|&i| cells.cells[i].len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let b = indices.len();
     let mut m = MaskedBatch {
         input_ids: vec![o.pad_id as i64; b * len],
@@ -159,8 +169,16 @@ mod tests {
         let idx: Vec<usize> = (0..200).collect();
         let m = mask_batch(&cells, &idx, &o, &mut Rng::new(3, 0));
         let n = m.positions.len() as f64;
-        assert!((n / 20000.0 - 0.15).abs() < 0.01, "masked share {}", n / 20000.0);
-        let masked = m.positions.iter().filter(|&&p| m.input_ids[p as usize] == 1).count() as f64;
+        assert!(
+            (n / 20000.0 - 0.15).abs() < 0.01,
+            "masked share {}",
+            n / 20000.0
+        );
+        let masked = m
+            .positions
+            .iter()
+            .filter(|&&p| m.input_ids[p as usize] == 1)
+            .count() as f64;
         assert!((masked / n - 0.8).abs() < 0.03);
         let kept = m
             .positions

@@ -47,8 +47,16 @@ pub fn classification_metrics(truth: &[usize], pred: &[usize], labels: &[String]
         let tp = confusion[c][c] as f64;
         let support: usize = confusion[c].iter().sum();
         let predicted: usize = (0..k).map(|r| confusion[r][c]).sum();
-        let precision = if predicted > 0 { tp / predicted as f64 } else { 0.0 };
-        let recall = if support > 0 { tp / support as f64 } else { 0.0 };
+        let precision = if predicted > 0 {
+            tp / predicted as f64
+        } else {
+            0.0
+        };
+        let recall = if support > 0 {
+            tp / support as f64
+        } else {
+            0.0
+        };
         let f1 = if precision + recall > 0.0 {
             2.0 * precision * recall / (precision + recall)
         } else {
@@ -68,8 +76,16 @@ pub fn classification_metrics(truth: &[usize], pred: &[usize], labels: &[String]
     }
     Metrics {
         n: truth.len(),
-        accuracy: if truth.is_empty() { 0.0 } else { correct as f64 / truth.len() as f64 },
-        macro_f1: if present > 0 { f1_sum / present as f64 } else { 0.0 },
+        accuracy: if truth.is_empty() {
+            0.0
+        } else {
+            correct as f64 / truth.len() as f64
+        },
+        macro_f1: if present > 0 {
+            f1_sum / present as f64
+        } else {
+            0.0
+        },
         per_class,
         confusion,
     }
@@ -82,7 +98,9 @@ pub fn argmax_rows(values: &[f32], k: usize) -> Vec<usize> {
         .map(|row| {
             row.iter()
                 .enumerate()
-                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                })
                 .0
         })
         .collect()

@@ -11,7 +11,11 @@ use genecompass_core::tokenize::TokenDictionary;
 
 /// A config by name: `tiny` (H 32, 2 layers, 4 heads, FFN 64), `small`, `base`. Without a
 /// checkpoint there are no prior-knowledge tables, so the four priors are switched off.
-pub fn named_config(name: &str, vocab_size: usize, max_len: usize) -> anyhow::Result<GeneCompassConfig> {
+pub fn named_config(
+    name: &str,
+    vocab_size: usize,
+    max_len: usize,
+) -> anyhow::Result<GeneCompassConfig> {
     let mut c = match name {
         "tiny" => GeneCompassConfig::shaped(vocab_size, 32, 2, 4, 64),
         "small" => GeneCompassConfig::small(vocab_size),
@@ -28,8 +32,12 @@ pub fn named_config(name: &str, vocab_size: usize, max_len: usize) -> anyhow::Re
 }
 
 /// The encoder (and config) of a checkpoint directory, MLM or classifier.
-pub fn checkpoint_bert(dir: &Path, device: &Device) -> anyhow::Result<(GeneCompassConfig, BertModel)> {
-    let ck = load_checkpoint(dir, WeightsFormat::Auto, device).with_context(|| format!("loading {}", dir.display()))?;
+pub fn checkpoint_bert(
+    dir: &Path,
+    device: &Device,
+) -> anyhow::Result<(GeneCompassConfig, BertModel)> {
+    let ck = load_checkpoint(dir, WeightsFormat::Auto, device)
+        .with_context(|| format!("loading {}", dir.display()))?;
     let bert = match ck.model {
         LoadedModel::MaskedLm(m, _) => m.bert,
         LoadedModel::Classifier(c) => c.bert,
@@ -42,7 +50,9 @@ pub fn checkpoint_vocab(dir: &Path) -> anyhow::Result<Option<TokenDictionary>> {
     for name in ["token_dict.json", "token_dictionary.json"] {
         let p = dir.join(name);
         if p.is_file() {
-            return Ok(Some(TokenDictionary::load(&p).with_context(|| format!("reading {}", p.display()))?));
+            return Ok(Some(
+                TokenDictionary::load(&p).with_context(|| format!("reading {}", p.display()))?,
+            ));
         }
     }
     Ok(None)

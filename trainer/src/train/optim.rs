@@ -62,8 +62,17 @@ pub fn no_decay_ids<M: Module>(model: &M) -> (Vec<ParamId>, usize) {
 /// AdamW (betas 0.9/0.999, eps 1e-8 as HF `adamw_hf`) with the no-decay group.
 pub fn build_optimizer<M: Module>(model: &M, o: &OptimOptions) -> ModuleOptimizer {
     let (no_decay, _) = no_decay_ids(model);
-    let adam = |wd: f32| AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(wd).build();
-    ModuleOptimizer::from(adam(o.weight_decay)).with_group(ParamGroup::from_ids(no_decay), adam(0.0), None)
+    let adam = |wd: f32| {
+        AdamWConfig::new()
+            .with_epsilon(1e-8)
+            .with_weight_decay(wd)
+            .build()
+    };
+    ModuleOptimizer::from(adam(o.weight_decay)).with_group(
+        ParamGroup::from_ids(no_decay),
+        adam(0.0),
+        None,
+    )
 }
 
 /// HF `get_linear_schedule_with_warmup`: the lr of optimiser step `step` (0-based).
@@ -83,7 +92,7 @@ struct SquaredNorm<'a> {
 impl ModuleVisitor for SquaredNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
-            self.sum += g.square().sum().into_scalar().elem::<f64>();
+            self.sum += g.square().sum().into_scalar::<f32>() as f64;
         }
     }
 }

@@ -22,7 +22,9 @@ use super::model_setup::{check_vocab, checkpoint_vocab, freeze_knowledge, named_
 use super::optim::{OptimOptions, build_optimizer, clip_grad_norm, scale_grads, scheduled_lr};
 use super::progress::Progress;
 use super::rng::Rng;
-use super::run_dir::{RunDir, TrainState, emit, install_stop_handler, stop_requested, write_atomic};
+use super::run_dir::{
+    RunDir, TrainState, emit, install_stop_handler, stop_requested, write_atomic,
+};
 
 /// A pretraining job (`--spec job.json` or the flags; same names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,9 +105,14 @@ impl Default for PretrainSpec {
     }
 }
 
-fn load_cells(spec: &PretrainSpec) -> anyhow::Result<(CellSet, Option<TokenDictionary>, Option<GeneMedians>)> {
+fn load_cells(
+    spec: &PretrainSpec,
+) -> anyhow::Result<(CellSet, Option<TokenDictionary>, Option<GeneMedians>)> {
     let mut vocab = match &spec.token_dict {
-        Some(p) => Some(TokenDictionary::load(p).with_context(|| format!("reading --token-dict {}", p.display()))?),
+        Some(p) => Some(
+            TokenDictionary::load(p)
+                .with_context(|| format!("reading --token-dict {}", p.display()))?,
+        ),
         None => None,
     };
     if vocab.is_none()
@@ -125,7 +132,9 @@ fn load_cells(spec: &PretrainSpec) -> anyhow::Result<(CellSet, Option<TokenDicti
         return Ok((cells, vocab, None));
     }
     if spec.checkpoint.is_some() && vocab.is_none() {
-        bail!("the checkpoint has no token_dict.json; pass --token-dict (and --medians) it was trained with");
+        bail!(
+            "the checkpoint has no token_dict.json; pass --token-dict (and --medians) it was trained with"
+        );
     }
     let mem = MemCells::read(&spec.data)?;
     let vocab = match vocab {
@@ -148,21 +157,36 @@ fn load_cells(spec: &PretrainSpec) -> anyhow::Result<(CellSet, Option<TokenDicti
 }
 
 /// One micro-batch: forward, loss, backward. Returns (loss, id_loss, value_loss) and the grads.
-pub fn mlm_micro_step(model: &GeneCompassForMaskedLm, batch: &MaskedBatch, use_species: bool, device: &Device) -> ([f64; 3], GradientsParams) {
+pub fn mlm_micro_step(
+    model: &GeneCompassForMaskedLm,
+    batch: &MaskedBatch,
+    use_species: bool,
+    device: &Device,
+) -> ([f64; 3], GradientsParams) {
     let (input, targets) = batch.to_device(use_species, device);
     let l = model.loss(&input, &targets, ForwardOptions::default());
-    let v = |t: &Tensor<1>| t.clone().into_scalar().elem::<f64>();
+    let v = |t: &Tensor<1>| t.clone().into_scalar::<f32>() as f64;
     let values = [v(&l.loss), v(&l.id_loss), v(&l.value_loss)];
-    (values, GradientsParams::from_grads(l.loss.backward(), model))
+    (
+        values,
+        GradientsParams::from_grads(l.loss.backward(), model),
+    )
 }
 
 /// Runs (or continues) a pretraining job.
-pub fn run_pretrain(spec: PretrainSpec, device: Device, resume: bool) -> anyhow::Result<super::finetune::Outcome> {
+pub fn run_pretrain(
+    spec: PretrainSpec,
+    device: Device,
+    resume: bool,
+) -> anyhow::Result<super::finetune::Outcome> {
     use super::finetune::Outcome;
     install_stop_handler();
     let run = RunDir::create(&spec.output)?;
     if !resume && run.file("checkpoint").exists() {
-        bail!("{} already holds a run; use --resume {0} to continue it or pick another --output", spec.output.display());
+        bail!(
+            "{} already holds a run; use --resume {0} to continue it or pick another --output",
+            spec.output.display()
+        );
     }
     write_atomic(&run.file("job.json"), &serde_json::to_string_pretty(&spec)?)?;
     let (mut cells, vocab, medians) = load_cells(&spec)?;
@@ -180,20 +204,38 @@ pub fn run_pretrain(spec: PretrainSpec, device: Device, resume: bool) -> anyhow:
             let ck = genecompass_core::checkpoint::load_checkpoint(dir, Default::default(), &ad)?;
             match ck.model {
                 LoadedModel::MaskedLm(m, w) => (ck.config, m, w),
-                LoadedModel::Classifier(_) => bail!("{} is a classifier; pretraining needs an MLM checkpoint", dir.display()),
+                LoadedModel::Classifier(_) => bail!(
+                    "{} is a classifier; pretraining needs an MLM checkpoint",
+                    dir.display()
+                ),
             }
         }
         (None, name) => {
-            let v = vocab.as_ref().map(|v| v.len()).context("pre-tokenized input needs --token-dict or --checkpoint")?;
+            let v = vocab
+                .as_ref()
+                .map(|v| v.len())
+                .context("pre-tokenized input needs --token-dict or --checkpoint")?;
             let c = named_config(name.as_deref().unwrap_or("small"), v, spec.max_genes)?;
             let m = init_mlm(&c, &ad);
-            (c, m, EmbWarmup { alpha: 1.0, steps: 0 })
+            (
+                c,
+                m,
+                EmbWarmup {
+                    alpha: 1.0,
+                    steps: 0,
+                },
+            )
         }
     };
     if let Some(v) = &vocab {
         check_vocab(v.len(), &config, "the token dictionary")?;
     }
-    validate_cells(&cells, &spec.data.display().to_string(), config.vocab_size, config.max_position_embeddings)?;
+    validate_cells(
+        &cells,
+        &spec.data.display().to_string(),
+        config.vocab_size,
+        config.max_position_embeddings,
+    )?;
     model.bert = freeze_knowledge(model.bert);
     let bs = spec.batch_size.max(1);
     let accum = spec.grad_accum.max(1);
@@ -215,7 +257,9 @@ pub fn run_pretrain(spec: PretrainSpec, device: Device, resume: bool) -> anyhow:
     if resume {
         (model, optim, state) = run.load_checkpoint(model, optim)?;
         run.truncate_log(&state)?;
-        emit(json!({"event": "resume", "step": state.step, "epoch": state.epoch, "batch": state.batch}));
+        emit(
+            json!({"event": "resume", "step": state.step, "epoch": state.epoch, "batch": state.batch}),
+        );
     } else {
         let _ = std::fs::remove_file(run.file("metrics.jsonl"));
     }
@@ -236,18 +280,26 @@ pub fn run_pretrain(spec: PretrainSpec, device: Device, resume: bool) -> anyhow:
         while state.batch < batches.len() {
             if stop_requested() || spec.max_steps.is_some_and(|m| state.step >= m) {
                 run.save_checkpoint(&model, &optim, &state)?;
-                emit(json!({"event": "stopped", "step": state.step, "checkpoint": run.file("checkpoint")}));
+                emit(
+                    json!({"event": "stopped", "step": state.step, "checkpoint": run.file("checkpoint")}),
+                );
                 return Ok(Outcome::Interrupted);
             }
             let t0 = Instant::now();
-            let micro: Vec<usize> = (state.batch..(state.batch + accum).min(batches.len())).collect();
+            let micro: Vec<usize> =
+                (state.batch..(state.batch + accum).min(batches.len())).collect();
             let mut acc = GradientsAccumulator::<GeneCompassForMaskedLm>::new();
             let mut sums = [0f64; 3];
             let mut n_cells = 0;
             for &mb in &micro {
-                let mut rng = Rng::new(spec.seed ^ 0x4D41_534B, (state.epoch as u64) << 32 | mb as u64);
+                let mut rng = Rng::new(
+                    spec.seed ^ 0x4D41_534B,
+                    (state.epoch as u64) << 32 | mb as u64,
+                );
                 let batch = mask_batch(&cells, batches[mb], &mo, &mut rng);
-                ad.seed(spec.seed ^ ((state.epoch as u64) << 32 | mb as u64).wrapping_mul(0x9E37_79B9));
+                ad.seed(
+                    spec.seed ^ ((state.epoch as u64) << 32 | mb as u64).wrapping_mul(0x9E37_79B9),
+                );
                 let (vals, grads) = mlm_micro_step(&model, &batch, spec.use_species, &ad);
                 for (s, v) in sums.iter_mut().zip(vals) {
                     *s += v / micro.len() as f64;
@@ -259,7 +311,9 @@ pub fn run_pretrain(spec: PretrainSpec, device: Device, resume: bool) -> anyhow:
             if micro.len() > 1 {
                 scale_grads(&model, &mut grads, 1.0 / micro.len() as f64);
             }
-            let norm = spec.max_grad_norm.map(|m| clip_grad_norm(&model, &mut grads, m));
+            let norm = spec
+                .max_grad_norm
+                .map(|m| clip_grad_norm(&model, &mut grads, m));
             let lr = scheduled_lr(&oo, state.step);
             model = optim.step(lr, model, grads);
             state.step += 1;
@@ -268,8 +322,10 @@ pub fn run_pretrain(spec: PretrainSpec, device: Device, resume: bool) -> anyhow:
             let eta = progress.tick(state.step, sums[0]);
             run.log(&json!({"kind": "step", "step": state.step, "epoch": state.epoch, "loss": sums[0],
                 "id_loss": sums[1], "value_loss": sums[2], "lr": lr, "grad_norm": norm, "cells_per_s": cells_per_s}))?;
-            emit(json!({"event": "step", "step": state.step, "loss": sums[0], "cells_per_s": cells_per_s, "eta_s": eta}));
-            if state.step % spec.checkpoint_every.max(1) == 0 {
+            emit(
+                json!({"event": "step", "step": state.step, "loss": sums[0], "cells_per_s": cells_per_s, "eta_s": eta}),
+            );
+            if state.step.is_multiple_of(spec.checkpoint_every.max(1)) {
                 run.save_checkpoint(&model, &optim, &state)?;
             }
         }

@@ -57,10 +57,13 @@ pub fn finish_finetune(
     }
     let count = |c: usize, set: &[usize]| set.iter().filter(|&&i| data.labels[i] == c).count();
     let class_counts: Vec<_> = (0..data.names.len())
-        .map(|c| json!({"label": data.names[c], "train": count(c, &data.split.train),
-            "val": count(c, &data.split.val), "test": count(c, &data.split.test)}))
+        .map(|c| {
+            json!({"label": data.names[c], "train": count(c, &data.split.train),
+            "val": count(c, &data.split.val), "test": count(c, &data.split.test)})
+        })
         .collect();
-    let test = test.ok_or_else(|| anyhow::anyhow!("the test split is empty; raise --test-fraction"))?;
+    let test =
+        test.ok_or_else(|| anyhow::anyhow!("the test split is empty; raise --test-fraction"))?;
     let metrics = json!({
         "test": test,
         "val": val,
@@ -78,7 +81,10 @@ pub fn finish_finetune(
         "steps": state.step,
         "job": spec,
     });
-    write_atomic(&run.file("metrics.json"), &serde_json::to_string_pretty(&metrics)?)?;
+    write_atomic(
+        &run.file("metrics.json"),
+        &serde_json::to_string_pretty(&metrics)?,
+    )?;
     let card = format!(
         "# GeneCompass cell-type classifier\n\n\
          - Data: `{}` (label column `{}`), {} cells used of {} in the input; {}.\n\
@@ -99,7 +105,10 @@ pub fn finish_finetune(
         data.split.train.len(),
         data.split.val.len(),
         data.split.test.len(),
-        spec.checkpoint.as_ref().map_or_else(|| format!("config {}", spec.config.as_deref().unwrap_or("small")), |p| p.display().to_string()),
+        spec.checkpoint.as_ref().map_or_else(
+            || format!("config {}", spec.config.as_deref().unwrap_or("small")),
+            |p| p.display().to_string()
+        ),
         config.num_hidden_layers,
         config.hidden_size,
         data.names.len(),
@@ -117,8 +126,10 @@ pub fn finish_finetune(
         model_dir.display(),
     );
     write_atomic(&run.file("model_card.md"), &card)?;
-    emit(json!({"event": "done", "test_accuracy": test.accuracy, "test_macro_f1": test.macro_f1,
+    emit(
+        json!({"event": "done", "test_accuracy": test.accuracy, "test_macro_f1": test.macro_f1,
         "baseline_test_accuracy": baseline.test.accuracy, "baseline_test_macro_f1": baseline.test.macro_f1,
-        "model": model_dir}));
+        "model": model_dir}),
+    );
     Ok(())
 }

@@ -19,7 +19,11 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Installs the SIGINT/SIGTERM handler that asks the training loop to checkpoint and exit.
 pub fn install_stop_handler() {
-    let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
+    if let Err(e) = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)) {
+        tracing::warn!(
+            "cannot install the SIGTERM/Ctrl-C handler ({e}); a signal will stop the run without a checkpoint"
+        );
+    }
 }
 
 /// Whether a stop was requested.
@@ -70,8 +74,11 @@ pub fn emit(event: Value) {
 impl RunDir {
     /// Creates (or opens) the folder.
     pub fn create(path: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(path).with_context(|| format!("creating run folder {}", path.display()))?;
-        Ok(Self { path: path.to_path_buf() })
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("creating run folder {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
     }
 
     /// `RUN/name`.
@@ -116,7 +123,12 @@ impl RunDir {
     }
 
     /// Saves weights, optimiser state and `state.json` as `RUN/checkpoint/`.
-    pub fn save_checkpoint<M: Module>(&self, model: &M, optim: &ModuleOptimizer, state: &TrainState) -> anyhow::Result<()> {
+    pub fn save_checkpoint<M: Module>(
+        &self,
+        model: &M,
+        optim: &ModuleOptimizer,
+        state: &TrainState,
+    ) -> anyhow::Result<()> {
         let tmp = self.file("checkpoint.tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
@@ -142,12 +154,20 @@ impl RunDir {
 
     /// Loads `RUN/checkpoint/` into a freshly built model and optimiser (parameter ids are
     /// restored from the record, so the optimiser state lines up).
-    pub fn load_checkpoint<M: Module>(&self, model: M, optim: ModuleOptimizer) -> anyhow::Result<(M, ModuleOptimizer, TrainState)> {
+    pub fn load_checkpoint<M: Module>(
+        &self,
+        model: M,
+        optim: ModuleOptimizer,
+    ) -> anyhow::Result<(M, ModuleOptimizer, TrainState)> {
         let dir = self.file("checkpoint");
         let text = std::fs::read_to_string(dir.join("state.json")).with_context(|| {
-            format!("{} has no checkpoint to resume (checkpoint/state.json missing)", self.path.display())
+            format!(
+                "{} has no checkpoint to resume (checkpoint/state.json missing)",
+                self.path.display()
+            )
         })?;
-        let state: TrainState = serde_json::from_str(&text).context("reading checkpoint/state.json")?;
+        let state: TrainState =
+            serde_json::from_str(&text).context("reading checkpoint/state.json")?;
         let model = load_weights(model, &dir.join("model.bpk"))?;
         let optim = optim
             .load(dir.join("optim.bpk"))

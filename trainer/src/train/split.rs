@@ -20,7 +20,12 @@ pub struct Split {
 /// Splits per class with the seed: each class contributes `round(n·test)` test cells and
 /// `round(n·val)` validation cells, but always keeps at least one training cell. A class with a
 /// single cell goes to train only; with two cells, one train and one test (no validation).
-pub fn stratified_split(labels: &[usize], val_fraction: f64, test_fraction: f64, seed: u64) -> Split {
+pub fn stratified_split(
+    labels: &[usize],
+    val_fraction: f64,
+    test_fraction: f64,
+    seed: u64,
+) -> Split {
     let mut by_class: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, &l) in labels.iter().enumerate() {
         by_class.entry(l).or_default().push(i);
@@ -66,9 +71,18 @@ mod tests {
         labels.extend([3, 3]);
         let s = stratified_split(&labels, 0.1, 0.2, 7);
         let count = |v: &[usize], c| v.iter().filter(|&&i| labels[i] == c).count();
-        assert_eq!((count(&s.train, 0), count(&s.val, 0), count(&s.test, 0)), (35, 5, 10));
-        assert_eq!((count(&s.train, 1), count(&s.val, 1), count(&s.test, 1)), (7, 1, 2));
-        assert_eq!((count(&s.train, 2), count(&s.val, 2), count(&s.test, 2)), (1, 0, 0));
+        assert_eq!(
+            (count(&s.train, 0), count(&s.val, 0), count(&s.test, 0)),
+            (35, 5, 10)
+        );
+        assert_eq!(
+            (count(&s.train, 1), count(&s.val, 1), count(&s.test, 1)),
+            (7, 1, 2)
+        );
+        assert_eq!(
+            (count(&s.train, 2), count(&s.val, 2), count(&s.test, 2)),
+            (1, 0, 0)
+        );
         assert_eq!((count(&s.train, 3), count(&s.test, 3)), (1, 1));
         assert_eq!(s.train.len() + s.val.len() + s.test.len(), labels.len());
         assert_eq!(s, stratified_split(&labels, 0.1, 0.2, 7));
