@@ -18,8 +18,8 @@ BASE_CELLS="${BASE_CELLS:-6}"
 BATCH="${BATCH:-8}"
 BASE_BATCH="${BASE_BATCH:-2}"
 SHAPES="${SHAPES:-small base}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/gc-target}"
-H5AD=/work/shared/data/h5ad
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/genecompass-target}"
+H5AD="$(cd "$(dirname "$0")/../../.." && pwd)/shared/data/h5ad"
 mkdir -p "$WORK"
 
 echo "== build (release)" >&2

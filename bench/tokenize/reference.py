@@ -15,11 +15,12 @@ import argparse
 import gzip
 import json
 import sys
+import os
 import time
 
 import numpy as np
 
-GENES = "/work/shared/data/genes"
+GENES = os.environ.get("GC_SHARED_GENES", os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../shared/data/genes"))
 
 
 def gene_table(species, genes_dir):

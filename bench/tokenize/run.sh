@@ -10,7 +10,6 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 DATA="${GC_SHARED_DATA:-$ROOT/../shared/data}"
-[ -d "$DATA" ] || DATA=/work/shared/data
 WORK="${BENCH_WORK:-/tmp/gc-bench-tokenize}"
 VENV="${BENCH_VENV:-/tmp/gc-bench-venv}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/gc-target}"

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The Baron mouse pancreas file.
-pub const BARON: &str = "/work/shared/data/h5ad/baron_mouse_pancreas_822.h5ad";
+pub const BARON: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/h5ad/baron_mouse_pancreas_822.h5ad"
+);
 
 /// A fresh temporary folder under the target dir.
 pub fn tmp(name: &str) -> PathBuf {

@@ -147,7 +147,10 @@ fn bad_inputs_give_clear_errors() {
         "--max-cells",
         "50",
         "--checkpoint",
-        "/work/shared/fixtures/reference-tiny",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/reference-tiny"
+        ),
         "--token-dict",
         vocab.to_str().unwrap(),
     ]);
@@ -156,7 +159,11 @@ fn bad_inputs_give_clear_errors() {
     std::fs::create_dir_all(&bare).unwrap();
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(
-            std::path::Path::new("/work/shared/fixtures/reference-tiny").join(f),
+            std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../shared/fixtures/reference-tiny"
+            ))
+            .join(f),
             bare.join(f),
         )
         .unwrap();

@@ -13,7 +13,10 @@ use genecompass_trainer::train::masking::MaskedBatch;
 use genecompass_trainer::train::optim::{OptimOptions, build_optimizer};
 use genecompass_trainer::train::pretrain::mlm_micro_step;
 
-const FIXTURE: &str = "/work/shared/fixtures/reference-tiny";
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/fixtures/reference-tiny"
+);
 
 #[test]
 fn pretraining_loss_falls_on_real_cells() {

@@ -13,9 +13,15 @@ use tempfile::TempDir;
 use tower::ServiceExt;
 
 /// The small h5ad used throughout (200 cells × 3000 genes).
-pub const H5AD: &str = "/work/shared/data/h5ad/wu2020_tcells_200_old_schema_v0_6.h5ad";
+pub const H5AD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/h5ad/wu2020_tcells_200_old_schema_v0_6.h5ad"
+);
 /// The tiny official checkpoint.
-pub const CHECKPOINT: &str = "/work/shared/fixtures/reference-tiny";
+pub const CHECKPOINT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/fixtures/reference-tiny"
+);
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -130,7 +130,7 @@ async fn import_checkpoint_versions_aliases_results(backend: Backend) {
     assert_eq!(latest["version"], 2);
 
     // Bad imports.
-    let bad = json!({ "path": "/work/shared/data/h5ad", "name": "nope" });
+    let bad = json!({ "path": concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/h5ad"), "name": "nope" });
     let res = app
         .call(
             Method::POST,
