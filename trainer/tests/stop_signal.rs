@@ -57,10 +57,9 @@ fn sigterm_checkpoints_and_the_run_resumes() {
         rest.iter().any(|l| l.contains("\"event\":\"stopped\"")),
         "no stopped event after SIGTERM: {rest:?}"
     );
-    let state: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(run.join("checkpoint/state.json")).unwrap(),
-    )
-    .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint/state.json")).unwrap())
+            .unwrap();
     assert_eq!(state["finished"], false);
     let stopped_at = state["step"].as_u64().unwrap();
     assert!(stopped_at >= 1);
