@@ -9,6 +9,7 @@
 //! - [`cells`]: tokenized cells and the official tokenized-dataset format.
 //! - [`batch`]: cells → padded tensors (dynamic padding, length bucketing).
 //! - [`data`]: single-cell file readers.
+//! - [`tasks`]: inference, gene embeddings, in-silico perturbation; [`npy`]: `.npy` output.
 
 pub mod batch;
 pub mod cells;
@@ -16,6 +17,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod model;
+pub mod npy;
 pub mod pickle;
 pub mod tasks;
 pub mod tokenize;

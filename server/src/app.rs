@@ -11,12 +11,14 @@ use axum::routing::{get, post, put};
 use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use crate::api;
 use crate::blobs::BlobStore;
 use crate::db::{Db, DbError, sqlite_url};
 use crate::error::AppError;
+use crate::jobs::{Jobs, JobsConfig};
 
 /// Default limit for JSON bodies (1 MiB).
 pub const DEFAULT_MAX_JSON_BYTES: usize = 1 << 20;
@@ -34,6 +36,10 @@ pub struct ServerConfig {
     pub max_json_bytes: usize,
     /// Largest accepted upload, in bytes (default 20 GiB).
     pub max_upload_bytes: u64,
+    /// The built web UI (`web/dist`), served at `/`; `None` serves only the API.
+    pub web_dir: Option<PathBuf>,
+    /// How jobs run (runner, trainer binary, concurrency, GPUs).
+    pub jobs: JobsConfig,
 }
 
 impl ServerConfig {
@@ -44,6 +50,8 @@ impl ServerConfig {
             database_url: None,
             max_json_bytes: DEFAULT_MAX_JSON_BYTES,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            web_dir: None,
+            jobs: JobsConfig::default(),
         }
     }
 
@@ -64,6 +72,8 @@ pub struct AppState {
     pub blobs: BlobStore,
     /// The configuration.
     pub config: Arc<ServerConfig>,
+    /// Job scheduling and events (the runner starts with [`crate::jobs::start`]).
+    pub jobs: Jobs,
 }
 
 /// Errors while starting.
@@ -97,6 +107,7 @@ impl AppState {
             db,
             blobs,
             config: Arc::new(config),
+            jobs: Jobs::new(),
         })
     }
 }
@@ -158,6 +169,14 @@ fn api_routes(state: &AppState) -> Router<AppState> {
             put(api::models::aliases_update),
         )
         .route(
+            "/jobs",
+            get(api::jobs::jobs_index).post(api::jobs::jobs_create),
+        )
+        .route("/jobs/{id}", get(api::jobs::jobs_show))
+        .route("/jobs/{id}/cancel", post(api::jobs::jobs_cancel))
+        .route("/jobs/{id}/logs", get(api::jobs::jobs_logs))
+        .route("/jobs/{id}/events", get(api::jobs::jobs_events))
+        .route(
             "/results",
             get(api::results::results_index).post(api::results::results_create),
         )
@@ -181,9 +200,26 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id));
-    Router::new()
-        .nest("/api/v1", api_routes(&state))
-        .fallback(fallback)
-        .layer(middleware)
-        .with_state(state)
+    // The API keeps its JSON 404 under /api/v1 whether or not the web UI is served.
+    let app = Router::new().nest("/api/v1", api_routes(&state).fallback(fallback));
+    let app = match &state.config.web_dir {
+        Some(dir) => app.fallback_service(ServeDir::new(dir)),
+        None => app.fallback(fallback),
+    };
+    app.layer(middleware).with_state(state)
+}
+
+/// Where `serve` finds the web UI when `--web-dir` is not given: `web/dist` (or `dist`) next
+/// to the executable, else `web/dist` under the working directory (a checkout). Only a folder
+/// holding `index.html` counts, so an unbuilt checkout serves the API alone.
+pub fn default_web_dir() -> Option<PathBuf> {
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(PathBuf::from));
+    let cwd = std::env::current_dir().ok();
+    exe_dir
+        .iter()
+        .flat_map(|d| [d.join("web/dist"), d.join("dist")])
+        .chain(cwd.map(|d| d.join("web/dist")))
+        .find(|d| d.join("index.html").is_file())
 }

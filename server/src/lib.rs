@@ -7,6 +7,7 @@
 //! - [`blobs`]: the content-addressed blob store under the data directory.
 //! - [`checkpoints`]: checkpoint validation and import as model versions.
 //! - [`db`]: connection, migrations, ids.
+//! - [`jobs`]: training / annotation jobs, their local and Slurm runners.
 //! - [`error`]: the JSON error type.
 //! - [`metadata`]: dataset metadata via core's readers.
 //! - [`names`]: name and path validation.
@@ -19,6 +20,7 @@ pub mod blobs;
 pub mod checkpoints;
 pub mod db;
 pub mod error;
+pub mod jobs;
 pub mod metadata;
 pub mod names;
 

@@ -6,11 +6,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use genecompass_server::app::{
-    AppState, DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_UPLOAD_BYTES, ServerConfig, router,
+    AppState, DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_UPLOAD_BYTES, ServerConfig, default_web_dir,
+    router,
 };
 use genecompass_server::auth::{NewUser, add_user, bootstrap_admin};
 use genecompass_server::checkpoints::import_checkpoint;
 use genecompass_server::db::Role;
+use genecompass_server::jobs::{JobsConfig, RunnerKind, SlurmConfig};
+use std::time::Duration;
 
 /// GeneCompass team registry.
 #[derive(Debug, Parser)]
@@ -44,6 +47,12 @@ enum Command {
         /// Largest accepted JSON body in bytes.
         #[arg(long, default_value_t = DEFAULT_MAX_JSON_BYTES)]
         max_json_bytes: usize,
+        /// The built web UI to serve at `/` (scripts/build-web.sh writes web/dist).
+        /// Default: web/dist next to this executable or under the working directory.
+        #[arg(long, env = "GENECOMPASS_WEB_DIR")]
+        web_dir: Option<PathBuf>,
+        #[command(flatten)]
+        jobs: JobsArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -69,6 +78,63 @@ enum Command {
         #[arg(long, default_value = "admin")]
         user: String,
     },
+}
+
+/// How `serve` runs jobs.
+#[derive(Debug, clap::Args)]
+struct JobsArgs {
+    /// Where jobs run: `local` (child processes) or `slurm` (sbatch/squeue/scancel).
+    #[arg(long, default_value = "local", value_parser = parse_runner)]
+    runner: RunnerKind,
+    /// The genecompass-train binary (default: next to this executable).
+    #[arg(long, env = "GENECOMPASS_TRAINER_BIN")]
+    trainer_bin: Option<PathBuf>,
+    /// Jobs running (or submitted to Slurm) at once; 0 only queues them.
+    #[arg(long, default_value_t = 1)]
+    max_concurrent_jobs: usize,
+    /// GPUs for local jobs, comma-separated (e.g. `0,1`); each job gets one as
+    /// CUDA_VISIBLE_DEVICES, least busy first. Default: CPU.
+    #[arg(long, env = "GENECOMPASS_GPUS", value_delimiter = ',')]
+    gpus: Vec<String>,
+    /// Seconds between SIGTERM and SIGKILL when a job is cancelled.
+    #[arg(long, default_value_t = 30)]
+    cancel_grace_secs: u64,
+    /// Slurm partition.
+    #[arg(long)]
+    slurm_partition: Option<String>,
+    /// Ask Slurm for one GPU per job (`--gres=gpu:1`) and train on CUDA.
+    #[arg(long)]
+    slurm_gpu: bool,
+    /// Extra `#SBATCH` option, e.g. `--slurm-option=--time=04:00:00` (repeatable).
+    #[arg(long = "slurm-option", allow_hyphen_values = true)]
+    slurm_options: Vec<String>,
+}
+
+fn parse_runner(s: &str) -> Result<RunnerKind, String> {
+    s.parse()
+}
+
+impl JobsArgs {
+    fn config(&self) -> JobsConfig {
+        JobsConfig {
+            runner: self.runner,
+            trainer_bin: self.trainer_bin.clone(),
+            max_concurrent: self.max_concurrent_jobs,
+            gpus: self
+                .gpus
+                .iter()
+                .filter(|g| !g.is_empty())
+                .cloned()
+                .collect(),
+            cancel_grace: Duration::from_secs(self.cancel_grace_secs),
+            slurm: SlurmConfig {
+                partition: self.slurm_partition.clone(),
+                gpu: self.slurm_gpu,
+                extra: self.slurm_options.clone(),
+            },
+            ..JobsConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,15 +182,44 @@ async fn main() -> Result<()> {
             bind,
             max_upload_bytes,
             max_json_bytes,
+            web_dir,
+            jobs,
         } => {
             let mut config = ServerConfig::new(&cli.data_dir);
             config.max_upload_bytes = *max_upload_bytes;
             config.max_json_bytes = *max_json_bytes;
+            if let Some(d) = web_dir.as_ref().filter(|d| !d.join("index.html").is_file()) {
+                bail!(
+                    "--web-dir {}: no index.html there; build the web UI with scripts/build-web.sh",
+                    d.display()
+                );
+            }
+            config.web_dir = web_dir.clone().or_else(default_web_dir);
+            config.jobs = jobs.config();
+            if config.jobs.runner == RunnerKind::Slurm
+                && !genecompass_server::jobs::slurm::available()
+            {
+                bail!("--runner slurm: sbatch is not on PATH");
+            }
             let state = open(&cli, Some(config)).await?;
             if let Some(admin) = bootstrap_admin(&state.db).await? {
                 println!("first start: created user `admin` (admin of team `admin`)");
                 print_credentials("admin", &admin);
             }
+            genecompass_server::jobs::start(&state)
+                .await
+                .context("cannot reconcile the jobs left running")?;
+            println!(
+                "jobs: {} runner, trainer {}, {} at once{}",
+                state.config.jobs.runner.as_str(),
+                state.config.jobs.trainer_bin().display(),
+                state.config.jobs.max_concurrent,
+                if state.config.jobs.gpus.is_empty() {
+                    String::new()
+                } else {
+                    format!(", GPUs {}", state.config.jobs.gpus.join(","))
+                }
+            );
             let listener = tokio::net::TcpListener::bind(bind)
                 .await
                 .with_context(|| format!("cannot listen on {bind}; is another server running?"))?;
@@ -133,6 +228,10 @@ async fn main() -> Result<()> {
                 "genecompass registry ({}) listening on http://{addr}/api/v1",
                 state.db.kind.name()
             );
+            match &state.config.web_dir {
+                Some(d) => println!("web UI: http://{addr}/ (from {})", d.display()),
+                None => println!("web UI: not built (scripts/build-web.sh); serving the API only"),
+            }
             axum::serve(listener, router(state))
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;

@@ -24,6 +24,10 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Write cell and gene embeddings of tokenized cells.
     Embed(commands::embed::EmbedArgs),
+    /// Write context-averaged gene embeddings (.npy + gene list) and cell embeddings.
+    EmbedGenes(commands::embed_genes::EmbedGenesArgs),
+    /// In-silico perturbation: delete or over-express genes and measure the embedding shift.
+    Perturb(commands::perturb::PerturbArgs),
     /// Predict cell types with a classifier directory.
     Classify(commands::classify::ClassifyArgs),
     /// Convert a model directory to the native burnpack format (optionally f16).
@@ -50,6 +54,8 @@ fn main() {
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Embed(a) => commands::embed::run(a),
+        Command::EmbedGenes(a) => commands::embed_genes::run(a),
+        Command::Perturb(a) => commands::perturb::run(a),
         Command::Classify(a) => commands::classify::run(a),
         Command::Convert(a) => commands::convert::run(a),
         Command::Finetune(a) => commands::finetune::run(a),

@@ -48,6 +48,37 @@ pub struct Embeddings {
     pub last_hidden_state: Vec<f32>,
 }
 
+/// Encodes one batch: `(input, last_hidden_state, pooled)`. `folded` is the precomputed
+/// embedding (see [`InferOptions::folded`]).
+fn encode_batch(
+    bert: &BertModel,
+    folded: Option<&FoldedEmbedding>,
+    cells: &CellSet,
+    idx: &[usize],
+    options: &InferOptions,
+    device: &Device,
+) -> (ModelInput, Tensor<3>, Option<Tensor<2>>) {
+    let fwd = ForwardOptions {
+        alpha: options.alpha,
+        output_hidden_states: false,
+    };
+    let input = make_batch(cells, idx, &options.batch, device);
+    let out = match folded {
+        Some(f) => {
+            let emb = f.forward(
+                &bert.embeddings,
+                input.input_ids.clone(),
+                input.values.clone(),
+                input.species.clone(),
+                options.alpha,
+            );
+            bert.encode(emb, &input, fwd)
+        }
+        None => bert.forward(&input, fwd),
+    };
+    (input, out.last_hidden_state, out.pooled)
+}
+
 /// Runs `bert` over batches, calling `run` on each batch's encoder input.
 fn for_each_batch(
     bert: &BertModel,
@@ -59,26 +90,10 @@ fn for_each_batch(
     let folded = options
         .folded
         .then(|| FoldedEmbedding::fold(&bert.embeddings));
-    let fwd = ForwardOptions {
-        alpha: options.alpha,
-        output_hidden_states: false,
-    };
     for idx in plan_batches(cells, &options.batch) {
-        let input = make_batch(cells, &idx, &options.batch, device);
-        let out = match &folded {
-            Some(f) => {
-                let emb = f.forward(
-                    &bert.embeddings,
-                    input.input_ids.clone(),
-                    input.values.clone(),
-                    input.species.clone(),
-                    options.alpha,
-                );
-                bert.encode(emb, &input, fwd)
-            }
-            None => bert.forward(&input, fwd),
-        };
-        each(&idx, &input, out.last_hidden_state, out.pooled);
+        let (input, last, pooled) =
+            encode_batch(bert, folded.as_ref(), cells, &idx, options, device);
+        each(&idx, &input, last, pooled);
     }
 }
 
@@ -176,6 +191,77 @@ impl Predictions {
     }
 }
 
+/// Outputs of one batch of [`BatchClassifier::run`], rows in the order of the given indices.
+#[derive(Debug, Clone, Default)]
+pub struct BatchPredictions {
+    /// Number of classes C.
+    pub classes: usize,
+    /// Logits. `[B, C]`
+    pub logits: Vec<f32>,
+    /// Softmax probabilities. `[B, C]`
+    pub probabilities: Vec<f32>,
+    /// Pooler output. `[B, H]`
+    pub pooled: Vec<f32>,
+}
+
+/// A classifier that runs one batch at a time, for callers that must hand control back between
+/// batches (the browser shows progress and stays responsive). The embedding tables are folded
+/// once here, not per batch: folding costs about as much as a few batches on a full-size model.
+/// [`classify_cells`] is built on it, so both paths give the same numbers.
+pub struct BatchClassifier<'m> {
+    model: &'m GeneCompassForSequenceClassification,
+    folded: Option<FoldedEmbedding>,
+    options: InferOptions,
+}
+
+impl<'m> BatchClassifier<'m> {
+    /// Prepares `model` (folding its embedding when `options.folded`).
+    pub fn new(model: &'m GeneCompassForSequenceClassification, options: &InferOptions) -> Self {
+        Self {
+            model,
+            folded: options
+                .folded
+                .then(|| FoldedEmbedding::fold(&model.bert.embeddings)),
+            options: *options,
+        }
+    }
+
+    /// The batches to run, as cell indices (see [`plan_batches`]).
+    pub fn plan(&self, cells: &CellSet) -> Vec<Vec<usize>> {
+        plan_batches(cells, &self.options.batch)
+    }
+
+    /// Classifies the cells `idx` of `cells` as one batch.
+    pub fn run(&self, cells: &CellSet, idx: &[usize], device: &Device) -> BatchPredictions {
+        let bert = &self.model.bert;
+        let (_, _, pooled) = encode_batch(
+            bert,
+            self.folded.as_ref(),
+            cells,
+            idx,
+            &self.options,
+            device,
+        );
+        let pooled = pooled.expect("classifier has a pooler");
+        let logits = self.model.classifier.forward(pooled.clone());
+        let c = self.model.num_labels();
+        let logits = logits.into_data().try_to_vec::<f32>().expect("f32");
+        let mut probabilities = Vec::with_capacity(logits.len());
+        for r in logits.chunks(c.max(1)) {
+            let max = r.iter().cloned().fold(f32::MIN, f32::max);
+            let exp: Vec<f32> = r.iter().map(|v| (v - max).exp()).collect();
+            let sum: f32 = exp.iter().sum();
+            probabilities.extend(exp.iter().map(|v| v / sum));
+        }
+        BatchPredictions {
+            classes: c,
+            logits,
+            probabilities,
+            pooled: pooled.into_data().try_to_vec::<f32>().expect("f32"),
+        }
+    }
+}
+
 /// Runs a classifier over every cell.
 pub fn classify_cells(
     model: &GeneCompassForSequenceClassification,
@@ -193,23 +279,16 @@ pub fn classify_cells(
         probabilities: vec![0.0; n * c],
         pooled: vec![0.0; n * h],
     };
-    for_each_batch(&model.bert, cells, options, device, |idx, _, _, pooled| {
-        let pooled = pooled.expect("classifier has a pooler");
-        let logits = model.classifier.forward(pooled.clone());
-        let l = logits.into_data().try_to_vec::<f32>().expect("f32");
-        let pv = pooled.into_data().try_to_vec::<f32>().expect("f32");
+    let runner = BatchClassifier::new(model, options);
+    for idx in runner.plan(cells) {
+        let b = runner.run(cells, &idx, device);
         for (row, &ci) in idx.iter().enumerate() {
-            let r = &l[row * c..(row + 1) * c];
-            p.logits[ci * c..(ci + 1) * c].copy_from_slice(r);
-            let max = r.iter().cloned().fold(f32::MIN, f32::max);
-            let exp: Vec<f32> = r.iter().map(|v| (v - max).exp()).collect();
-            let sum: f32 = exp.iter().sum();
-            for (k, v) in exp.iter().enumerate() {
-                p.probabilities[ci * c + k] = v / sum;
-            }
-            p.pooled[ci * h..(ci + 1) * h].copy_from_slice(&pv[row * h..(row + 1) * h]);
+            p.logits[ci * c..(ci + 1) * c].copy_from_slice(&b.logits[row * c..(row + 1) * c]);
+            p.probabilities[ci * c..(ci + 1) * c]
+                .copy_from_slice(&b.probabilities[row * c..(row + 1) * c]);
+            p.pooled[ci * h..(ci + 1) * h].copy_from_slice(&b.pooled[row * h..(row + 1) * h]);
         }
         progress(idx.len());
-    });
+    }
     p
 }

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod datasets;
+pub mod jobs;
 pub mod models;
 pub mod openapi;
 pub mod results;

@@ -54,6 +54,44 @@ fn arr() -> Value {
     json!({ "type": "array", "items": { "type": "object" } })
 }
 
+/// The `POST /jobs` body.
+fn job_body() -> Value {
+    let s = |d: &str| json!({ "type": "string", "description": d });
+    let i = |d: &str| json!({ "type": "integer", "description": d });
+    let n = |d: &str| json!({ "type": "number", "description": d });
+    json_body(json!({
+        "type": "object", "required": ["kind"],
+        "properties": {
+            "team": s("team name or id (optional for members of one team)"),
+            "kind": { "type": "string", "enum": ["finetune", "pretrain", "annotate"] },
+            "params": { "type": "object", "description": "unknown keys are refused (400)",
+                "properties": {
+                    "dataset": s("dataset id or name of the team (required)"),
+                    "label_column": s("finetune: text obs column with the cell type (default cell_type)"),
+                    "base_model": s("finetune/pretrain: model id or name to start from (default: fresh model)"),
+                    "base_version": s("version number or alias of base_model (default latest)"),
+                    "config": s("fresh model size without base_model: tiny, small (default), base"),
+                    "model": s("annotate: classifier model id or name (required)"),
+                    "version": s("annotate: version number or alias (default latest)"),
+                    "model_name": s("finetune/pretrain: name the output is registered as (default <dataset>-<kind>)"),
+                    "epochs": i("1-1000 (finetune default 10, pretrain 1)"),
+                    "batch_size": i("1-4096 (default 8; annotate 16)"),
+                    "lr": n("peak learning rate in (0, 1] (default 5e-5)"),
+                    "weight_decay": n("finetune: 0-1 (default 0.001)"),
+                    "warmup_steps": i("finetune: default 100"),
+                    "freeze_layers": i("finetune: default 0"),
+                    "max_genes": i("8-4096 (default 2048)"),
+                    "max_cells": i("random subsample, at least 10"),
+                    "val_fraction": n("finetune: default 0.1"),
+                    "test_fraction": n("finetune: default 0.2"),
+                    "seed": i("default 42"),
+                    "checkpoint_every": i("steps between resumable checkpoints"),
+                    "with_species": { "type": "boolean", "description": "finetune: pass species to the model" }
+                } }
+        }
+    }))
+}
+
 /// The document as a value.
 pub fn spec() -> Value {
     let none = json!([]);
@@ -123,6 +161,29 @@ pub fn spec() -> Value {
                 Some(json_body(json!({ "type": "object", "required": ["version"],
                     "properties": { "version": {"type": "integer"} } }))),
                 ("200", ok("the version", obj()))) },
+            "/jobs": {
+                "get": op("Jobs of the caller's teams, newest first", true,
+                    json!([query_param("team", false), query_param("state", false),
+                        query_param("kind", false), query_param("limit", false)]),
+                    None, ("200", ok("jobs", arr()))),
+                "post": op("Queue a finetune, pretrain or annotate job (editor); params are \
+                    validated against the registry", true, none.clone(), Some(job_body()),
+                    ("201", ok("the queued job, defaults filled in", obj())))
+            },
+            "/jobs/{id}": { "get": op("One job: state, progress, last step event, error, outputs", true,
+                id(), None, ("200", ok("job", obj()))) },
+            "/jobs/{id}/cancel": { "post": op("Cancel (editor): queued jobs at once (200), running \
+                ones by SIGTERM then SIGKILL after the grace period (202); 409 if already ended", true,
+                id(), None, ("200", ok("job", obj()))) },
+            "/jobs/{id}/logs": { "get": op("The end of the trainer's log", true,
+                json!([path_param("id"), query_param("stream", false), query_param("tail_bytes", false)]),
+                None, ("200", json!({ "description": "stderr (default) or stdout (JSON events)",
+                    "content": { "text/plain": { "schema": { "type": "string" } } } }))) },
+            "/jobs/{id}/events": { "get": op("Server-sent events: state (the job, first and on each \
+                change), progress (step, total_steps, loss, eta_s, progress), eval, trainer; ends \
+                with the final state", true, id(), None,
+                ("200", json!({ "description": "event stream",
+                    "content": { "text/event-stream": { "schema": { "type": "string" } } } }))) },
             "/results": {
                 "get": op("Model × dataset × task metrics", true,
                     json!([query_param("model", false), query_param("dataset", false), query_param("task", false)]),

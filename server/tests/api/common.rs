@@ -215,6 +215,88 @@ impl TestApp {
     }
 }
 
+/// The Baron mouse pancreas file (822 cells, `cell_type` labels) for the fine-tuning job.
+pub const BARON: &str = "/work/shared/data/h5ad/baron_mouse_pancreas_822.h5ad";
+
+/// The `genecompass-train` binary for job tests: `$GENECOMPASS_TRAINER_BIN` if set, otherwise
+/// `cargo build -p genecompass-trainer --bin genecompass-train` into this test's own target
+/// directory (a no-op when up to date; `cargo test --workspace` has built it already), once
+/// per test process. `CARGO_BIN_EXE_*` only covers binaries of the package under test.
+pub fn trainer_bin() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("GENECOMPASS_TRAINER_BIN") {
+            return p.into();
+        }
+        // .../target/<profile>/deps/api-<hash>
+        let exe = std::env::current_exe().expect("test executable");
+        let profile_dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .expect("target/<profile>");
+        let target = profile_dir.parent().expect("target dir");
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args([
+            "build",
+            "-p",
+            "genecompass-trainer",
+            "--bin",
+            "genecompass-train",
+        ])
+        .arg("--target-dir")
+        .arg(target);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for genecompass-train");
+        let bin = profile_dir.join("genecompass-train");
+        if !status.success() {
+            // E.g. the trainer's sources are mid-edit; an earlier build still serves.
+            assert!(bin.is_file(), "building genecompass-train failed");
+            eprintln!(
+                "warning: building genecompass-train failed; using {}",
+                bin.display()
+            );
+        }
+        assert!(bin.is_file(), "{} missing after the build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+impl TestApp {
+    /// Number of job rows in the database.
+    pub async fn job_count(&self) -> i64 {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM jobs")
+            .fetch_one(&self.state.db.pool)
+            .await
+            .unwrap();
+        n
+    }
+
+    /// Polls `GET /api/v1/jobs/{id}` until `done(job)` or `timeout`; returns the last job.
+    pub async fn wait_job(
+        &self,
+        token: &str,
+        id: &str,
+        timeout: std::time::Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let job = self.get(&format!("/api/v1/jobs/{id}"), token).await.json();
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job did not get there in {timeout:?}: {job:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// Runs each listed scenario `async fn name(app: TestApp)` against SQLite and Postgres.
 #[macro_export]
 macro_rules! on_both_databases {

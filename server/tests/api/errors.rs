@@ -38,6 +38,11 @@ async fn health_and_openapi(backend: Backend) {
         "/checkpoints/import",
         "/results",
         "/models/{id}/aliases/{alias}",
+        "/jobs",
+        "/jobs/{id}",
+        "/jobs/{id}/cancel",
+        "/jobs/{id}/logs",
+        "/jobs/{id}/events",
     ] {
         assert!(doc["paths"][p].is_object(), "{p} missing from OpenAPI");
     }

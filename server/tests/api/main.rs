@@ -4,5 +4,7 @@
 mod common;
 mod datasets;
 mod errors;
+mod jobs;
+mod jobs_run;
 mod models;
 mod security;

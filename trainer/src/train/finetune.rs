@@ -301,7 +301,7 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
                 "lr": lr, "grad_norm": norm, "cells_per_s": cells_per_s});
             run.log(&line)?;
             emit(
-                json!({"event": "step", "step": state.step, "loss": loss_value, "cells_per_s": cells_per_s, "eta_s": eta}),
+                json!({"event": "step", "step": state.step, "total_steps": oo.total_steps, "loss": loss_value, "cells_per_s": cells_per_s, "eta_s": eta}),
             );
             if state.step.is_multiple_of(spec.checkpoint_every.max(1)) {
                 run.save_checkpoint(&model, &optim, &state)?;

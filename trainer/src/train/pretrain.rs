@@ -323,7 +323,7 @@ pub fn run_pretrain(
             run.log(&json!({"kind": "step", "step": state.step, "epoch": state.epoch, "loss": sums[0],
                 "id_loss": sums[1], "value_loss": sums[2], "lr": lr, "grad_norm": norm, "cells_per_s": cells_per_s}))?;
             emit(
-                json!({"event": "step", "step": state.step, "loss": sums[0], "cells_per_s": cells_per_s, "eta_s": eta}),
+                json!({"event": "step", "step": state.step, "total_steps": total, "loss": sums[0], "cells_per_s": cells_per_s, "eta_s": eta}),
             );
             if state.step.is_multiple_of(spec.checkpoint_every.max(1)) {
                 run.save_checkpoint(&model, &optim, &state)?;

@@ -1,0 +1,86 @@
+//! `BatchClassifier` (the browser's batch-at-a-time path) against `classify_cells` (the CLI's)
+//! and the official classifier logits of `reference-tiny`.
+
+mod common;
+
+use burn::prelude::*;
+use common::{assert_close, read_f32, read_i64, tiny};
+use genecompass_core::batch::{BatchOptions, Padding};
+use genecompass_core::cells::{CellSet, Species, TokenizedCell};
+use genecompass_core::checkpoint::{LoadedModel, WeightsFormat, load_checkpoint};
+use genecompass_core::tasks::infer::{BatchClassifier, InferOptions, classify_cells};
+
+/// The fixture's six cells without padding.
+fn fixture_cells() -> CellSet {
+    let ints = read_i64(tiny().join("inputs.safetensors"));
+    let values = &read_f32(tiny().join("inputs.safetensors"))["values"].1;
+    let (ids, lengths, species) = (&ints["input_ids"], &ints["lengths"], &ints["species"]);
+    let cells = (0..6)
+        .map(|i| {
+            let n = lengths[i] as usize;
+            TokenizedCell {
+                input_ids: ids[i * 16..i * 16 + n].iter().map(|&v| v as u32).collect(),
+                values: values[i * 16..i * 16 + n].to_vec(),
+                species: Species::from_code(species[i]).expect("0 or 1"),
+                label: None,
+            }
+        })
+        .collect();
+    CellSet {
+        cells,
+        padded_len: Some(16),
+    }
+}
+
+fn options(batch_size: usize) -> InferOptions {
+    InferOptions {
+        batch: BatchOptions {
+            batch_size,
+            padding: Padding::Dynamic,
+            sort_by_length: true,
+            // The official classification forward takes no species.
+            use_species: false,
+            attention_mask: true,
+            truncate_values: false,
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn batch_classifier_matches_classify_cells_and_reference_logits() {
+    let dev = Device::flex();
+    let ck = load_checkpoint(&tiny().join("classifier"), WeightsFormat::Safetensors, &dev)
+        .expect("load classifier");
+    let LoadedModel::Classifier(model) = &ck.model else {
+        panic!("expected a classifier")
+    };
+    let cells = fixture_cells();
+    let whole = classify_cells(model, &cells, &options(16), &dev, |_| {});
+    let want = &read_f32(tiny().join("outputs.safetensors"))["cls_logits"].1;
+    assert_close("classify_cells logits", &whole.logits, want, 1e-4);
+
+    // Batches of 2, longest first: rows come back in the order of each batch's indices.
+    let runner = BatchClassifier::new(model, &options(2));
+    let plan = runner.plan(&cells);
+    assert_eq!(plan.len(), 3, "6 cells in batches of 2");
+    assert_eq!(plan[0], vec![1, 3], "longest cells (16, 14 genes) first");
+    let mut logits = vec![0f32; 6 * 5];
+    let mut seen = 0;
+    for idx in &plan {
+        let b = runner.run(&cells, idx, &dev);
+        assert_eq!(b.classes, 5);
+        assert_eq!(b.probabilities.len(), idx.len() * 5);
+        for (row, &ci) in idx.iter().enumerate() {
+            logits[ci * 5..ci * 5 + 5].copy_from_slice(&b.logits[row * 5..row * 5 + 5]);
+            let p: f32 = b.probabilities[row * 5..row * 5 + 5].iter().sum();
+            assert!(
+                (p - 1.0).abs() < 1e-5,
+                "probabilities of cell {ci} sum to {p}"
+            );
+        }
+        seen += idx.len();
+    }
+    assert_eq!(seen, 6);
+    assert_close("batched logits", &logits, want, 1e-4);
+}

@@ -1,0 +1,94 @@
+// The annotate page on real files with the reference-tiny classifier: report, progressive
+// results, threshold, CSV equal to `genecompass-train classify`, and clear errors.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { openApp, chooseModel, upload, setThreshold, downloadCsv } from '../lib/action.mjs';
+import { runFinishes, runFailsWith, csvMatchesNative } from '../lib/check.mjs';
+import { ARTIFACTS, DATA, tempDir, webDirWithTinyModel, startServer, classifyNative, launchBrowser } from '../lib/env.mjs';
+import { find } from '../lib/find.mjs';
+
+const BARON = path.join(DATA, 'h5ad/baron_mouse_pancreas_822.h5ad');
+const shot = (page, name) => page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+
+describe('annotate page', () => {
+  let dir, server, browser, page;
+
+  before(async () => {
+    dir = tempDir('gc-e2e-annotate-');
+    server = await startServer(webDirWithTinyModel(dir));
+    browser = await launchBrowser();
+    page = browser.page;
+    await openApp(page, server.url);
+    await chooseModel(page, 'reference-tiny');
+  });
+
+  after(async () => {
+    await browser?.close();
+    server?.stop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('baron mouse pancreas: report, progressive results, CSV equal to the CLI', async () => {
+    await upload(page, BARON);
+    // The report comes before the results.
+    await page.locator(find.reportCells).waitFor({ timeout: 120_000 });
+    assert.equal((await page.textContent(find.reportCells)).trim(), '822');
+    assert.match(await page.textContent(find.reportSpecies), /^mouse/);
+    assert.match(await page.textContent(find.reportCoverage), /^16 of 14878 genes/);
+    assert.equal((await page.textContent(find.reportCounts)).trim(), 'yes');
+    await runFinishes(page);
+    assert.match(await page.textContent(find.qcKept), /^809 of 822/);
+    assert.equal((await page.textContent(find.progressText)).trim(), '809 / 809 cells');
+    const speed = await page.textContent(find.speed);
+    const backend = await page.textContent(find.backend);
+    assert.match(backend, /flex/);
+    assert.equal(await page.locator(find.resultRows).count(), 200, 'first 200 cells shown');
+    assert.ok(await page.locator(find.chartRows).count() >= 1, 'label chart drawn');
+    await shot(page, 'annotate-baron');
+
+    // The model's three files are in the Cache API under their SHA-256.
+    const cached = await page.evaluate(async () =>
+      (await (await caches.open('genecompass-models-v1')).keys()).map((r) => new URL(r.url).pathname));
+    assert.equal(cached.filter((p) => /^\/genecompass-cache\/sha256\/[0-9a-f]{64}$/.test(p)).length, 3, cached.join());
+
+    const native = classifyNative(BARON, dir);
+    const csv = await downloadCsv(page);
+    fs.writeFileSync(path.join(ARTIFACTS, 'baron_annotation.csv'), csv);
+    const { cells, worst } = csvMatchesNative(csv, native.path);
+    const nativeSpeed = native.log.match(/\(([\d.]+) cells\/s\)/)?.[1];
+    console.log(`browser: ${speed} (${backend}); CLI classify: ${nativeSpeed} cells/s; ` +
+      `${cells} cells, max |p diff| ${worst.toExponential(2)}`);
+  });
+
+  test('threshold marks low-confidence cells unassigned', async () => {
+    await setThreshold(page, 0.99);
+    await page.waitForSelector(`${find.chartRows}[data-label="unassigned"]`);
+    assert.equal(await page.locator(find.chartRows).count(), 1, 'every cell is below 0.99');
+    await shot(page, 'annotate-threshold');
+    await setThreshold(page, 0);
+    await page.waitForSelector(`${find.chartRows}[data-label="unassigned"]`, { state: 'detached' });
+  });
+
+  test('unusable files get a clear message and the page keeps working', async () => {
+    const broken = path.join(dir, 'broken.h5ad');
+    fs.writeFileSync(broken, Buffer.concat([Buffer.from('\x89HDF\r\n\x1a\n', 'latin1'), Buffer.alloc(64, 7)]));
+    await upload(page, broken);
+    await runFailsWith(page, /broken\.h5ad/);
+    await shot(page, 'error-malformed');
+
+    // Human chr21 genes only: none is in the tiny vocabulary.
+    await upload(page, path.join(DATA, '10x/3.0.0/filtered_feature_bc_matrix.h5'));
+    await runFailsWith(page, /no known genes/);
+    await shot(page, 'error-no-known-genes');
+
+    // log-normalised values, not counts.
+    await upload(page, path.join(DATA, 'h5ad/spectra_immune_1000.h5ad'));
+    await runFailsWith(page, /not raw counts/);
+
+    await upload(page, BARON);
+    await runFinishes(page);
+    assert.equal((await page.textContent(find.progressText)).trim(), '809 / 809 cells');
+  });
+});

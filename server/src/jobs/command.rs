@@ -1,0 +1,226 @@
+//! Job folders and the `genecompass-train` command lines of a job's next start.
+
+use std::path::{Path, PathBuf};
+
+use super::JobKind;
+use super::params::{AnnotateParams, FinetuneParams, PretrainParams};
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::names::check_rel_path;
+
+/// Files a job runs with, under `DATA_DIR/jobs/ID/`.
+#[derive(Debug, Clone)]
+pub struct JobPaths {
+    /// The job folder (the trainer's working directory).
+    pub dir: PathBuf,
+}
+
+impl JobPaths {
+    /// The folder of job `id` under `data_dir`.
+    /// The path is made absolute: the trainer runs in the job folder.
+    pub fn new(data_dir: &Path, id: &str) -> Self {
+        let dir = data_dir.join("jobs").join(id);
+        Self {
+            dir: absolute(&dir),
+        }
+    }
+
+    /// The trainer's run folder.
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    /// The trainer's stdout: one JSON event per line.
+    pub fn events(&self) -> PathBuf {
+        self.dir.join("stdout.jsonl")
+    }
+
+    /// The trainer's log.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("stderr.log")
+    }
+
+    /// The starting model, linked from the blob store.
+    pub fn base_dir(&self) -> PathBuf {
+        self.dir.join("base")
+    }
+
+    /// Predictions of an annotate job.
+    pub fn predictions(&self) -> PathBuf {
+        self.dir.join("predictions.safetensors")
+    }
+
+    /// Whether the run folder holds a checkpoint the trainer can `--resume`.
+    pub fn resumable(&self) -> bool {
+        let run = self.run_dir();
+        run.join("job.json").is_file() && run.join("checkpoint").join("state.json").is_file()
+    }
+}
+
+/// Links the files of a model version into `dest` (a directory the trainer can load).
+async fn materialise_version(
+    state: &AppState,
+    version_id: &str,
+    dest: &Path,
+) -> Result<(), AppError> {
+    let files: Vec<(String, String)> =
+        sqlx::query_as("SELECT path, sha256 FROM model_version_files WHERE version_id = $1")
+            .bind(version_id)
+            .fetch_all(&state.db.pool)
+            .await?;
+    let _ = tokio::fs::remove_dir_all(dest).await;
+    for (rel, sha) in files {
+        check_rel_path(&rel)?;
+        let target = dest.join(&rel);
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::symlink(absolute(&state.blobs.path_of(&sha)), &target).await?;
+    }
+    Ok(())
+}
+
+async fn dataset_path(state: &AppState, dataset_id: &str) -> Result<PathBuf, AppError> {
+    let (sha,): (String,) = sqlx::query_as("SELECT sha256 FROM datasets WHERE id = $1")
+        .bind(dataset_id)
+        .fetch_one(&state.db.pool)
+        .await?;
+    Ok(absolute(&state.blobs.path_of(&sha)))
+}
+
+/// `p` made absolute against the working directory (unchanged if that fails).
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Trainer command lines (run in order; each must succeed) for a job's next start.
+/// `device` are the backend flags (`--backend cuda --gpu 0`) or empty for the CPU.
+pub async fn command_lines(
+    state: &AppState,
+    job: &super::store::JobRow,
+    paths: &JobPaths,
+    device: &[String],
+) -> Result<Vec<Vec<String>>, AppError> {
+    let kind: JobKind = job.kind.parse().map_err(AppError::internal)?;
+    let params = job.params();
+    let resume = job.resume != 0 && paths.resumable();
+    let mut argv: Vec<String> = Vec::new();
+    let mut push = |a: &[&str]| argv.extend(a.iter().map(|x| x.to_string()));
+    let run = s(&paths.run_dir());
+    if resume && kind != JobKind::Annotate {
+        push(&[kind.as_str(), "--resume", &run]);
+        argv.extend_from_slice(device);
+        return Ok(vec![argv]);
+    }
+    let _ = tokio::fs::remove_dir_all(paths.run_dir()).await;
+    let data = s(&dataset_path(state, job.dataset_id.as_deref().unwrap_or_default()).await?);
+    let base = match &job.base_version_id {
+        Some(v) => {
+            materialise_version(state, v, &paths.base_dir()).await?;
+            Some(s(&paths.base_dir()))
+        }
+        None => None,
+    };
+    match kind {
+        JobKind::Finetune => {
+            let p: FinetuneParams = serde_json::from_value(params).map_err(AppError::internal)?;
+            push(&["finetune", "--data", &data, "--output", &run]);
+            push(&[&format!("--label-column={}", p.label_column)]);
+            for (flag, v) in [
+                ("--epochs", p.epochs.to_string()),
+                ("--batch-size", p.batch_size.to_string()),
+                ("--lr", p.lr.to_string()),
+                ("--weight-decay", p.weight_decay.to_string()),
+                ("--warmup-steps", p.warmup_steps.to_string()),
+                ("--freeze-layers", p.freeze_layers.to_string()),
+                ("--max-genes", p.max_genes.to_string()),
+                ("--val-fraction", p.val_fraction.to_string()),
+                ("--test-fraction", p.test_fraction.to_string()),
+                ("--seed", p.seed.to_string()),
+                ("--checkpoint-every", p.checkpoint_every.to_string()),
+            ] {
+                push(&[flag, &v]);
+            }
+            if let Some(n) = p.max_cells {
+                push(&["--max-cells", &n.to_string()]);
+            }
+            if p.with_species {
+                push(&["--with-species"]);
+            }
+            match (&base, &p.config) {
+                (Some(b), _) => push(&["--checkpoint", b]),
+                (None, Some(c)) => push(&["--config", c]),
+                (None, None) => {}
+            }
+        }
+        JobKind::Pretrain => {
+            let p: PretrainParams = serde_json::from_value(params).map_err(AppError::internal)?;
+            push(&["pretrain", "--data", &data, "--output", &run]);
+            for (flag, v) in [
+                ("--epochs", p.epochs.to_string()),
+                ("--batch-size", p.batch_size.to_string()),
+                ("--lr", p.lr.to_string()),
+                ("--max-genes", p.max_genes.to_string()),
+                ("--seed", p.seed.to_string()),
+                ("--checkpoint-every", p.checkpoint_every.to_string()),
+            ] {
+                push(&[flag, &v]);
+            }
+            if let Some(n) = p.max_cells {
+                push(&["--max-cells", &n.to_string()]);
+            }
+            match (&base, &p.config) {
+                (Some(b), _) => push(&["--checkpoint", b]),
+                (None, Some(c)) => push(&["--config", c]),
+                (None, None) => {}
+            }
+        }
+        JobKind::Annotate => {
+            let p: AnnotateParams = serde_json::from_value(params).map_err(AppError::internal)?;
+            let model = base.ok_or_else(|| AppError::internal("annotate job without a model"))?;
+            let cells = s(&paths.dir.join("cells.safetensors"));
+            let mut tokenize = vec![
+                "tokenize".to_string(),
+                data,
+                "--output".into(),
+                cells.clone(),
+            ];
+            for name in ["token_dict.json", "token_dictionary.json"] {
+                if paths.base_dir().join(name).exists() {
+                    tokenize.extend(["--token-dict".into(), s(&paths.base_dir().join(name))]);
+                    break;
+                }
+            }
+            if paths.base_dir().join("gene_medians.json").exists() {
+                let m = s(&paths.base_dir().join("gene_medians.json"));
+                tokenize.extend(["--medians".into(), m]);
+            }
+            tokenize.extend(["--max-genes".into(), p.max_genes.to_string()]);
+            push(&["classify", "--checkpoint", &model, "--input", &cells]);
+            push(&["--output", &s(&paths.predictions())]);
+            push(&["--batch-size", &p.batch_size.to_string()]);
+            argv.extend_from_slice(device);
+            return Ok(vec![tokenize, argv]);
+        }
+    }
+    argv.extend_from_slice(device);
+    Ok(vec![argv])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_paths_are_absolute() {
+        let p = JobPaths::new(Path::new("relative-data"), "job_1");
+        assert!(p.dir.is_absolute(), "{}", p.dir.display());
+        assert!(p.dir.ends_with("relative-data/jobs/job_1"));
+        assert_eq!(p.events(), p.dir.join("stdout.jsonl"));
+        assert!(!p.resumable());
+    }
+}

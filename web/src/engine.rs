@@ -1,0 +1,425 @@
+//! The annotation engine: uploaded bytes → core's reader → core's tokenizer → core's
+//! classifier, batch by batch. No browser APIs here, so it runs (and is tested) natively with
+//! the very code the worker runs; the worker only adds message passing around it.
+
+use burn::prelude::Device;
+use genecompass_core::batch::{BatchOptions, Padding, validate_cells};
+use genecompass_core::cells::CellSet;
+use genecompass_core::checkpoint::{LoadedModel, TensorMap, from_tensor_map};
+use genecompass_core::data::{
+    CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixInfo, ObsColumn, ValueKind,
+    open_bytes, value_kind,
+};
+use genecompass_core::model::{GeneCompassConfig, GeneCompassForSequenceClassification};
+use genecompass_core::tasks::infer::InferOptions;
+use genecompass_core::tokenize::{
+    GeneMatchOptions, GeneMedians, SpeciesEvidence, TokenDictionary, TokenizeError,
+    TokenizeOptions, match_genes, tokenize,
+};
+use thiserror::Error;
+
+use crate::protocol::{FileReport, QcReport};
+
+/// Why a run stopped. Every message names the file or model and says what to do, because the
+/// page shows it as is.
+#[derive(Debug, Error)]
+pub enum AnnotateError {
+    /// The file could not be read (the reader's message names the format problem).
+    #[error("{0}")]
+    Data(#[from] DataError),
+    /// Tokenization failed.
+    #[error("{0}")]
+    Tokenize(#[from] TokenizeError),
+    /// None of the file's genes is in the model's vocabulary.
+    #[error(
+        "{file}: no known genes: none of its {genes} genes (first: {first}) is in the \
+         vocabulary of model `{model}` ({vocab} tokens). Gene names must be HGNC/MGI symbols or \
+         Ensembl ids, and the model must cover the file's species"
+    )]
+    NoKnownGenes {
+        /// The file.
+        file: String,
+        /// Gene columns in the file.
+        genes: usize,
+        /// The first gene names, comma-separated.
+        first: String,
+        /// The model.
+        model: String,
+        /// Its vocabulary size.
+        vocab: usize,
+    },
+    /// The matrix holds normalised or scaled values.
+    #[error(
+        "{file}: the matrix `{matrix}` holds {kind}, not raw counts. GeneCompass ranks genes by \
+         raw counts: export an h5ad whose X (or raw/X, or layers/counts) holds the raw counts"
+    )]
+    NotCounts {
+        /// The file.
+        file: String,
+        /// Which matrix was read.
+        matrix: String,
+        /// What the values look like.
+        kind: String,
+    },
+    /// The model files are not a usable classifier.
+    #[error("model `{name}`: {message}")]
+    Model {
+        /// The model.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The token dictionary does not fit the model.
+    #[error(
+        "model `{name}`: vocabulary mismatch: the token dictionary `{dict}` has {dict_len} tokens \
+         but the model's embedding has {vocab_size} rows; use the dictionary the model was \
+         trained with"
+    )]
+    VocabMismatch {
+        /// The model.
+        name: String,
+        /// The dictionary file.
+        dict: String,
+        /// Tokens in it.
+        dict_len: usize,
+        /// The model's `vocab_size`.
+        vocab_size: usize,
+    },
+    /// Quality control removed every cell.
+    #[error(
+        "{file}: no cell passed quality control and the vocabulary filter ({cells_in} cells read)"
+    )]
+    NoCells {
+        /// The file.
+        file: String,
+        /// Cells read.
+        cells_in: usize,
+    },
+}
+
+/// The raw files of a classifier, as fetched.
+#[derive(Debug, Clone, Default)]
+pub struct ModelFiles {
+    /// `config.json`.
+    pub config_json: Vec<u8>,
+    /// `model.safetensors`.
+    pub weights: Vec<u8>,
+    /// Token dictionary (JSON `{token: id}` or the official pickle).
+    pub token_dict: Vec<u8>,
+    /// Its file name.
+    pub token_dict_name: String,
+    /// Gene medians (JSON or pickle); without them every gene is divided by 1.
+    pub medians: Option<Vec<u8>>,
+}
+
+/// A classifier with everything needed to tokenize for it.
+pub struct Annotator {
+    /// Display name.
+    pub name: String,
+    /// SHA-256 of the weights (cache key).
+    pub key: String,
+    /// The model.
+    pub model: GeneCompassForSequenceClassification,
+    /// Its config.
+    pub config: GeneCompassConfig,
+    /// Class names, in logit order.
+    pub labels: Vec<String>,
+    /// Its token dictionary.
+    pub vocab: TokenDictionary,
+    /// Gene medians (empty when none came with the model).
+    pub medians: GeneMedians,
+    /// Whether medians came with the model.
+    pub has_medians: bool,
+}
+
+impl Annotator {
+    /// Builds the classifier from its files on `device`.
+    pub fn load(
+        name: &str,
+        key: &str,
+        files: &ModelFiles,
+        device: &Device,
+    ) -> Result<Self, AnnotateError> {
+        let bad = |message: String| AnnotateError::Model {
+            name: name.to_string(),
+            message,
+        };
+        let text = std::str::from_utf8(&files.config_json)
+            .map_err(|_| bad("config.json is not UTF-8 text".into()))?;
+        let mut config = GeneCompassConfig::from_json(text)
+            .map_err(|e| bad(format!("config.json is not a GeneCompass/BERT config: {e}")))?;
+        config
+            .validate()
+            .map_err(|m| bad(format!("config.json: {m}")))?;
+        let map = TensorMap::from_safetensors_bytes("model.safetensors", &files.weights)
+            .map_err(|e| bad(e.to_string()))?;
+        let weights = std::path::Path::new("model.safetensors");
+        let ck = from_tensor_map(
+            std::path::Path::new(name),
+            &mut config,
+            &map,
+            weights,
+            device,
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        let labels = ck.label_names();
+        let LoadedModel::Classifier(model) = ck.model else {
+            return Err(bad(
+                "a pretraining (masked-LM) model, not a cell-type classifier".into(),
+            ));
+        };
+        let vocab = TokenDictionary::from_bytes(&files.token_dict, &files.token_dict_name)?;
+        if vocab.len() > config.vocab_size {
+            return Err(AnnotateError::VocabMismatch {
+                name: name.to_string(),
+                dict: files.token_dict_name.clone(),
+                dict_len: vocab.len(),
+                vocab_size: config.vocab_size,
+            });
+        }
+        let medians = match &files.medians {
+            Some(b) => GeneMedians::from_bytes(b, "medians")?,
+            None => GeneMedians::default(),
+        };
+        Ok(Self {
+            name: name.to_string(),
+            key: key.to_string(),
+            model,
+            config,
+            labels,
+            vocab,
+            medians,
+            has_medians: files.medians.is_some(),
+        })
+    }
+
+    /// Inference options: the same defaults as `genecompass-train classify`, so the page and
+    /// the CLI give the same numbers for the same file and model.
+    pub fn options(&self, batch_size: usize) -> InferOptions {
+        InferOptions {
+            batch: BatchOptions {
+                batch_size: batch_size.max(1),
+                padding: Padding::Dynamic,
+                sort_by_length: true,
+                use_species: self
+                    .config
+                    .genecompass_trained_with_species
+                    .unwrap_or(false),
+                attention_mask: true,
+                truncate_values: self.config.genecompass_truncate_values.unwrap_or(true),
+            },
+            ..Default::default()
+        }
+    }
+}
+
+/// Name of the synthetic `obs` column that carries each cell's name through tokenization.
+const CELL_NAME_COLUMN: &str = "__genecompass_cell_name__";
+
+/// A source whose cell table gains a column holding the cell names, so that the tokenizer's
+/// label pass-through tells which cells survived QC (tokenized cells carry no index).
+struct Named {
+    inner: Box<dyn CellSource>,
+    cells: CellTable,
+}
+
+impl Named {
+    fn new(inner: Box<dyn CellSource>) -> Self {
+        let mut cells = inner.cells().clone();
+        let n = inner.info().n_cells;
+        let names = if cells.names.len() == n {
+            cells.names.clone()
+        } else {
+            (0..n).map(|i| format!("cell_{i}")).collect()
+        };
+        cells
+            .columns
+            .push((CELL_NAME_COLUMN.into(), ObsColumn::Text(names)));
+        Self { inner, cells }
+    }
+}
+
+impl CellSource for Named {
+    fn info(&self) -> &MatrixInfo {
+        self.inner.info()
+    }
+    fn genes(&self) -> &GeneColumns {
+        self.inner.genes()
+    }
+    fn cells(&self) -> &CellTable {
+        &self.cells
+    }
+    fn next_chunk(&mut self, max_cells: usize) -> Result<Option<CsrChunk>, DataError> {
+        self.inner.next_chunk(max_cells)
+    }
+    fn rewind(&mut self) -> Result<(), DataError> {
+        self.inner.rewind()
+    }
+    fn warnings(&self) -> &[String] {
+        self.inner.warnings()
+    }
+}
+
+/// An opened file, ready to tokenize.
+pub struct OpenedFile {
+    source: Named,
+    /// What was read.
+    pub report: FileReport,
+    first_genes: Vec<String>,
+    model: String,
+}
+
+/// Cells tokenized for a model, with their names.
+pub struct TokenizedFile {
+    /// The cells, in file order.
+    pub cells: CellSet,
+    /// Name of each cell.
+    pub names: Vec<String>,
+    /// What tokenization kept.
+    pub qc: QcReport,
+}
+
+fn species_how(e: &SpeciesEvidence) -> String {
+    match e {
+        SpeciesEvidence::Override => "given".into(),
+        SpeciesEvidence::EnsemblPrefix { human, mouse } => {
+            format!("Ensembl prefixes: {human} ENSG vs {mouse} ENSMUSG")
+        }
+        SpeciesEvidence::SymbolTables { human, mouse } => {
+            format!("symbol tables: {human} HGNC vs {mouse} MGI symbols")
+        }
+    }
+}
+
+/// Opens uploaded bytes (format detected from content) and matches the genes to `annotator`'s
+/// vocabulary. Only unreadable files fail here; a readable file that cannot be annotated (no
+/// counts, no known gene) still gets its report, and [`OpenedFile::check`] says why.
+pub fn open_file(
+    file: &str,
+    bytes: Vec<u8>,
+    annotator: &Annotator,
+) -> Result<OpenedFile, AnnotateError> {
+    let mut source = Named::new(open_bytes(file, bytes)?);
+    let info = source.info().clone();
+    let sample = source.next_chunk(256)?.unwrap_or_default();
+    source.rewind()?;
+    let kind = value_kind(&sample);
+    // Species detection fails when no name is a known gene; that is the "no known genes"
+    // case, reported by `check` with the file's own gene names.
+    let gm = match match_genes(
+        source.genes(),
+        &annotator.vocab,
+        &GeneMatchOptions::default(),
+    ) {
+        Ok(gm) => Some(gm),
+        Err(TokenizeError::Options(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let r = gm.as_ref().map(|g| &g.report);
+    let report = FileReport {
+        file: file.to_string(),
+        format: info.format.clone(),
+        matrix: info.matrix_path.clone(),
+        n_cells: info.n_cells,
+        n_genes: info.n_genes,
+        species: r.map_or("unknown", |r| r.species.name()).into(),
+        species_how: r.map_or_else(
+            || "no gene name is an Ensembl id or a current HGNC/MGI symbol".into(),
+            |r| species_how(&r.species_evidence),
+        ),
+        identifier: r.map_or_else(|| "unrecognised".into(), |r| r.identifier.clone()),
+        mapped_to_ensembl: r.map_or(0, |r| r.mapped_to_ensembl),
+        in_vocab: r.map_or(0, |r| r.matched_to_vocabulary),
+        vocab_len: annotator.vocab.len(),
+        values: kind.describe().into(),
+        raw_counts: kind == ValueKind::RawCounts,
+        warnings: source.warnings().to_vec(),
+    };
+    let first_genes = source.genes().names.iter().take(5).cloned().collect();
+    Ok(OpenedFile {
+        source,
+        report,
+        first_genes,
+        model: annotator.name.clone(),
+    })
+}
+
+impl OpenedFile {
+    /// Refuses files that tokenization could only fail on: normalised or scaled values, or no
+    /// gene in the model's vocabulary.
+    pub fn check(&self) -> Result<(), AnnotateError> {
+        let r = &self.report;
+        if !r.raw_counts && r.values != ValueKind::Empty.describe() {
+            return Err(AnnotateError::NotCounts {
+                file: r.file.clone(),
+                matrix: r.matrix.clone(),
+                kind: r.values.clone(),
+            });
+        }
+        if r.in_vocab == 0 {
+            return Err(AnnotateError::NoKnownGenes {
+                file: r.file.clone(),
+                genes: r.n_genes,
+                first: self.first_genes.join(", "),
+                model: self.model.clone(),
+                vocab: r.vocab_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Tokenizes every cell the official way (QC, median division, ranking, truncation to the
+    /// model's position table) and checks the cells fit the model.
+    pub fn tokenize(mut self, annotator: &Annotator) -> Result<TokenizedFile, AnnotateError> {
+        self.check()?;
+        let file = self.report.file.clone();
+        let opts = TokenizeOptions {
+            label_column: Some(CELL_NAME_COLUMN.into()),
+            max_len: Some(annotator.config.max_position_embeddings.min(2048)),
+            ..Default::default()
+        };
+        let (mut cells, s) = tokenize(
+            &mut self.source,
+            &annotator.vocab,
+            &annotator.medians,
+            &opts,
+        )?;
+        if cells.is_empty() {
+            return Err(AnnotateError::NoCells {
+                file,
+                cells_in: s.qc.cells_in,
+            });
+        }
+        let names = cells
+            .cells
+            .iter_mut()
+            .map(|c| c.label.take().unwrap_or_default())
+            .collect();
+        validate_cells(
+            &cells,
+            &file,
+            annotator.config.vocab_size,
+            annotator.config.max_position_embeddings,
+        )
+        .map_err(|e| AnnotateError::Model {
+            name: annotator.name.clone(),
+            message: e.to_string(),
+        })?;
+        let qc = QcReport {
+            cells_in: s.qc.cells_in,
+            cells_kept: s.cells_out,
+            cells_empty: s.cells_empty,
+            cells_truncated: s.cells_truncated,
+            count_share: s.genes.matched_count_share,
+            genes_used: s.genes_used,
+            genes_without_median: s.genes_without_median,
+            medians: annotator.has_medians,
+            top_unmatched: s.genes.top_unmatched.iter().take(10).cloned().collect(),
+        };
+        Ok(TokenizedFile { cells, names, qc })
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,139 @@
+//! Engine tests on the `reference-tiny` classifier and real files from `shared/data`.
+
+use std::path::PathBuf;
+
+use burn::prelude::Device;
+use genecompass_core::tasks::infer::{BatchClassifier, classify_cells};
+
+use super::*;
+
+fn shared() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared"))
+}
+
+fn tiny_files() -> ModelFiles {
+    let tiny = shared().join("fixtures/reference-tiny");
+    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    ModelFiles {
+        config_json: read(tiny.join("classifier/config.json")),
+        weights: read(tiny.join("classifier/model.safetensors")),
+        token_dict: read(tiny.join("token_dict.json")),
+        token_dict_name: "token_dict.json".into(),
+        medians: None,
+    }
+}
+
+fn tiny() -> Annotator {
+    Annotator::load("tiny", "k", &tiny_files(), &Device::flex()).expect("tiny classifier loads")
+}
+
+fn baron() -> Vec<u8> {
+    std::fs::read(shared().join("data/h5ad/baron_mouse_pancreas_822.h5ad")).expect("baron h5ad")
+}
+
+#[test]
+fn baron_h5ad_is_reported_tokenized_and_classified_in_batches() {
+    let dev = Device::flex();
+    let a = tiny();
+    assert_eq!(a.labels.len(), 5);
+    let opened = open_file("baron.h5ad", baron(), &a).expect("opens");
+    let r = &opened.report;
+    assert_eq!((r.n_cells, r.n_genes), (822, 14878));
+    assert_eq!(r.species, "mouse");
+    assert_eq!(r.identifier, "symbols");
+    assert!(r.raw_counts, "{}", r.values);
+    assert_eq!(
+        r.in_vocab, 16,
+        "16 of the 18 mouse vocabulary genes are in the file"
+    );
+    let t = opened.tokenize(&a).expect("tokenizes");
+    // The same numbers `genecompass-train tokenize` prints for this file and dictionary.
+    assert_eq!((t.qc.cells_in, t.qc.cells_kept), (822, 809));
+    assert_eq!(t.names.len(), 809);
+    assert!(t.names[0].starts_with("mouse1_lib"), "{}", t.names[0]);
+    assert!(t.cells.cells.iter().all(|c| c.label.is_none()));
+
+    // Batch by batch (the worker's path) equals the CLI's whole-set path.
+    let options = a.options(16);
+    let whole = classify_cells(&a.model, &t.cells, &options, &dev, |_| {});
+    let runner = BatchClassifier::new(&a.model, &options);
+    let mut seen = 0;
+    for idx in runner.plan(&t.cells) {
+        let b = runner.run(&t.cells, &idx, &dev);
+        for (row, &ci) in idx.iter().enumerate() {
+            let got = &b.probabilities[row * 5..row * 5 + 5];
+            let want = &whole.probabilities[ci * 5..ci * 5 + 5];
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-6, "cell {ci}: {got:?} vs {want:?}");
+            }
+        }
+        seen += idx.len();
+    }
+    assert_eq!(seen, 809);
+}
+
+#[test]
+fn malformed_file_is_a_clear_error() {
+    let a = tiny();
+    let e = open_file("broken.h5ad", b"\x89HDF\r\n\x1a\nnot really".to_vec(), &a)
+        .err()
+        .expect("refused");
+    assert!(matches!(e, AnnotateError::Data(_)), "{e:?}");
+    assert!(e.to_string().contains("broken.h5ad"), "{e}");
+    let e = open_file("empty.csv", Vec::new(), &a)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("empty"), "{e}");
+}
+
+#[test]
+fn file_without_known_genes_names_the_problem() {
+    let a = tiny();
+    let csv = b"cell,FOO1,BAR2,BAZ3\nc1,1,2,3\nc2,4,0,1\n".to_vec();
+    let opened = open_file("odd.csv", csv, &a).expect("readable");
+    assert_eq!(opened.report.species, "unknown");
+    let e = opened.check().expect_err("refused");
+    let msg = e.to_string();
+    assert!(matches!(e, AnnotateError::NoKnownGenes { .. }), "{msg}");
+    assert!(
+        msg.contains("no known genes") && msg.contains("FOO1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn normalised_values_are_refused_before_tokenizing() {
+    let a = tiny();
+    let csv = b"cell,Actb,Gapdh,Ins2\nc1,0.5,2.25,3\nc2,1.5,0,1\n".to_vec();
+    let e = open_file("lognorm.csv", csv, &a)
+        .and_then(|o| o.check())
+        .expect_err("refused");
+    assert!(matches!(e, AnnotateError::NotCounts { .. }), "{e}");
+    assert!(e.to_string().contains("raw counts"), "{e}");
+}
+
+#[test]
+fn dictionary_larger_than_the_model_is_a_vocabulary_mismatch() {
+    let mut files = tiny_files();
+    let mut dict: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&files.token_dict).unwrap();
+    dict.insert("ENSG00000000003".into(), 40.into());
+    files.token_dict = serde_json::to_vec(&dict).unwrap();
+    let e = Annotator::load("tiny", "k", &files, &Device::flex())
+        .err()
+        .expect("refused");
+    assert!(matches!(e, AnnotateError::VocabMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("41 tokens"), "{e}");
+}
+
+#[test]
+fn pretraining_model_is_not_a_classifier() {
+    let tiny = shared().join("fixtures/reference-tiny");
+    let mut files = tiny_files();
+    files.config_json = std::fs::read(tiny.join("config.json")).unwrap();
+    files.weights = std::fs::read(tiny.join("model.safetensors")).unwrap();
+    let e = Annotator::load("mlm", "k", &files, &Device::flex())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("not a cell-type classifier"), "{e}");
+}

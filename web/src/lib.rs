@@ -1,0 +1,40 @@
+//! `genecompass-web`: cell-type annotation in the browser with the same `genecompass-core`
+//! code as the CLI: core's readers open the uploaded file, core's tokenizer ranks genes, and
+//! core's classifier runs on burn's flex CPU backend compiled to wasm.
+//!
+//! One wasm bundle has two entry points: [`start_app`] mounts the Leptos (CSR) page, and
+//! [`start_worker`] runs inside a dedicated Web Worker (`static/worker.js`) that does the heavy
+//! work, so the page stays responsive and shows results batch by batch.
+//!
+//! - [`engine`]: bytes → report → tokenized cells → batched predictions (no browser APIs).
+//! - [`protocol`]: the page ↔ worker messages.
+//! - [`results`]: calls, threshold, label counts and the CSV download.
+//! - [`model_store`]: the model list, downloads checked by SHA-256, Cache API.
+//! - `pages/`, `components/`: the UI.
+
+pub mod engine;
+pub mod model_store;
+pub mod protocol;
+pub mod results;
+
+mod app;
+mod bridge;
+mod components;
+mod http;
+mod pages;
+mod worker;
+
+use wasm_bindgen::prelude::*;
+
+/// Mounts the page (called by `index.html`).
+#[wasm_bindgen]
+pub fn start_app() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(app::App);
+}
+
+/// Starts the annotation worker (called by `worker.js`).
+#[wasm_bindgen]
+pub fn start_worker() {
+    worker::start();
+}

@@ -1,0 +1,347 @@
+//! Annotate: pick a classifier and a local file; the worker reads, tokenizes and classifies it
+//! while this page shows the report, a progress bar, and results as batches arrive.
+
+use std::cell::RefCell;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{File, HtmlInputElement};
+
+use crate::bridge::WorkerHandle;
+use crate::components::{FileReportView, LabelChart, QcReportView, ResultsTable};
+use crate::model_store::{ModelEntry, fetch_model, load_manifest};
+use crate::protocol::{CellRow, FileReport, ModelMeta, QcReport, Reply, RunRequest};
+use crate::results::{label_counts, to_csv};
+
+/// Where the model list is read from unless the user types another URL.
+const DEFAULT_MANIFEST: &str = "models/index.json";
+
+thread_local! {
+    // Browser objects are not `Send`, so they live here rather than in signals.
+    static FILE: RefCell<Option<File>> = const { RefCell::new(None) };
+    static WORKER: RefCell<Option<WorkerHandle>> = const { RefCell::new(None) };
+}
+
+/// Everything the page shows about one run.
+#[derive(Clone, Copy)]
+struct RunState {
+    stage: RwSignal<String>,
+    error: RwSignal<Option<String>>,
+    running: RwSignal<bool>,
+    report: RwSignal<Option<FileReport>>,
+    qc: RwSignal<Option<QcReport>>,
+    labels: RwSignal<Vec<String>>,
+    rows: RwSignal<Vec<CellRow>>,
+    total: RwSignal<usize>,
+    done: RwSignal<usize>,
+    seconds: RwSignal<f64>,
+    backend: RwSignal<String>,
+    finished: RwSignal<bool>,
+}
+
+impl RunState {
+    fn new() -> Self {
+        Self {
+            stage: RwSignal::new(String::new()),
+            error: RwSignal::new(None),
+            running: RwSignal::new(false),
+            report: RwSignal::new(None),
+            qc: RwSignal::new(None),
+            labels: RwSignal::new(Vec::new()),
+            rows: RwSignal::new(Vec::new()),
+            total: RwSignal::new(0),
+            done: RwSignal::new(0),
+            seconds: RwSignal::new(0.0),
+            backend: RwSignal::new(String::new()),
+            finished: RwSignal::new(false),
+        }
+    }
+
+    fn reset(&self) {
+        self.error.set(None);
+        self.report.set(None);
+        self.qc.set(None);
+        self.labels.set(Vec::new());
+        self.rows.set(Vec::new());
+        self.total.set(0);
+        self.done.set(0);
+        self.seconds.set(0.0);
+        self.finished.set(false);
+    }
+
+    fn fail(&self, message: String) {
+        self.error.set(Some(message));
+        self.stage.set("Stopped".into());
+        self.running.set(false);
+    }
+
+    fn apply(&self, reply: Reply) {
+        match reply {
+            Reply::Ready => {}
+            Reply::Stage { message } => self.stage.set(message),
+            Reply::Report(r) => self.report.set(Some(r)),
+            Reply::Qc(q) => self.qc.set(Some(q)),
+            Reply::Started {
+                cells,
+                labels,
+                backend,
+            } => {
+                self.total.set(cells);
+                self.labels.set(labels);
+                self.backend.set(backend);
+                self.stage.set("Classifying".into());
+            }
+            Reply::Batch {
+                rows,
+                done,
+                seconds,
+            } => {
+                self.rows.update(|v| v.extend(rows));
+                self.done.set(done);
+                self.seconds.set(seconds);
+            }
+            Reply::Done { cells, seconds } => {
+                self.done.set(cells);
+                self.seconds.set(seconds);
+                self.finished.set(true);
+                self.running.set(false);
+                self.stage.set(format!("Done: {cells} cells"));
+            }
+            Reply::Failed { message } => {
+                // A crashed worker cannot be reused; the next run starts a fresh one.
+                if message.starts_with("the annotation worker stopped") {
+                    WORKER.with_borrow_mut(|w| *w = None);
+                }
+                self.fail(message);
+            }
+        }
+    }
+}
+
+async fn file_bytes(file: &File) -> Result<js_sys::Uint8Array, String> {
+    let buf = JsFuture::from(file.array_buffer())
+        .await
+        .map_err(|e| format!("cannot read {}: {e:?}", file.name()))?;
+    Ok(js_sys::Uint8Array::new(&buf))
+}
+
+/// Fetches the model (cache first), reads the file and hands both to the worker.
+async fn start_run(state: RunState, entry: ModelEntry, batch_size: usize) -> Result<(), String> {
+    let file = FILE
+        .with_borrow(Clone::clone)
+        .ok_or("choose a file first")?;
+    state.stage.set(format!("Fetching model {}", entry.name));
+    let fetched = fetch_model(&entry).await?;
+    state.stage.set(if fetched.from_cache {
+        "Model loaded from the browser cache".into()
+    } else {
+        "Model downloaded and cached".into()
+    });
+    let data = file_bytes(&file).await?;
+    let f = fetched.files;
+    let mut parts = vec![
+        data,
+        js_sys::Uint8Array::from(&f.config_json[..]),
+        js_sys::Uint8Array::from(&f.weights[..]),
+        js_sys::Uint8Array::from(&f.token_dict[..]),
+    ];
+    if let Some(m) = &f.medians {
+        parts.push(js_sys::Uint8Array::from(&m[..]));
+    }
+    let req = RunRequest {
+        file_name: file.name(),
+        model: ModelMeta {
+            name: entry.name.clone(),
+            key: entry.weights.sha256.clone(),
+            token_dict_name: f.token_dict_name.clone(),
+            has_medians: f.medians.is_some(),
+        },
+        batch_size,
+    };
+    WORKER.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            *slot = Some(WorkerHandle::spawn(move |r| state.apply(r))?);
+        }
+        slot.as_ref().expect("spawned above").run(&req, parts);
+        Ok::<(), String>(())
+    })
+}
+
+fn download_csv(text: &str) -> Result<(), String> {
+    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(text));
+    let opts = web_sys::BlobPropertyBag::new();
+    opts.set_type("text/csv");
+    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts)
+        .map_err(|e| format!("{e:?}"))?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))?;
+    let doc = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or("no document")?;
+    let a: web_sys::HtmlAnchorElement = doc
+        .create_element("a")
+        .map_err(|e| format!("{e:?}"))?
+        .unchecked_into();
+    a.set_href(&url);
+    a.set_download("genecompass_annotation.csv");
+    a.click();
+    let _ = web_sys::Url::revoke_object_url(&url);
+    Ok(())
+}
+
+/// The annotate page.
+#[component]
+pub fn AnnotatePage() -> impl IntoView {
+    let state = RunState::new();
+    let manifest_url = RwSignal::new(DEFAULT_MANIFEST.to_string());
+    let models = RwSignal::new(Vec::<ModelEntry>::new());
+    let model_error = RwSignal::new(None::<String>);
+    let selected = RwSignal::new(String::new());
+    let file_name = RwSignal::new(None::<String>);
+    let threshold = RwSignal::new(0.0f32);
+    let batch_size = RwSignal::new(16usize);
+
+    let reload_models = move || {
+        let url = manifest_url.get_untracked();
+        spawn_local(async move {
+            match load_manifest(&url).await {
+                Ok(list) => {
+                    model_error.set(None);
+                    if let Some(first) = list.first()
+                        && !list.iter().any(|m| m.id == selected.get_untracked())
+                    {
+                        selected.set(first.id.clone());
+                    }
+                    models.set(list);
+                }
+                Err(e) => {
+                    models.set(Vec::new());
+                    model_error.set(Some(format!("Cannot load the model list: {e}")));
+                }
+            }
+        });
+    };
+    reload_models();
+
+    let run = move || {
+        if state.running.get_untracked() {
+            return;
+        }
+        let Some(entry) =
+            models.with_untracked(|m| m.iter().find(|m| m.id == selected.get_untracked()).cloned())
+        else {
+            state.fail("Choose a model first (the model list may have failed to load).".into());
+            return;
+        };
+        state.reset();
+        state.running.set(true);
+        let bs = batch_size.get_untracked();
+        spawn_local(async move {
+            if let Err(e) = start_run(state, entry, bs).await {
+                state.fail(e);
+            }
+        });
+    };
+    let on_file = move |ev: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&ev);
+        let file = input.files().and_then(|f| f.get(0));
+        file_name.set(file.as_ref().map(File::name));
+        let chosen = file.is_some();
+        FILE.with_borrow_mut(|f| *f = file);
+        if chosen {
+            run();
+        }
+    };
+    let cancel = move |_| {
+        WORKER.with_borrow_mut(|w| *w = None);
+        state.running.set(false);
+        state.stage.set("Cancelled".into());
+    };
+
+    let counts = Signal::derive(move || {
+        let labels = state.labels.get();
+        let t = threshold.get();
+        state.rows.with(|r| label_counts(r, &labels, t))
+    });
+    let speed = move || {
+        let (d, s) = (state.done.get(), state.seconds.get());
+        (s > 0.0).then(|| format!("{:.1} cells/s", d as f64 / s))
+    };
+    let csv = move |_| {
+        let text = state.rows.with_untracked(|r| {
+            to_csv(r, &state.labels.get_untracked(), threshold.get_untracked())
+        });
+        if let Err(e) = download_csv(&text) {
+            state
+                .error
+                .set(Some(format!("Cannot download the CSV: {e}")));
+        }
+    };
+
+    view! {
+        <section class="controls">
+            <label>
+                "Classifier "
+                <select id="model-select" on:change=move |ev| selected.set(event_target_value(&ev))
+                    prop:value=move || selected.get()>
+                    {move || models.get().into_iter().map(|m| {
+                        let title = m.description.clone();
+                        view! { <option value=m.id.clone() title=title>{m.name.clone()}</option> }
+                    }).collect_view()}
+                </select>
+            </label>
+            <label class="small">
+                "Model list "
+                <input id="manifest-url" type="text" prop:value=move || manifest_url.get()
+                    on:change=move |ev| { manifest_url.set(event_target_value(&ev)); reload_models(); } />
+            </label>
+            <p class="error" role="alert">{move || model_error.get()}</p>
+            <label>
+                "Single-cell file (h5ad, 10x .h5, CSV/TSV) "
+                <input id="file-input" type="file" accept=".h5ad,.h5,.csv,.tsv,.txt,.gz"
+                    on:change=on_file />
+            </label>
+            <label class="small">
+                "Batch size "
+                <input id="batch-size" type="number" min="1" max="256" prop:value=move || batch_size.get()
+                    on:change=move |ev| batch_size.set(event_target_value(&ev).parse().unwrap_or(16).clamp(1, 256)) />
+            </label>
+            <button id="run-button" on:click=move |_| run()
+                disabled=move || state.running.get() || file_name.get().is_none()>"Annotate"</button>
+            <button id="cancel-button" on:click=cancel disabled=move || !state.running.get()>"Cancel"</button>
+        </section>
+
+        <p id="stage" class="stage">{move || state.stage.get()}</p>
+        <div id="error" class="error" role="alert"
+            style:display=move || if state.error.with(Option::is_some) { "block" } else { "none" }>
+            {move || state.error.get()}
+        </div>
+
+        {move || state.report.get().map(|r| view! { <h2>"File"</h2><FileReportView report=r /> })}
+        {move || state.qc.get().map(|q| view! { <h2>"Tokenization"</h2><QcReportView qc=q /> })}
+
+        <Show when=move || { state.total.get() > 0 }>
+            <h2>"Inference"</h2>
+            <div class="progress-line">
+                <progress id="progress" max=move || state.total.get() value=move || state.done.get()></progress>
+                <span id="progress-text">{move || format!("{} / {} cells", state.done.get(), state.total.get())}</span>
+                <span id="speed">{speed}</span>
+                <span id="backend" class="backend">{move || state.backend.get()}</span>
+            </div>
+            <h2>"Results"</h2>
+            <label class="threshold">
+                "Unassigned below confidence "
+                <input id="threshold" type="range" min="0" max="1" step="0.01"
+                    prop:value=move || threshold.get().to_string()
+                    on:input=move |ev| threshold.set(event_target_value(&ev).parse().unwrap_or(0.0)) />
+                <span id="threshold-value">{move || format!("{:.2}", threshold.get())}</span>
+            </label>
+            <button id="download-csv" on:click=csv disabled=move || !state.finished.get()>
+                "Download CSV (labels + probabilities)"
+            </button>
+            <LabelChart counts=counts />
+            <ResultsTable rows=state.rows labels=state.labels threshold=threshold />
+        </Show>
+    }
+}

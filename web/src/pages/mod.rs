@@ -1,0 +1,7 @@
+//! One page per file.
+
+mod annotate;
+mod registry;
+
+pub use annotate::AnnotatePage;
+pub use registry::RegistryPage;

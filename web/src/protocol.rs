@@ -1,0 +1,169 @@
+//! Messages between the page and the annotation worker.
+//!
+//! Control messages travel as JSON strings (small, easy to log); file and model bytes travel
+//! beside them as `Uint8Array`s so they are not re-encoded. Defined once here and used by both
+//! sides, so the two halves of the bundle cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+/// What the page asks the worker to do. Bytes follow the JSON in the posted array, in this
+/// order: data file, `config.json`, weights, token dictionary, then medians when `has_medians`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// The uploaded file's name (for messages only; the format is detected from content).
+    pub file_name: String,
+    /// The model to annotate with.
+    pub model: ModelMeta,
+    /// Cells per forward pass.
+    pub batch_size: usize,
+}
+
+/// Identity of a model's files, so the worker can keep a loaded model between runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// Display name.
+    pub name: String,
+    /// SHA-256 of the weights file: the same key as the browser cache.
+    pub key: String,
+    /// File name of the token dictionary (`.json` or `.pickle`), for messages.
+    pub token_dict_name: String,
+    /// Whether a medians file follows the token dictionary.
+    pub has_medians: bool,
+}
+
+/// What was read from the file, before tokenization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FileReport {
+    /// File name.
+    pub file: String,
+    /// Format as the reader describes it (e.g. "h5ad (anndata ≥0.8 schema), X as CSR").
+    pub format: String,
+    /// Which matrix was read (`X`, `raw/X`, `layers/counts`, ...).
+    pub matrix: String,
+    /// Cells in the file.
+    pub n_cells: usize,
+    /// Genes (columns) in the file.
+    pub n_genes: usize,
+    /// Species used for gene matching.
+    pub species: String,
+    /// How the species was decided.
+    pub species_how: String,
+    /// Which gene identifiers matched (`symbols`, `ensembl (names)`, ...).
+    pub identifier: String,
+    /// Genes with an Ensembl id.
+    pub mapped_to_ensembl: usize,
+    /// Genes in the model's vocabulary.
+    pub in_vocab: usize,
+    /// Tokens in the model's vocabulary.
+    pub vocab_len: usize,
+    /// How the values look, e.g. "raw counts (non-negative integers)".
+    pub values: String,
+    /// Whether the values are raw counts (what GeneCompass tokenizes).
+    pub raw_counts: bool,
+    /// Reader and matcher warnings.
+    pub warnings: Vec<String>,
+}
+
+/// What tokenization kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct QcReport {
+    /// Cells read.
+    pub cells_in: usize,
+    /// Cells tokenized (after QC and the vocabulary filter).
+    pub cells_kept: usize,
+    /// Cells without any vocabulary gene.
+    pub cells_empty: usize,
+    /// Cells cut to the model's longest input.
+    pub cells_truncated: usize,
+    /// Share of all counts on vocabulary genes.
+    pub count_share: f64,
+    /// Vocabulary genes used.
+    pub genes_used: usize,
+    /// Of those, genes without a median (divided by 1).
+    pub genes_without_median: usize,
+    /// Whether the model came with medians.
+    pub medians: bool,
+    /// Unmatched genes carrying the most counts.
+    pub top_unmatched: Vec<(String, f64)>,
+}
+
+/// One annotated cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellRow {
+    /// Position among the tokenized cells (file order, after QC).
+    pub index: usize,
+    /// Cell name (barcode) from the file.
+    pub name: String,
+    /// Class probabilities, in label order.
+    pub probabilities: Vec<f32>,
+}
+
+/// Replies from the worker, in the order they are sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reply {
+    /// The worker has loaded its wasm and listens.
+    Ready,
+    /// A step started (shown as the status line).
+    Stage {
+        /// What is happening.
+        message: String,
+    },
+    /// The file was opened and its genes matched.
+    Report(FileReport),
+    /// Tokenization finished.
+    Qc(QcReport),
+    /// Inference starts.
+    Started {
+        /// Cells to classify.
+        cells: usize,
+        /// Class names.
+        labels: Vec<String>,
+        /// Compute backend, for display.
+        backend: String,
+    },
+    /// One batch of results.
+    Batch {
+        /// The batch's cells.
+        rows: Vec<CellRow>,
+        /// Cells done so far.
+        done: usize,
+        /// Seconds of inference so far.
+        seconds: f64,
+    },
+    /// All cells classified.
+    Done {
+        /// Cells classified.
+        cells: usize,
+        /// Seconds of inference (model forward passes only).
+        seconds: f64,
+    },
+    /// The run stopped; the message says why and what to do.
+    Failed {
+        /// The message.
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_round_trip_as_tagged_json() {
+        let r = Reply::Batch {
+            rows: vec![CellRow {
+                index: 3,
+                name: "AAAC-1".into(),
+                probabilities: vec![0.25, 0.75],
+            }],
+            done: 4,
+            seconds: 0.5,
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert!(s.starts_with(r#"{"kind":"batch""#), "{s}");
+        assert_eq!(serde_json::from_str::<Reply>(&s).unwrap(), r);
+        let ready = serde_json::to_string(&Reply::Ready).unwrap();
+        assert_eq!(ready, r#"{"kind":"ready"}"#);
+    }
+}
