@@ -9,6 +9,7 @@
 //! - [`cells`]: tokenized cells and the official tokenized-dataset format.
 //! - [`batch`]: cells → padded tensors (dynamic padding, length bucketing).
 //! - [`data`]: single-cell file readers.
+//! - [`priors`]: prior-knowledge tables: official loader, builders, compact store.
 //! - [`tasks`]: inference, gene embeddings, in-silico perturbation; [`npy`]: `.npy` output.
 
 pub mod batch;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod model;
 pub mod npy;
 pub mod pickle;
+pub mod priors;
 pub mod tasks;
 pub mod tokenize;
 

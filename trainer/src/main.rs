@@ -42,6 +42,8 @@ enum Command {
     Medians(commands::medians::MediansArgs),
     /// Build a token dictionary from the embedded human/mouse gene tables.
     Vocab(commands::vocab::VocabArgs),
+    /// Prior knowledge: load the official pickles, or build the four priors from public data.
+    Priors(commands::priors::PriorsArgs),
 }
 
 fn main() {
@@ -63,6 +65,7 @@ fn main() {
         Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Medians(a) => commands::medians::run(a),
         Command::Vocab(a) => commands::vocab::run(a),
+        Command::Priors(a) => commands::priors::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -11,5 +11,6 @@ pub mod inspect;
 pub mod medians;
 pub mod perturb;
 pub mod pretrain;
+pub mod priors;
 pub mod tokenize;
 pub mod vocab;
