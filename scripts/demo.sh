@@ -28,11 +28,11 @@ if [ -f web/Cargo.toml ] && [ -f scripts/build-web.sh ]; then
   bash scripts/build-web.sh
 fi
 
-mkdir -p "$DATA_DIR"
+mkdir -p "$DATA_DIR/demo"
 DEMO_RUN="$DATA_DIR/demo/annotator-run"
 if [ ! -f "$DEMO_RUN/model/config.json" ]; then
   echo "== first start: training the demo annotator on demo/baron_mouse_pancreas_822.h5ad"
-  echo "   (822 mouse pancreas cells, 13 types; a few minutes on 2 CPU cores)"
+  echo "   (822 mouse pancreas cells, 13 types; about 10 minutes on 2 CPU cores)"
   rm -rf "$DEMO_RUN"
   "$BIN/genecompass-train" finetune \
     --data demo/baron_mouse_pancreas_822.h5ad --label-column cell_type \
@@ -48,6 +48,17 @@ print(f"   baseline accuracy {b['accuracy']:.3f}  macro-F1 {b['macro_f1']:.3f}")
 PY
 fi
 
+if [ -d web/dist ]; then
+  # The browser reads the official layout (model.safetensors); the page lists it by hash.
+  WEB_MODEL="$DATA_DIR/demo/annotator-web"
+  [ -f "$WEB_MODEL/model.safetensors" ] ||
+    "$BIN/genecompass-train" convert --checkpoint "$DEMO_RUN/model" --output "$WEB_MODEL" --format official
+  MEDIANS=""
+  [ -f "$WEB_MODEL/gene_medians.json" ] && MEDIANS="$WEB_MODEL/gene_medians.json"
+  bash scripts/add-web-model.sh web/dist demo-pancreas "Demo: mouse pancreas cell types (tiny, 822 cells)" \
+    "$WEB_MODEL" "$WEB_MODEL/token_dict.json" $MEDIANS >/dev/null
+fi
+
 CREDS="$DATA_DIR/demo/credentials.txt"
 if [ ! -f "$CREDS" ]; then
   echo "== first start: creating user \`demo\` (admin of team \`demo\`) and registering the demo model"
@@ -59,4 +70,6 @@ fi
 echo "== sign-in for the web app and the API (also in $CREDS):"
 sed 's/^/   /' "$CREDS"
 echo "== serving; demo cells to annotate: $ROOT/demo/baron_mouse_pancreas_822.h5ad"
-exec "$BIN/genecompass" --data-dir "$DATA_DIR" serve --bind "$BIND"
+WEB_ARGS=()
+[ -d web/dist ] && WEB_ARGS=(--web-dir "$ROOT/web/dist")
+exec "$BIN/genecompass" --data-dir "$DATA_DIR" serve --bind "$BIND" "${WEB_ARGS[@]}"
