@@ -36,7 +36,7 @@ if [ ! -f "$DEMO_RUN/model/config.json" ]; then
   rm -rf "$DEMO_RUN"
   "$BIN/genecompass-train" finetune \
     --data demo/baron_mouse_pancreas_822.h5ad --label-column cell_type \
-    --config tiny --epochs 12 --batch-size 16 --lr 1e-3 --warmup-steps 20 \
+    --config tiny --epochs 12 --batch-size 16 --lr 5e-3 --warmup-steps 20 \
     --max-genes 512 --seed 42 --output "$DEMO_RUN" >"$DATA_DIR/demo/train.log"
   echo "   test metrics (model vs logistic-regression baseline on the same split):"
   python3 - "$DEMO_RUN/metrics.json" <<'PY' 2>/dev/null || true
