@@ -6,3 +6,4 @@ fi
 GENECOMPASS_TEST_POSTGRES_URL=$(bash server/tests/start_postgres.sh)
 export GENECOMPASS_TEST_POSTGRES_URL
 echo "PostgreSQL for tests: $GENECOMPASS_TEST_POSTGRES_URL"
+export GENECOMPASS_REQUIRE_POSTGRES=1

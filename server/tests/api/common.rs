@@ -100,6 +100,12 @@ impl TestApp {
         let mut config = ServerConfig::new(dir.path().join("data"));
         if backend == Backend::Postgres {
             let Ok(url) = std::env::var("GENECOMPASS_TEST_POSTGRES_URL") else {
+                // CI always starts a cluster (.ci/services.sh): there, a missing URL is a failure.
+                assert!(
+                    std::env::var_os("GENECOMPASS_REQUIRE_POSTGRES").is_none(),
+                    "GENECOMPASS_REQUIRE_POSTGRES is set but GENECOMPASS_TEST_POSTGRES_URL is not: \
+                     start a cluster with `bash server/tests/start_postgres.sh`"
+                );
                 eprintln!("GENECOMPASS_TEST_POSTGRES_URL not set: skipping the Postgres run");
                 return None;
             };
@@ -216,7 +222,10 @@ impl TestApp {
 }
 
 /// The Baron mouse pancreas file (822 cells, `cell_type` labels) for the fine-tuning job.
-pub const BARON: &str = "/work/shared/data/h5ad/baron_mouse_pancreas_822.h5ad";
+pub const BARON: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/h5ad/baron_mouse_pancreas_822.h5ad"
+);
 
 /// The `genecompass-train` binary for job tests: `$GENECOMPASS_TRAINER_BIN` if set, otherwise
 /// `cargo build -p genecompass-trainer --bin genecompass-train` into this test's own target
