@@ -28,6 +28,10 @@ enum Command {
     EmbedGenes(commands::embed_genes::EmbedGenesArgs),
     /// In-silico perturbation: delete or over-express genes and measure the embedding shift.
     Perturb(commands::perturb::PerturbArgs),
+    /// GRN inference: rank each TF's targets by the shift its deletion causes; score against priors.
+    Grn(commands::grn::GrnArgs),
+    /// Cell-fate factor search: genes whose over-expression moves source cells toward a target.
+    Fate(commands::fate::FateArgs),
     /// Predict cell types with a classifier directory.
     Classify(commands::classify::ClassifyArgs),
     /// Convert a model directory to the native burnpack format (optionally f16).
@@ -58,6 +62,8 @@ fn main() {
         Command::Embed(a) => commands::embed::run(a),
         Command::EmbedGenes(a) => commands::embed_genes::run(a),
         Command::Perturb(a) => commands::perturb::run(a),
+        Command::Grn(a) => commands::grn::run(a),
+        Command::Fate(a) => commands::fate::run(a),
         Command::Classify(a) => commands::classify::run(a),
         Command::Convert(a) => commands::convert::run(a),
         Command::Finetune(a) => commands::finetune::run(a),

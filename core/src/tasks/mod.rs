@@ -1,7 +1,9 @@
 //! Tasks built on the shared encoder: batched inference (embeddings, classification), gene
-//! embeddings and in-silico perturbation.
+//! embeddings, in-silico perturbation and what is built on it (GRN inference, fate factors).
 
+pub mod fate;
 mod forward;
 pub mod gene_embed;
+pub mod grn;
 pub mod infer;
 pub mod perturb;
