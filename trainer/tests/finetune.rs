@@ -179,3 +179,98 @@ fn bad_inputs_give_clear_errors() {
     ]);
     assert!(e.contains("--token-dict"), "{e}");
 }
+
+const CIDER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/h5ad/cider_pancreas_human_mouse_3donors.h5ad"
+);
+
+/// Train on the mouse cells, test on the human cells: the test split is exactly the human cells
+/// of the cell types the mouse donor has (no alpha), duplicates are dropped, and the baseline
+/// is fitted on the same split.
+#[test]
+fn split_by_column_trains_on_one_species_and_tests_the_other() {
+    let dir = tmp("ft_cross_species");
+    let out = dir.join("run");
+    let run_in = |out: &std::path::Path, extra: &[&str]| {
+        let mut a = vec![
+            "finetune",
+            "--data",
+            CIDER,
+            "--label-column",
+            "cell_type",
+            "--output",
+            out.to_str().unwrap(),
+            "--config",
+            "tiny",
+            "--epochs",
+            "1",
+            "--max-genes",
+            "64",
+            "--seed",
+            "3",
+        ];
+        a.extend_from_slice(extra);
+        train(&a)
+    };
+    let o = run_in(
+        &out,
+        &[
+            "--train-where",
+            "species=mouse",
+            "--test-where",
+            "species=human",
+            "--exclude-where",
+            "is_duplicate_column=true",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    ok(o);
+    assert!(
+        stderr.contains("\"alpha\": 18"),
+        "alpha test cells reported: {stderr}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let split = &m["split"];
+    let (train, val, test) = (
+        split["train"].as_u64().unwrap(),
+        split["val"].as_u64().unwrap(),
+        split["test"].as_u64().unwrap(),
+    );
+    // 59 mouse cells − 8 duplicates = 51; human cells of the 4 shared types: 17+5+13+22 = 57.
+    // QC drops 2 of the 134 cells.
+    assert!((49..=51).contains(&(train + val)), "{split}");
+    assert!((55..=57).contains(&test), "{split}");
+    assert_eq!(train + val + test, 106, "{split}");
+    let labels: Vec<&str> = m["label_map"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(labels.len(), 4, "{labels:?}");
+    assert!(!labels.contains(&"alpha"));
+    assert!(
+        m["baseline"]["test"]["accuracy"].as_f64().is_some(),
+        "{}",
+        m["baseline"]
+    );
+
+    let run = |extra: &[&str]| run_in(&dir.join("never"), extra);
+    let e = run(&[
+        "--train-where",
+        "species=zebrafish",
+        "--test-where",
+        "species=human",
+    ]);
+    assert!(!e.status.success());
+    let e = String::from_utf8_lossy(&e.stderr).into_owned();
+    assert!(
+        e.contains("no cell has species=zebrafish") && e.contains("mouse"),
+        "{e}"
+    );
+    let e = run(&["--train-where", "species"]);
+    assert!(!e.status.success());
+    assert!(String::from_utf8_lossy(&e.stderr).contains("COLUMN=VALUE"));
+}

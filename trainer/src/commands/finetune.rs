@@ -80,6 +80,16 @@ pub struct FinetuneArgs {
     /// Pass the cells' species to the model.
     #[arg(long)]
     pub with_species: bool,
+    /// Train and validate only on cells where COLUMN=VALUE[,VALUE] (e.g. species=mouse).
+    #[arg(long, value_name = "COLUMN=VALUES")]
+    pub train_where: Option<String>,
+    /// Test only on cells where COLUMN=VALUE[,VALUE] (e.g. species=human); replaces the random
+    /// test split. Test cells with a label the training cells lack are dropped.
+    #[arg(long, value_name = "COLUMN=VALUES", requires = "train_where")]
+    pub test_where: Option<String>,
+    /// Drop cells where COLUMN=VALUE[,VALUE] (repeatable; e.g. is_duplicate_column=true).
+    #[arg(long, value_name = "COLUMN=VALUES")]
+    pub exclude_where: Vec<String>,
     /// Compute backend.
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
@@ -130,6 +140,10 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     set_opt!(
         spec, args, checkpoint, config, token_dict, medians, max_cells, max_steps
     );
+    set_opt!(spec, args, train_where, test_where);
+    if !args.exclude_where.is_empty() {
+        spec.exclude_where = args.exclude_where.clone();
+    }
     if let Some(dir) = &args.resume {
         spec.output = dir.clone();
         if args.max_steps.is_none() {

@@ -18,7 +18,7 @@ use genecompass_core::tokenize::{GeneMedians, TokenDictionary};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::finetune_data::{DataRequest, LabelledData, load_labelled};
+use super::finetune_data::{DataRequest, LabelledData, Where, load_labelled};
 use super::metrics::{Metrics, argmax_rows, classification_metrics};
 use super::model_setup::{
     check_vocab, checkpoint_bert, checkpoint_vocab, freeze_knowledge, freeze_layers, named_config,
@@ -79,6 +79,14 @@ pub struct FinetuneSpec {
     pub max_grad_norm: Option<f64>,
     /// Use the cells' species (CLS row, homolog remap); the official classifier does not.
     pub with_species: bool,
+    /// Train (and validate) only on cells where `COLUMN=VALUE[,VALUE]`, e.g. `species=mouse`;
+    /// with `test_where`, this replaces the random test split.
+    pub train_where: Option<String>,
+    /// Test only on cells where `COLUMN=VALUE[,VALUE]`, e.g. `species=human`. Test cells whose
+    /// label the training cells lack are dropped (and reported).
+    pub test_where: Option<String>,
+    /// Drop cells where `COLUMN=VALUE[,VALUE]` (repeatable), e.g. `is_duplicate_column=true`.
+    pub exclude_where: Vec<String>,
     /// Features of the baseline.
     pub baseline_features: usize,
     /// Compute backend: cpu, cuda, wgpu.
@@ -112,6 +120,9 @@ impl Default for FinetuneSpec {
             checkpoint_every: 100,
             max_grad_norm: Some(1.0),
             with_species: false,
+            train_where: None,
+            test_where: None,
+            exclude_where: Vec::new(),
             baseline_features: 4000,
             backend: "cpu".into(),
             gpu: 0,
@@ -200,6 +211,13 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
         val_fraction: spec.val_fraction,
         test_fraction: spec.test_fraction,
         seed: spec.seed,
+        train_where: spec.train_where.as_deref().map(Where::parse).transpose()?,
+        test_where: spec.test_where.as_deref().map(Where::parse).transpose()?,
+        exclude_where: spec
+            .exclude_where
+            .iter()
+            .map(|w| Where::parse(w))
+            .collect::<anyhow::Result<_>>()?,
     })?;
     if data.split.train.is_empty() {
         bail!("no training cells after the split");

@@ -55,6 +55,73 @@ pub struct DataRequest<'a> {
     pub test_fraction: f64,
     /// Seed.
     pub seed: u64,
+    /// Cells to train and validate on (with `test_where`: a split by column, not at random).
+    pub train_where: Option<Where>,
+    /// Cells to test on.
+    pub test_where: Option<Where>,
+    /// Cells to drop.
+    pub exclude_where: Vec<Where>,
+}
+
+/// A `COLUMN=VALUE[,VALUE]` cell filter. Values compare as text; a number column also
+/// matches `true`/`false` as 1/0 (how boolean columns are read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Where {
+    /// The obs column.
+    pub column: String,
+    /// Accepted values.
+    pub values: Vec<String>,
+}
+
+impl Where {
+    /// Parses `COLUMN=VALUE[,VALUE]`.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let Some((column, values)) = text.split_once('=') else {
+            bail!("{text:?} is not COLUMN=VALUE[,VALUE] (e.g. species=mouse)");
+        };
+        let values: Vec<String> = values
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if column.trim().is_empty() || values.is_empty() {
+            bail!("{text:?} is not COLUMN=VALUE[,VALUE] (e.g. species=mouse)");
+        }
+        Ok(Self {
+            column: column.trim().to_string(),
+            values,
+        })
+    }
+
+    fn accepts(&self, value: &str) -> bool {
+        let alias = match value {
+            "1" | "1.0" => Some("true"),
+            "0" | "0.0" => Some("false"),
+            _ => None,
+        };
+        self.values
+            .iter()
+            .any(|v| v == value || alias.is_some_and(|a| v.eq_ignore_ascii_case(a)))
+    }
+
+    /// Which of `rows` pass, reading the column from `mem`.
+    fn mask(&self, mem: &MemCells, path: &Path) -> anyhow::Result<Vec<bool>> {
+        let col = mem.column(&self.column, path)?;
+        let mask: Vec<bool> = col.iter().map(|v| self.accepts(v)).collect();
+        if !mask.iter().any(|&m| m) {
+            let mut seen: Vec<&str> = col.iter().map(String::as_str).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            seen.truncate(20);
+            bail!(
+                "{}: no cell has {}={}; the column's values are {seen:?}",
+                path.display(),
+                self.column,
+                self.values.join(",")
+            );
+        }
+        Ok(mask)
+    }
 }
 
 fn subsample(rows: &mut Vec<usize>, max: Option<usize>, seed: u64) {
@@ -71,6 +138,13 @@ pub fn load_labelled(req: DataRequest<'_>) -> anyhow::Result<LabelledData> {
         bail!("--data {} does not exist", req.data.display());
     }
     if is_tokenized_folder(req.data) {
+        if req.train_where.is_some() || !req.exclude_where.is_empty() {
+            bail!(
+                "{}: splitting or filtering by a column needs a count file (h5ad) with that \
+                 column; a tokenized dataset only carries its label",
+                req.data.display()
+            );
+        }
         return load_tokenized(req);
     }
     let mem = MemCells::read(req.data)?;
@@ -92,13 +166,72 @@ pub fn load_labelled(req: DataRequest<'_>) -> anyhow::Result<LabelledData> {
         .into_iter()
         .filter(|&r| !labels_all[r].is_empty() && labels_all[r] != "nan")
         .collect();
+    for w in &req.exclude_where {
+        let m = w.mask(&mem, req.data)?;
+        let before = rows.len();
+        rows.retain(|&r| !m[r]);
+        tracing::info!(filter = %format!("{}={}", w.column, w.values.join(",")), dropped = before - rows.len(), "excluded cells");
+    }
     subsample(&mut rows, req.max_cells, req.seed);
     if rows.is_empty() {
         bail!("{}: no labelled cell survived QC", req.data.display());
     }
-    let row_labels: Vec<String> = rows.iter().map(|&r| labels_all[r].clone()).collect();
-    let (_, row_class) = label_map(&row_labels);
-    let pre = stratified_split(&row_class, req.val_fraction, req.test_fraction, req.seed);
+    let pre = match (&req.train_where, &req.test_where) {
+        (Some(tw), Some(sw)) => {
+            let (tm, sm) = (tw.mask(&mem, req.data)?, sw.mask(&mem, req.data)?);
+            let train_rows: Vec<usize> = rows.iter().copied().filter(|&r| tm[r]).collect();
+            let train_labels: std::collections::HashSet<&str> =
+                train_rows.iter().map(|&r| labels_all[r].as_str()).collect();
+            let mut dropped: std::collections::BTreeMap<&str, usize> = Default::default();
+            let test_rows: Vec<usize> = rows
+                .iter()
+                .copied()
+                .filter(|&r| sm[r] && !tm[r])
+                .filter(|&r| {
+                    let keep = train_labels.contains(labels_all[r].as_str());
+                    if !keep {
+                        *dropped.entry(labels_all[r].as_str()).or_default() += 1;
+                    }
+                    keep
+                })
+                .collect();
+            if !dropped.is_empty() {
+                eprintln!(
+                    "test cells dropped, their label is not among the training cells': {dropped:?}"
+                );
+            }
+            if train_rows.is_empty() || test_rows.is_empty() {
+                bail!(
+                    "{}: the split by column leaves {} training and {} test cells",
+                    req.data.display(),
+                    train_rows.len(),
+                    test_rows.len()
+                );
+            }
+            let train_class = label_map(
+                &train_rows
+                    .iter()
+                    .map(|&r| labels_all[r].clone())
+                    .collect::<Vec<_>>(),
+            )
+            .1;
+            let inner = stratified_split(&train_class, req.val_fraction, 0.0, req.seed);
+            let n_train = train_rows.len();
+            rows = train_rows;
+            rows.extend(&test_rows);
+            Split {
+                train: inner.train,
+                val: inner.val,
+                test: (n_train..rows.len()).collect(),
+            }
+        }
+        (None, None) => {
+            let row_labels: Vec<String> = rows.iter().map(|&r| labels_all[r].clone()).collect();
+            let (_, row_class) = label_map(&row_labels);
+            stratified_split(&row_class, req.val_fraction, req.test_fraction, req.seed)
+        }
+        _ => bail!("a split by column needs both train_where and test_where"),
+    };
     let medians = match req.medians {
         Some(m) => {
             provenance.push_str("; medians given");
