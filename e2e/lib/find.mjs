@@ -17,6 +17,8 @@ export const find = {
   threshold: '#threshold',
   downloadCsv: '#download-csv',
   chartRows: '#label-chart g.chart-row',
+  embeddingDots: '#embedding-plot circle',
+  embeddingCaption: '#embedding-caption',
   resultRows: '#results-table tbody tr',
   tabRegistry: '#tab-registry',
   tabAnnotate: '#tab-annotate',

@@ -46,6 +46,14 @@ describe('annotate page', () => {
     assert.match(backend, /flex/);
     assert.equal(await page.locator(find.resultRows).count(), 200, 'first 200 cells shown');
     assert.ok(await page.locator(find.chartRows).count() >= 1, 'label chart drawn');
+    // The PCA plot has one dot per cell, coloured by the same calls the bar chart counts.
+    assert.equal(await page.locator(find.embeddingDots).count(), 809);
+    assert.match(await page.textContent(find.embeddingCaption), /PC1 \d+\.\d %, PC2 \d+\.\d %/);
+    const bars = await page.$$eval(find.chartRows, (rows) => rows.map((r) => [r.dataset.label, Number(r.dataset.count)]));
+    const dots = await page.$$eval(find.embeddingDots, (ds) => ds.map((d) => d.dataset.label));
+    for (const [label, count] of bars) {
+      assert.equal(dots.filter((l) => l === label).length, count, `dots labelled ${label}`);
+    }
     await shot(page, 'annotate-baron');
 
     // The model's three files are in the Cache API under their SHA-256.

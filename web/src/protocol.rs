@@ -131,6 +131,13 @@ pub enum Reply {
         /// Seconds of inference so far.
         seconds: f64,
     },
+    /// A 2-D PCA of the cells' pooled embeddings (sent after the last batch).
+    Embedding {
+        /// Coordinates, indexed by [`CellRow::index`].
+        points: Vec<[f32; 2]>,
+        /// Share of the variance on each axis.
+        explained: [f64; 2],
+    },
     /// All cells classified.
     Done {
         /// Cells classified.

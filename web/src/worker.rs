@@ -7,6 +7,7 @@ use std::cell::RefCell;
 
 use burn::prelude::Device;
 use genecompass_core::tasks::infer::BatchClassifier;
+use genecompass_core::tasks::pca::pca_2d;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
@@ -106,8 +107,19 @@ fn annotate(
     let c = a.labels.len();
     let start = js_sys::Date::now();
     let mut done = 0;
+    // Pooled embeddings, for the PCA plot: [cells, H].
+    let mut pooled: Vec<f32> = Vec::new();
+    let mut width = 0;
     for idx in runner.plan(&t.cells) {
         let b = runner.run(&t.cells, &idx, device);
+        if width == 0 && !idx.is_empty() {
+            width = b.pooled.len() / idx.len();
+            pooled = vec![0.0; t.cells.len() * width];
+        }
+        for (row, &ci) in idx.iter().enumerate() {
+            pooled[ci * width..(ci + 1) * width]
+                .copy_from_slice(&b.pooled[row * width..(row + 1) * width]);
+        }
         let rows = idx
             .iter()
             .enumerate()
@@ -124,6 +136,12 @@ fn annotate(
             seconds: (js_sys::Date::now() - start) / 1e3,
         });
     }
+    stage("Projecting the cell embeddings (PCA)");
+    let pca = pca_2d(&pooled, if width == 0 { 0 } else { done }, width);
+    post(&Reply::Embedding {
+        points: pca.points,
+        explained: pca.explained,
+    });
     post(&Reply::Done {
         cells: done,
         seconds: (js_sys::Date::now() - start) / 1e3,

@@ -6,4 +6,5 @@ mod forward;
 pub mod gene_embed;
 pub mod grn;
 pub mod infer;
+pub mod pca;
 pub mod perturb;

@@ -2,8 +2,10 @@
 
 mod chart;
 mod report;
+mod scatter;
 mod table;
 
 pub use chart::LabelChart;
 pub use report::{FileReportView, QcReportView};
+pub use scatter::EmbeddingPlot;
 pub use table::ResultsTable;

@@ -10,7 +10,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{File, HtmlInputElement};
 
 use crate::bridge::WorkerHandle;
-use crate::components::{FileReportView, LabelChart, QcReportView, ResultsTable};
+use crate::components::{EmbeddingPlot, FileReportView, LabelChart, QcReportView, ResultsTable};
 use crate::model_store::{ModelEntry, fetch_model, load_manifest};
 use crate::protocol::{CellRow, FileReport, ModelMeta, QcReport, Reply, RunRequest};
 use crate::results::{label_counts, to_csv};
@@ -39,6 +39,8 @@ struct RunState {
     seconds: RwSignal<f64>,
     backend: RwSignal<String>,
     finished: RwSignal<bool>,
+    points: RwSignal<Vec<[f32; 2]>>,
+    explained: RwSignal<[f64; 2]>,
 }
 
 impl RunState {
@@ -56,6 +58,8 @@ impl RunState {
             seconds: RwSignal::new(0.0),
             backend: RwSignal::new(String::new()),
             finished: RwSignal::new(false),
+            points: RwSignal::new(Vec::new()),
+            explained: RwSignal::new([0.0; 2]),
         }
     }
 
@@ -69,6 +73,8 @@ impl RunState {
         self.done.set(0);
         self.seconds.set(0.0);
         self.finished.set(false);
+        self.points.set(Vec::new());
+        self.explained.set([0.0; 2]);
     }
 
     fn fail(&self, message: String) {
@@ -101,6 +107,10 @@ impl RunState {
                 self.rows.update(|v| v.extend(rows));
                 self.done.set(done);
                 self.seconds.set(seconds);
+            }
+            Reply::Embedding { points, explained } => {
+                self.points.set(points);
+                self.explained.set(explained);
             }
             Reply::Done { cells, seconds } => {
                 self.done.set(cells);
@@ -341,6 +351,10 @@ pub fn AnnotatePage() -> impl IntoView {
                 "Download CSV (labels + probabilities)"
             </button>
             <LabelChart counts=counts />
+            <Show when=move || state.points.with(|p| !p.is_empty())>
+                <EmbeddingPlot points=state.points explained=state.explained rows=state.rows
+                    labels=state.labels threshold=threshold />
+            </Show>
             <ResultsTable rows=state.rows labels=state.labels threshold=threshold />
         </Show>
     }

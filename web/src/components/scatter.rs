@@ -1,0 +1,150 @@
+//! The cells' 2-D embedding (PCA computed in the worker) as an SVG scatter, coloured by call,
+//! with the cell, its label and confidence on hover.
+
+use leptos::prelude::*;
+
+use crate::protocol::CellRow;
+use crate::results::{UNASSIGNED, argmax, call};
+
+const W: f64 = 520.0;
+const H: f64 = 360.0;
+const PAD: f64 = 14.0;
+
+/// Colour-blind-safe palette (Okabe-Ito, then Tol's muted), cycled by label index.
+const PALETTE: [&str; 14] = [
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#332288",
+    "#117733", "#882255", "#44AA99", "#999933", "#AA4499", "#661100",
+];
+
+/// Colour of a call (grey for unassigned).
+pub fn colour(label: &str, labels: &[String]) -> &'static str {
+    if label == UNASSIGNED {
+        return "#9a9a9a";
+    }
+    let i = labels.iter().position(|l| l == label).unwrap_or(0);
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Maps points into the plot box, keeping the aspect ratio of the data.
+pub fn to_screen(points: &[[f32; 2]]) -> Vec<(f64, f64)> {
+    let (mut lo, mut hi) = ([f64::MAX; 2], [f64::MIN; 2]);
+    for p in points {
+        for k in 0..2 {
+            lo[k] = lo[k].min(f64::from(p[k]));
+            hi[k] = hi[k].max(f64::from(p[k]));
+        }
+    }
+    let span = (hi[0] - lo[0]).max(hi[1] - lo[1]).max(1e-12);
+    let scale = ((W - 2.0 * PAD).min(H - 2.0 * PAD)) / span;
+    let (cx, cy) = ((lo[0] + hi[0]) / 2.0, (lo[1] + hi[1]) / 2.0);
+    points
+        .iter()
+        .map(|p| {
+            (
+                W / 2.0 + (f64::from(p[0]) - cx) * scale,
+                // SVG y grows downwards.
+                H / 2.0 - (f64::from(p[1]) - cy) * scale,
+            )
+        })
+        .collect()
+}
+
+/// The scatter; `points` are indexed by cell index.
+#[component]
+pub fn EmbeddingPlot(
+    #[prop(into)] points: Signal<Vec<[f32; 2]>>,
+    #[prop(into)] explained: Signal<[f64; 2]>,
+    rows: RwSignal<Vec<CellRow>>,
+    labels: RwSignal<Vec<String>>,
+    #[prop(into)] threshold: Signal<f32>,
+) -> impl IntoView {
+    let dots = move || {
+        let pts = points.get();
+        let screen = to_screen(&pts);
+        let labels = labels.get();
+        let t = threshold.get();
+        rows.with(|rows| {
+            rows.iter()
+                .filter_map(|r| {
+                    let &(x, y) = screen.get(r.index)?;
+                    let label = call(&r.probabilities, &labels, t).to_string();
+                    let conf = argmax(&r.probabilities).1;
+                    let fill = colour(&label, &labels);
+                    let title = format!("{}: {label} ({conf:.2})", r.name);
+                    Some(view! {
+                        <circle cx=format!("{x:.1}") cy=format!("{y:.1}") r="3" fill=fill
+                            data-label=label.clone() data-index=r.index>
+                            <title>{title}</title>
+                        </circle>
+                    })
+                })
+                .collect_view()
+        })
+    };
+    let legend = move || {
+        let labels = labels.get();
+        let t = threshold.get();
+        let mut present: Vec<String> = rows.with(|rows| {
+            rows.iter()
+                .map(|r| call(&r.probabilities, &labels, t).to_string())
+                .collect()
+        });
+        present.sort();
+        present.dedup();
+        present
+            .into_iter()
+            .map(|l| {
+                let c = colour(&l, &labels);
+                view! {
+                    <li><span class="swatch" style=format!("background:{c}")></span>{l}</li>
+                }
+            })
+            .collect_view()
+    };
+    let caption = move || {
+        let [a, b] = explained.get();
+        format!(
+            "PCA of the classifier's pooled cell embeddings: PC1 {:.1} %, PC2 {:.1} % of the variance",
+            a * 100.0,
+            b * 100.0
+        )
+    };
+    view! {
+        <figure class="embedding">
+            <svg id="embedding-plot" class="chart" width=W height=H role="img"
+                aria-label="2-D PCA of the cell embeddings, coloured by predicted label">
+                <rect class="plot-bg" x="0" y="0" width=W height=H></rect>
+                {dots}
+            </svg>
+            <ul class="legend">{legend}</ul>
+            <figcaption id="embedding-caption">{caption}</figcaption>
+        </figure>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn screen_mapping_keeps_aspect_and_flips_y() {
+        let s = to_screen(&[[0.0, 0.0], [2.0, 1.0]]);
+        let (dx, dy) = (s[1].0 - s[0].0, s[1].1 - s[0].1);
+        assert!(
+            (dx + 2.0 * dy).abs() < 1e-9,
+            "aspect kept, y flipped: {s:?}"
+        );
+        assert!((dx - (H - 2.0 * PAD)).abs() < 1e-9, "the longer span fills the box: {dx}");
+        for (x, y) in s {
+            assert!((PAD - 1e-9..=W - PAD + 1e-9).contains(&x));
+            assert!((PAD - 1e-9..=H - PAD + 1e-9).contains(&y));
+        }
+    }
+
+    #[test]
+    fn colours_are_stable_per_label() {
+        let labels = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(colour("b", &labels), PALETTE[1]);
+        assert_eq!(colour(UNASSIGNED, &labels), "#9a9a9a");
+    }
+}
