@@ -108,6 +108,11 @@ struct JobsArgs {
     /// Extra `#SBATCH` option, e.g. `--slurm-option=--time=04:00:00` (repeatable).
     #[arg(long = "slurm-option", allow_hyphen_values = true)]
     slurm_options: Vec<String>,
+    /// TF → target table (TSV/CSV, gzip allowed, e.g.
+    /// shared/data/priors/omnipath_transcriptional_tf_target.tsv.gz) that scores `grn` jobs and
+    /// flags TFs in `fate` jobs. Without it `grn` jobs must name their TFs.
+    #[arg(long, env = "GENECOMPASS_TF_TARGETS")]
+    tf_targets: Option<PathBuf>,
 }
 
 fn parse_runner(s: &str) -> Result<RunnerKind, String> {
@@ -132,6 +137,11 @@ impl JobsArgs {
                 gpu: self.slurm_gpu,
                 extra: self.slurm_options.clone(),
             },
+            // Absolute: the trainer runs in the job folder.
+            tf_targets: self
+                .tf_targets
+                .as_ref()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
             ..JobsConfig::default()
         }
     }
@@ -196,6 +206,12 @@ async fn main() -> Result<()> {
             }
             config.web_dir = web_dir.clone().or_else(default_web_dir);
             config.jobs = jobs.config();
+            if let Some(p) = config.jobs.tf_targets.as_ref().filter(|p| !p.is_file()) {
+                bail!(
+                    "--tf-targets / GENECOMPASS_TF_TARGETS {}: no such file",
+                    p.display()
+                );
+            }
             if config.jobs.runner == RunnerKind::Slurm
                 && !genecompass_server::jobs::slurm::available()
             {
@@ -210,7 +226,7 @@ async fn main() -> Result<()> {
                 .await
                 .context("cannot reconcile the jobs left running")?;
             println!(
-                "jobs: {} runner, trainer {}, {} at once{}",
+                "jobs: {} runner, trainer {}, {} at once{}; TF→target priors: {}",
                 state.config.jobs.runner.as_str(),
                 state.config.jobs.trainer_bin().display(),
                 state.config.jobs.max_concurrent,
@@ -218,7 +234,11 @@ async fn main() -> Result<()> {
                     String::new()
                 } else {
                     format!(", GPUs {}", state.config.jobs.gpus.join(","))
-                }
+                },
+                state.config.jobs.tf_targets.as_ref().map_or_else(
+                    || "none (grn jobs must name their TFs; set GENECOMPASS_TF_TARGETS)".into(),
+                    |p| p.display().to_string()
+                )
             );
             let listener = tokio::net::TcpListener::bind(bind)
                 .await

@@ -29,7 +29,7 @@ use crate::jobs::{JobEvent, JobKind, JobState, monitor};
 pub struct CreateJob {
     /// Team (name or id); optional for members of a single team.
     pub team: Option<String>,
-    /// `finetune`, `pretrain` or `annotate`.
+    /// `finetune`, `pretrain`, `annotate`, `grn`, `fate` or `perturb`.
     pub kind: String,
     /// Kind-specific parameters (see the OpenAPI document); defaults fill the rest.
     #[serde(default)]

@@ -4,6 +4,8 @@
 use axum::Json;
 use serde_json::{Value, json};
 
+use crate::jobs::JobKind;
+
 /// A JSON response referring to a schema.
 fn ok(description: &str, schema: Value) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": schema } } })
@@ -59,35 +61,69 @@ fn job_body() -> Value {
     let s = |d: &str| json!({ "type": "string", "description": d });
     let i = |d: &str| json!({ "type": "integer", "description": d });
     let n = |d: &str| json!({ "type": "number", "description": d });
+    let b = |d: &str| json!({ "type": "boolean", "description": d });
+    let list =
+        |d: &str| json!({ "type": "array", "items": { "type": "string" }, "description": d });
+    let kinds: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+    // Two halves: one `json!` of every property overflows the macro recursion limit.
+    let mut props = json!({
+        "dataset": s("dataset id or name of the team (required)"),
+        "label_column": s("finetune: text obs column with the cell type (default cell_type); \
+            fate (required): text obs column whose values source and target name"),
+        "base_model": s("finetune/pretrain: model id or name to start from (default: fresh model)"),
+        "base_version": s("version number or alias of base_model (default latest)"),
+        "config": s("fresh model size without base_model: tiny, small (default), base"),
+        "model": s("annotate: classifier model id or name (required); grn/fate/perturb: \
+            model id or name with a token_dict.json (required)"),
+        "version": { "type": ["string", "integer"],
+            "description": "annotate/grn/fate/perturb: version number or alias (default latest)" },
+        "model_name": s("finetune/pretrain: name the output is registered as (default <dataset>-<kind>)"),
+        "epochs": i("1-1000 (finetune default 10, pretrain 1)"),
+        "batch_size": i("1-4096 (default 8; annotate/grn/fate/perturb 16)"),
+        "lr": n("peak learning rate in (0, 1] (default 5e-5)"),
+        "weight_decay": n("finetune: 0-1 (default 0.001)"),
+        "warmup_steps": i("finetune: default 100"),
+        "freeze_layers": i("finetune: default 0"),
+        "max_genes": i("8-4096 (default 2048)"),
+        "max_cells": i("random subsample, at least 10"),
+        "val_fraction": n("finetune: default 0.1"),
+        "test_fraction": n("finetune: default 0.2"),
+        "seed": i("default 42"),
+        "checkpoint_every": i("steps between resumable checkpoints")
+    });
+    let more = json!({
+        "with_species": b("finetune: pass species to the model"),
+        "tfs": list("grn: TFs to delete (Ensembl ids or symbols); default: the top_tfs of \
+            the server's TF→target table"),
+        "top_tfs": i("grn without tfs: the N TFs of the TF→target table expressed in \
+            the most cells (default 20; needs the server's GENECOMPASS_TF_TARGETS)"),
+        "use_priors": b("grn: score the rankings against the server's TF→target table \
+            (default true)"),
+        "min_cells": i("grn: a candidate target must be expressed with the TF in this \
+            many cells (default 3)"),
+        "source": list("fate (required): label_column values of the source cells"),
+        "target": list("fate (required): label_column values of the target cells"),
+        "genes": list("fate: genes to test (default: the candidates best marking the \
+            target); perturb (required): genes to perturb"),
+        "candidates": i("fate: marker genes tested when no genes are named (default 50)"),
+        "mode": { "type": "string", "enum": ["overexpress", "delete"],
+            "description": "fate (default overexpress) / perturb (default delete)" },
+        "factor": n("perturb: over-expression factor (default 10000)"),
+        "joint": b("perturb: perturb all genes together in each cell (default false)")
+    });
+    if let (Some(p), Value::Object(t)) = (props.as_object_mut(), more) {
+        p.extend(t);
+    }
     json_body(json!({
         "type": "object", "required": ["kind"],
         "properties": {
             "team": s("team name or id (optional for members of one team)"),
-            "kind": { "type": "string", "enum": ["finetune", "pretrain", "annotate"] },
+            "kind": { "type": "string", "enum": kinds,
+                "description": "finetune and pretrain register a model version; annotate, grn, \
+                    fate and perturb tokenize the dataset for `model` and register their output \
+                    file as result_path (grn and fate also record results)" },
             "params": { "type": "object", "description": "unknown keys are refused (400)",
-                "properties": {
-                    "dataset": s("dataset id or name of the team (required)"),
-                    "label_column": s("finetune: text obs column with the cell type (default cell_type)"),
-                    "base_model": s("finetune/pretrain: model id or name to start from (default: fresh model)"),
-                    "base_version": s("version number or alias of base_model (default latest)"),
-                    "config": s("fresh model size without base_model: tiny, small (default), base"),
-                    "model": s("annotate: classifier model id or name (required)"),
-                    "version": s("annotate: version number or alias (default latest)"),
-                    "model_name": s("finetune/pretrain: name the output is registered as (default <dataset>-<kind>)"),
-                    "epochs": i("1-1000 (finetune default 10, pretrain 1)"),
-                    "batch_size": i("1-4096 (default 8; annotate 16)"),
-                    "lr": n("peak learning rate in (0, 1] (default 5e-5)"),
-                    "weight_decay": n("finetune: 0-1 (default 0.001)"),
-                    "warmup_steps": i("finetune: default 100"),
-                    "freeze_layers": i("finetune: default 0"),
-                    "max_genes": i("8-4096 (default 2048)"),
-                    "max_cells": i("random subsample, at least 10"),
-                    "val_fraction": n("finetune: default 0.1"),
-                    "test_fraction": n("finetune: default 0.2"),
-                    "seed": i("default 42"),
-                    "checkpoint_every": i("steps between resumable checkpoints"),
-                    "with_species": { "type": "boolean", "description": "finetune: pass species to the model" }
-                } }
+                "properties": props }
         }
     }))
 }
@@ -166,8 +202,9 @@ pub fn spec() -> Value {
                     json!([query_param("team", false), query_param("state", false),
                         query_param("kind", false), query_param("limit", false)]),
                     None, ("200", ok("jobs", arr()))),
-                "post": op("Queue a finetune, pretrain or annotate job (editor); params are \
-                    validated against the registry", true, none.clone(), Some(job_body()),
+                "post": op("Queue a finetune, pretrain, annotate, grn, fate or perturb job \
+                    (editor); params are validated against the registry", true, none.clone(),
+                    Some(job_body()),
                     ("201", ok("the queued job, defaults filled in", obj())))
             },
             "/jobs/{id}": { "get": op("One job: state, progress, last step event, error, outputs", true,

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::JobKind;
 use super::params::{AnnotateParams, FinetuneParams, PretrainParams};
+use super::tasks::{FateParams, GrnParams, PerturbParams};
 use crate::app::AppState;
 use crate::error::AppError;
 use crate::names::check_rel_path;
@@ -48,6 +49,36 @@ impl JobPaths {
     /// Predictions of an annotate job.
     pub fn predictions(&self) -> PathBuf {
         self.dir.join("predictions.safetensors")
+    }
+
+    /// The dataset tokenized for the model (annotation and downstream tasks).
+    pub fn cells(&self) -> PathBuf {
+        self.dir.join("cells.safetensors")
+    }
+
+    /// The output prefix of a downstream task (`grn`, `fate`, `perturb`): the trainer writes
+    /// `PREFIX.tsv` and, but for `perturb`, `PREFIX.json` (the job folder's `grn`, ...).
+    pub fn task_output(&self, kind: JobKind, ext: &str) -> PathBuf {
+        self.dir.join(format!("{}.{ext}", kind.as_str()))
+    }
+
+    /// The file registered as the result of a job that does not train: the predictions of
+    /// an annotation, the `.tsv` table of a downstream task.
+    pub fn result_file(&self, kind: JobKind) -> Option<PathBuf> {
+        match kind {
+            JobKind::Finetune | JobKind::Pretrain => None,
+            JobKind::Annotate => Some(self.predictions()),
+            JobKind::Grn | JobKind::Fate | JobKind::Perturb => Some(self.task_output(kind, "tsv")),
+        }
+    }
+
+    /// The files a job that does not train must leave to have succeeded.
+    pub fn outputs(&self, kind: JobKind) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.result_file(kind).into_iter().collect();
+        if matches!(kind, JobKind::Grn | JobKind::Fate) {
+            files.push(self.task_output(kind, "json"));
+        }
+        files
     }
 
     /// Whether the run folder holds a checkpoint the trainer can `--resume`.
@@ -97,6 +128,48 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
+/// `tokenize DATA --output CELLS` for the model linked at `base/`: its token dictionary and
+/// gene medians when it has them, the cells' top `max_genes` genes, and each cell's value of
+/// `label_column` as its label.
+fn tokenize_line(
+    paths: &JobPaths,
+    data: &str,
+    max_genes: u32,
+    label_column: Option<&str>,
+) -> Vec<String> {
+    let mut line = vec![
+        "tokenize".to_string(),
+        data.to_string(),
+        "--output".into(),
+        s(&paths.cells()),
+    ];
+    for name in ["token_dict.json", "token_dictionary.json"] {
+        if paths.base_dir().join(name).exists() {
+            line.extend(["--token-dict".into(), s(&paths.base_dir().join(name))]);
+            break;
+        }
+    }
+    if paths.base_dir().join("gene_medians.json").exists() {
+        let m = s(&paths.base_dir().join("gene_medians.json"));
+        line.extend(["--medians".into(), m]);
+    }
+    line.extend(["--max-genes".into(), max_genes.to_string()]);
+    if let Some(col) = label_column {
+        line.push(format!("--label-column={col}"));
+    }
+    line
+}
+
+/// The server's TF → target table, made absolute (the trainer runs in the job folder).
+fn priors(state: &AppState) -> Option<String> {
+    state
+        .config
+        .jobs
+        .tf_targets
+        .as_deref()
+        .map(|p| s(&absolute(p)))
+}
+
 /// Trainer command lines (run in order; each must succeed) for a job's next start.
 /// `device` are the backend flags (`--backend cuda --gpu 0`) or empty for the CPU.
 pub async fn command_lines(
@@ -111,12 +184,17 @@ pub async fn command_lines(
     let mut argv: Vec<String> = Vec::new();
     let mut push = |a: &[&str]| argv.extend(a.iter().map(|x| x.to_string()));
     let run = s(&paths.run_dir());
-    if resume && kind != JobKind::Annotate {
+    if resume && kind.trains() {
         push(&[kind.as_str(), "--resume", &run]);
         argv.extend_from_slice(device);
         return Ok(vec![argv]);
     }
     let _ = tokio::fs::remove_dir_all(paths.run_dir()).await;
+    // A job that does not train starts from scratch: no output of an earlier attempt may
+    // pass for this one's.
+    for f in paths.outputs(kind) {
+        let _ = tokio::fs::remove_file(f).await;
+    }
     let data = s(&dataset_path(state, job.dataset_id.as_deref().unwrap_or_default()).await?);
     let base = match &job.base_version_id {
         Some(v) => {
@@ -182,27 +260,85 @@ pub async fn command_lines(
         JobKind::Annotate => {
             let p: AnnotateParams = serde_json::from_value(params).map_err(AppError::internal)?;
             let model = base.ok_or_else(|| AppError::internal("annotate job without a model"))?;
-            let cells = s(&paths.dir.join("cells.safetensors"));
-            let mut tokenize = vec![
-                "tokenize".to_string(),
-                data,
-                "--output".into(),
-                cells.clone(),
-            ];
-            for name in ["token_dict.json", "token_dictionary.json"] {
-                if paths.base_dir().join(name).exists() {
-                    tokenize.extend(["--token-dict".into(), s(&paths.base_dir().join(name))]);
-                    break;
-                }
-            }
-            if paths.base_dir().join("gene_medians.json").exists() {
-                let m = s(&paths.base_dir().join("gene_medians.json"));
-                tokenize.extend(["--medians".into(), m]);
-            }
-            tokenize.extend(["--max-genes".into(), p.max_genes.to_string()]);
-            push(&["classify", "--checkpoint", &model, "--input", &cells]);
+            let tokenize = tokenize_line(paths, &data, p.max_genes, None);
+            push(&[
+                "classify",
+                "--checkpoint",
+                &model,
+                "--input",
+                &s(&paths.cells()),
+            ]);
             push(&["--output", &s(&paths.predictions())]);
             push(&["--batch-size", &p.batch_size.to_string()]);
+            argv.extend_from_slice(device);
+            return Ok(vec![tokenize, argv]);
+        }
+        JobKind::Grn | JobKind::Fate | JobKind::Perturb => {
+            let model = base.ok_or_else(|| AppError::internal("task job without a model"))?;
+            let cells = s(&paths.cells());
+            let out = s(&paths.dir.join(kind.as_str()));
+            let list = |flag: &str, v: &[String]| format!("--{flag}={}", v.join(","));
+            push(&[
+                kind.as_str(),
+                "--model",
+                &model,
+                "--cells",
+                &cells,
+                "--output",
+                &out,
+            ]);
+            let tokenize = match kind {
+                JobKind::Grn => {
+                    let p: GrnParams =
+                        serde_json::from_value(params).map_err(AppError::internal)?;
+                    if p.tfs.is_empty() {
+                        let n = p.top_tfs.unwrap_or(super::tasks::DEFAULT_TOP_TFS);
+                        push(&["--top-tfs", &n.to_string()]);
+                    } else {
+                        push(&[&list("tfs", &p.tfs)]);
+                    }
+                    match priors(state) {
+                        Some(f) if p.use_priors => push(&["--priors", &f]),
+                        _ if p.tfs.is_empty() => {
+                            return Err(AppError::Unavailable(
+                                "the job takes its TFs from the TF→target table, but the \
+                                 server has none any more (GENECOMPASS_TF_TARGETS)"
+                                    .into(),
+                            ));
+                        }
+                        _ => {}
+                    }
+                    push(&["--min-cells", &p.min_cells.to_string()]);
+                    push(&["--batch-size", &p.batch_size.to_string()]);
+                    tokenize_line(paths, &data, p.max_genes, None)
+                }
+                JobKind::Fate => {
+                    let p: FateParams =
+                        serde_json::from_value(params).map_err(AppError::internal)?;
+                    push(&[&list("source", &p.source), &list("target", &p.target)]);
+                    if !p.genes.is_empty() {
+                        push(&[&list("genes", &p.genes)]);
+                    }
+                    push(&["--candidates", &p.candidates.to_string()]);
+                    push(&["--mode", &p.mode]);
+                    if let Some(f) = priors(state) {
+                        push(&["--priors", &f]);
+                    }
+                    push(&["--batch-size", &p.batch_size.to_string()]);
+                    tokenize_line(paths, &data, p.max_genes, Some(&p.label_column))
+                }
+                _ => {
+                    let p: PerturbParams =
+                        serde_json::from_value(params).map_err(AppError::internal)?;
+                    push(&[&list("genes", &p.genes)]);
+                    push(&["--mode", &p.mode, "--factor", &p.factor.to_string()]);
+                    if p.joint {
+                        push(&["--joint"]);
+                    }
+                    push(&["--batch-size", &p.batch_size.to_string()]);
+                    tokenize_line(paths, &data, p.max_genes, None)
+                }
+            };
             argv.extend_from_slice(device);
             return Ok(vec![tokenize, argv]);
         }

@@ -1,4 +1,4 @@
-//! Training and annotation jobs run by the server.
+//! Training, annotation and downstream-task jobs run by the server.
 //!
 //! A job is a row of `jobs` (see [`store`]) whose parameters were validated and resolved
 //! against the registry at creation ([`params`]). A scheduler task started by [`start`] claims
@@ -9,10 +9,13 @@
 //! `stderr.log`; [`monitor`] tails that file, keeps the row's state and progress current and
 //! publishes events for the SSE stream. When a fine-tune or pretraining job ends well its model
 //! is imported as a new model version and its test metrics recorded as results ([`finish`]).
+//! Annotation and the downstream tasks (`grn`, `fate`, `perturb`: parameters in [`tasks`])
+//! tokenize the dataset for a registered model, then run the trainer's command on it; their
+//! output files (and for `grn` and `fate` a few summary metrics) are registered instead.
 //!
 //! On start, jobs left `running` by a previous server are reconciled: a trainer still alive is
 //! watched again; one that is gone is resumed from its run folder's checkpoint when there is
-//! one, and otherwise marked failed with the reason.
+//! one (training kinds only), and otherwise marked failed with the reason.
 
 pub mod command;
 pub mod finish;
@@ -21,6 +24,7 @@ pub mod monitor;
 pub mod params;
 pub mod slurm;
 pub mod store;
+pub mod tasks;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -49,6 +53,12 @@ pub enum JobKind {
     Pretrain,
     /// Cell-type predictions with a classifier (`tokenize` then `classify`).
     Annotate,
+    /// Gene-regulatory network inference by in-silico TF deletion (`tokenize` then `grn`).
+    Grn,
+    /// Cell-fate factor search (`tokenize --label-column` then `fate`).
+    Fate,
+    /// In-silico gene deletion or over-expression (`tokenize` then `perturb`).
+    Perturb,
 }
 
 impl JobKind {
@@ -58,7 +68,27 @@ impl JobKind {
             JobKind::Finetune => "finetune",
             JobKind::Pretrain => "pretrain",
             JobKind::Annotate => "annotate",
+            JobKind::Grn => "grn",
+            JobKind::Fate => "fate",
+            JobKind::Perturb => "perturb",
         }
+    }
+
+    /// Every kind, in the order the API documents them.
+    pub const ALL: [JobKind; 6] = [
+        JobKind::Finetune,
+        JobKind::Pretrain,
+        JobKind::Annotate,
+        JobKind::Grn,
+        JobKind::Fate,
+        JobKind::Perturb,
+    ];
+
+    /// Training kinds produce a model version and can resume from their run folder's
+    /// checkpoint; the others (annotation, downstream tasks) run once from the start and
+    /// produce files in the job folder.
+    pub fn trains(self) -> bool {
+        matches!(self, JobKind::Finetune | JobKind::Pretrain)
     }
 }
 
@@ -70,8 +100,11 @@ impl FromStr for JobKind {
             "finetune" => Ok(JobKind::Finetune),
             "pretrain" => Ok(JobKind::Pretrain),
             "annotate" => Ok(JobKind::Annotate),
+            "grn" => Ok(JobKind::Grn),
+            "fate" => Ok(JobKind::Fate),
+            "perturb" => Ok(JobKind::Perturb),
             other => Err(format!(
-                "unknown job kind `{other}`: use finetune, pretrain or annotate"
+                "unknown job kind `{other}`: use finetune, pretrain, annotate, grn, fate or perturb"
             )),
         }
     }
@@ -192,6 +225,9 @@ pub struct JobsConfig {
     pub poll_interval: Duration,
     /// Slurm options.
     pub slurm: SlurmConfig,
+    /// TF → target table (TSV/CSV, gzip allowed) given to `grn` and `fate` jobs as `--priors`
+    /// (`GENECOMPASS_TF_TARGETS`); without it `grn` jobs must name their TFs.
+    pub tf_targets: Option<PathBuf>,
 }
 
 impl Default for JobsConfig {
@@ -204,6 +240,7 @@ impl Default for JobsConfig {
             cancel_grace: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
             slurm: SlurmConfig::default(),
+            tf_targets: None,
         }
     }
 }

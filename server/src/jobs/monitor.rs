@@ -309,8 +309,10 @@ async fn conclude(state: &AppState, id: &str, paths: &JobPaths, exit: Exit, mark
         JobKind::Finetune | JobKind::Pretrain => {
             marker == Some("done") && paths.run_dir().join("model").join("config.json").is_file()
         }
-        JobKind::Annotate => {
-            matches!(exit, Exit::Code(0) | Exit::Unknown) && paths.predictions().is_file()
+        // Annotation and the downstream tasks: every output file, from a run that did not fail.
+        JobKind::Annotate | JobKind::Grn | JobKind::Fate | JobKind::Perturb => {
+            matches!(exit, Exit::Code(0) | Exit::Unknown)
+                && paths.outputs(kind).iter().all(|f| f.is_file())
         }
     };
     if produced {
@@ -368,7 +370,8 @@ async fn conclude(state: &AppState, id: &str, paths: &JobPaths, exit: Exit, mark
 /// Queues a resumption from the run folder's checkpoint, or fails the job with `reason`.
 async fn resume_or_fail(state: &AppState, job: &JobRow, paths: &JobPaths, reason: &str) {
     let kind: JobKind = job.kind.parse().unwrap_or(JobKind::Finetune);
-    if kind != JobKind::Annotate && paths.resumable() && job.attempts < MAX_ATTEMPTS {
+    // Only training runs checkpoint; the others are never resumed (nor restarted).
+    if kind.trains() && paths.resumable() && job.attempts < MAX_ATTEMPTS {
         let note = format!("{reason}; resuming from the run folder's checkpoint");
         match store::requeue_for_resume(&state.db, &job.id, &note).await {
             Ok(_) => tracing::warn!(job = %job.id, %note, "job requeued"),
@@ -377,7 +380,9 @@ async fn resume_or_fail(state: &AppState, job: &JobRow, paths: &JobPaths, reason
         store::publish_state(state, &job.id).await;
         state.jobs.wake();
     } else {
-        let why = if job.attempts >= MAX_ATTEMPTS {
+        let why = if !kind.trains() {
+            format!("{reason}; {} jobs are not resumed", kind.as_str())
+        } else if job.attempts >= MAX_ATTEMPTS {
             format!("{reason}; gave up after {} attempts", job.attempts)
         } else {
             format!("{reason}; no checkpoint to resume from")

@@ -1,6 +1,7 @@
 //! Job parameters: validated and resolved against the registry when a job is created (so a
 //! refused request changes nothing), stored with every default filled in, and turned into
-//! `genecompass-train` command lines when the job starts.
+//! `genecompass-train` command lines when the job starts. The downstream tasks' parameters
+//! (`grn`, `fate`, `perturb`) are in [`super::tasks`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,7 +12,7 @@ use crate::auth::Membership;
 use crate::error::AppError;
 use crate::names::check_name;
 
-fn bad(message: impl Into<String>) -> AppError {
+pub(super) fn bad(message: impl Into<String>) -> AppError {
     AppError::bad_request("invalid_params", message)
 }
 
@@ -173,7 +174,10 @@ pub struct Resolved {
     pub base_version_id: Option<String>,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(kind: JobKind, v: Value) -> Result<T, AppError> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(
+    kind: JobKind,
+    v: Value,
+) -> Result<T, AppError> {
     let v = if v.is_null() {
         Value::Object(Default::default())
     } else {
@@ -182,7 +186,7 @@ fn parse<T: serde::de::DeserializeOwned>(kind: JobKind, v: Value) -> Result<T, A
     serde_json::from_value(v).map_err(|e| bad(format!("{} params: {e}", kind.as_str())))
 }
 
-fn range<T: PartialOrd + std::fmt::Display>(
+pub(super) fn range<T: PartialOrd + std::fmt::Display>(
     name: &str,
     v: T,
     lo: T,
@@ -222,7 +226,7 @@ fn check_lr(lr: f64) -> Result<(), AppError> {
 }
 
 /// A dataset of the team by id or name: `(id, name, obs_columns JSON)`.
-async fn find_dataset(
+pub(super) async fn find_dataset(
     state: &AppState,
     team: &Membership,
     key: &str,
@@ -245,7 +249,7 @@ async fn find_dataset(
 }
 
 /// A model version of the team: `(version id, kind, file paths)`.
-async fn find_version(
+pub(super) async fn find_version(
     state: &AppState,
     team: &Membership,
     model: &str,
@@ -278,7 +282,24 @@ async fn find_version(
     Ok((id, kind, files.into_iter().map(|(p,)| p).collect()))
 }
 
-fn has_vocab(files: &[String]) -> bool {
+/// Refuses `column` unless it is a text column of the dataset (`obs`: its `obs_columns` JSON).
+pub(super) fn check_text_column(obs: &str, dataset: &str, column: &str) -> Result<(), AppError> {
+    let cols: Vec<crate::metadata::ObsColumnMeta> = serde_json::from_str(obs).unwrap_or_default();
+    let text: Vec<&str> = cols
+        .iter()
+        .filter(|c| c.kind == "text")
+        .map(|c| c.name.as_str())
+        .collect();
+    if !text.contains(&column) {
+        return Err(bad(format!(
+            "`label_column` `{column}` is not a text column of dataset `{dataset}`; it has: {}",
+            text.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn has_vocab(files: &[String]) -> bool {
     files
         .iter()
         .any(|f| f == "token_dict.json" || f == "token_dictionary.json")
@@ -314,20 +335,7 @@ pub async fn resolve(
             }
             check_config(&p.config, &p.base_model)?;
             let (dataset_id, dataset_name, obs) = find_dataset(state, team, &p.dataset).await?;
-            let cols: Vec<crate::metadata::ObsColumnMeta> =
-                serde_json::from_str(&obs).unwrap_or_default();
-            let text: Vec<&str> = cols
-                .iter()
-                .filter(|c| c.kind == "text")
-                .map(|c| c.name.as_str())
-                .collect();
-            if !text.contains(&p.label_column.as_str()) {
-                return Err(bad(format!(
-                    "`label_column` `{}` is not a text column of dataset `{dataset_name}`; it has: {}",
-                    p.label_column,
-                    text.join(", ")
-                )));
-            }
+            check_text_column(&obs, &dataset_name, &p.label_column)?;
             let base_version_id = match &p.base_model {
                 Some(m) => {
                     let v = p
@@ -420,6 +428,9 @@ pub async fn resolve(
                 dataset_id,
                 base_version_id: Some(id),
             })
+        }
+        JobKind::Grn | JobKind::Fate | JobKind::Perturb => {
+            super::tasks::resolve(state, team, kind, params).await
         }
     }
 }

@@ -17,6 +17,17 @@ pub const H5AD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../shared/data/h5ad/wu2020_tcells_200_old_schema_v0_6.h5ad"
 );
+/// The Wu 2020 T cells in the current h5ad schema (196 human cells, a `source` column:
+/// Tumor / NAT / Blood), for the downstream-task jobs.
+pub const WU2020: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/h5ad/wu2020_tcells_200.h5ad"
+);
+/// The OmniPath TF → target table (the server's `GENECOMPASS_TF_TARGETS` in task job tests).
+pub const TF_TARGETS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/priors/omnipath_transcriptional_tf_target.tsv.gz"
+);
 /// The tiny official checkpoint.
 pub const CHECKPOINT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -6,5 +6,6 @@ mod datasets;
 mod errors;
 mod jobs;
 mod jobs_run;
+mod jobs_tasks;
 mod models;
 mod security;

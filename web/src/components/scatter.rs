@@ -134,7 +134,10 @@ mod tests {
             (dx + 2.0 * dy).abs() < 1e-9,
             "aspect kept, y flipped: {s:?}"
         );
-        assert!((dx - (H - 2.0 * PAD)).abs() < 1e-9, "the longer span fills the box: {dx}");
+        assert!(
+            (dx - (H - 2.0 * PAD)).abs() < 1e-9,
+            "the longer span fills the box: {dx}"
+        );
         for (x, y) in s {
             assert!((PAD - 1e-9..=W - PAD + 1e-9).contains(&x));
             assert!((PAD - 1e-9..=H - PAD + 1e-9).contains(&y));
