@@ -157,6 +157,17 @@ fn api_routes(state: &AppState) -> Router<AppState> {
             "/datasets/{id}/download",
             get(api::datasets::datasets_download),
         )
+        .route("/uploads", post(api::uploads::uploads_create))
+        .route(
+            "/uploads/{id}",
+            get(api::uploads::uploads_show)
+                .patch(api::uploads::uploads_append)
+                .delete(api::uploads::uploads_abort),
+        )
+        .route(
+            "/uploads/{id}/complete",
+            post(api::uploads::uploads_complete),
+        )
         .route("/checkpoints/import", post(api::models::checkpoints_import))
         .route("/models", get(api::models::models_index))
         .route("/models/{id}", get(api::models::models_show))

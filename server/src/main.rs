@@ -15,6 +15,8 @@ use genecompass_server::db::Role;
 use genecompass_server::jobs::{JobsConfig, RunnerKind, SlurmConfig};
 use std::time::Duration;
 
+mod upload_cli;
+
 /// GeneCompass team registry.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -61,6 +63,8 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Upload a dataset file to a running registry in resumable chunks (client command).
+    Upload(upload_cli::UploadArgs),
     /// Validate a model directory and store it as the next version of a model.
     ImportCheckpoint {
         /// The model directory (config.json + weights).
@@ -188,6 +192,8 @@ async fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match &cli.command {
+        // A blocking HTTP client: keep it off the runtime's async threads.
+        Command::Upload(a) => tokio::task::block_in_place(|| upload_cli::run(a))?,
         Command::Serve {
             bind,
             max_upload_bytes,

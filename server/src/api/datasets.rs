@@ -11,7 +11,8 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use crate::app::AppState;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, Membership};
+use crate::blobs::TempBlob;
 use crate::db::{Role, new_id, now};
 use crate::error::{ApiJson, ApiPath, ApiQuery, ApiResult, AppError};
 use crate::metadata::{ObsColumnMeta, read_metadata};
@@ -182,18 +183,7 @@ pub async fn datasets_create(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let taken: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM datasets WHERE team_id = $1 AND name = $2")
-            .bind(&team.team_id)
-            .bind(&q.name)
-            .fetch_optional(&state.db.pool)
-            .await?;
-    if let Some((id,)) = taken {
-        return Err(AppError::Conflict(format!(
-            "team `{}` already has a dataset `{}` ({id})",
-            team.team_name, q.name
-        )));
-    }
+    check_free_name(&state, &team, &q.name).await?;
 
     let mut writer = state.blobs.writer().await?;
     let mut stream = body.into_data_stream();
@@ -213,6 +203,39 @@ pub async fn datasets_create(
         return Err(AppError::bad_request("empty_body", "the upload is empty"));
     }
     let blob = writer.finish().await?;
+    register_dataset(&state, &user, &team, &q.name, blob).await
+}
+
+/// Whether `name` is free in the team (409 naming the dataset that holds it otherwise).
+pub(crate) async fn check_free_name(
+    state: &AppState,
+    team: &Membership,
+    name: &str,
+) -> Result<(), AppError> {
+    let taken: Option<(String,)> =
+        sqlx::query_as("SELECT id FROM datasets WHERE team_id = $1 AND name = $2")
+            .bind(&team.team_id)
+            .bind(name)
+            .fetch_optional(&state.db.pool)
+            .await?;
+    match taken {
+        Some((id,)) => Err(AppError::Conflict(format!(
+            "team `{}` already has a dataset `{name}` ({id})",
+            team.team_name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Reads a finished upload with core's readers, moves it to its content address and registers
+/// it; a failure at any step leaves no row and no temp file. Answers 201 with the dataset.
+pub(crate) async fn register_dataset(
+    state: &AppState,
+    user: &AuthUser,
+    team: &Membership,
+    name: &str,
+    blob: TempBlob,
+) -> ApiResult<Response> {
     let tmp = blob.path().to_path_buf();
     let meta = tokio::task::spawn_blocking(move || read_metadata(&tmp))
         .await
@@ -236,7 +259,7 @@ pub async fn datasets_create(
     )
     .bind(&id)
     .bind(&team.team_id)
-    .bind(&q.name)
+    .bind(name)
     .bind(&sha256)
     .bind(size)
     .bind(&meta.format)
@@ -251,9 +274,9 @@ pub async fn datasets_create(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    tracing::info!(%id, team = %team.team_name, name = %q.name, %sha256, "dataset registered");
+    tracing::info!(%id, team = %team.team_name, %name, %sha256, "dataset registered");
 
-    let dataset = find_dataset(&state, &user, &id).await?;
+    let dataset = find_dataset(state, user, &id).await?;
     let location =
         HeaderValue::from_str(&format!("/api/v1/datasets/{id}")).map_err(AppError::internal)?;
     Ok((

@@ -6,3 +6,4 @@ pub mod jobs;
 pub mod models;
 pub mod openapi;
 pub mod results;
+pub mod uploads;

@@ -9,3 +9,4 @@ mod jobs_run;
 mod jobs_tasks;
 mod models;
 mod security;
+mod uploads;
