@@ -256,14 +256,32 @@ fn fate_gains_follow_from_the_embeddings() {
         OMNIPATH,
         "--vector",
         "mean",
+        "--null-genes",
+        "5",
         "--output",
         s(&out),
     ]);
     ok(o);
     let rows = tsv(&dir.join("fate.tsv"));
     assert_eq!(rows.len(), 6);
+    // Up to five null genes (the tiny dictionary leaves few besides the candidates), none of
+    // them a candidate; each candidate is placed against them.
+    let null = tsv(&dir.join("fate.null.tsv"));
+    assert!((2..=5).contains(&null.len()), "{null:?}");
+    let cands: HashSet<&str> = rows.iter().map(|r| r["gene"].as_str()).collect();
+    assert!(null.iter().all(|r| !cands.contains(r["gene"].as_str())));
+    let null_gains: Vec<f64> = null.iter().map(|r| f(r, "mean_gain")).collect();
+    for r in &rows {
+        let ge = null_gains
+            .iter()
+            .filter(|&&g| g >= f(r, "mean_gain"))
+            .count() as f64
+            / null.len() as f64;
+        assert!((f(r, "null_frac_ge") - ge).abs() < 1e-3, "{r:?}");
+    }
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("fate.json")).unwrap()).unwrap();
+    assert_eq!(json["null"]["genes"].as_u64().unwrap() as usize, null.len());
     let n_source = json["source_cells"].as_u64().unwrap() as usize;
     assert_eq!(n_source, 20, "20 blood cells");
     for r in &rows {
