@@ -7,3 +7,6 @@ GENECOMPASS_TEST_POSTGRES_URL=$(bash server/tests/start_postgres.sh)
 export GENECOMPASS_TEST_POSTGRES_URL
 echo "PostgreSQL for tests: $GENECOMPASS_TEST_POSTGRES_URL"
 export GENECOMPASS_REQUIRE_POSTGRES=1
+# Slurm: a real single-node cluster for the Slurm runner's job test.
+source .ci/slurm.sh
+export GENECOMPASS_REQUIRE_SLURM=1

@@ -200,6 +200,11 @@ async fn finetune_job_end_to_end(backend: Backend) {
 
 async fn finetune_job_through_slurm(backend: Backend) {
     if !genecompass_server::jobs::slurm::available() {
+        // CI starts a real single-node Slurm (.ci/slurm.sh): there, a missing one is a failure.
+        assert!(
+            std::env::var_os("GENECOMPASS_REQUIRE_SLURM").is_none(),
+            "GENECOMPASS_REQUIRE_SLURM is set but sbatch is not on PATH: run `bash .ci/slurm.sh`"
+        );
         eprintln!("skipping the Slurm job test: sbatch is not on PATH (Slurm is not installed)");
         return;
     }
