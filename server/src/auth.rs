@@ -229,6 +229,33 @@ impl AuthUser {
     }
 }
 
+/// How often a token's `last_used_at` is written: at most once a minute per token and process,
+/// so that a busy client does not turn every read into a database write (on SQLite, writes
+/// serialise).
+const LAST_USED_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn last_use_is_stale(token_id: &str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Instant;
+    static SEEN: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .expect("token use map");
+    let now = Instant::now();
+    match seen.get(token_id) {
+        Some(t) if now.duration_since(*t) < LAST_USED_EVERY => false,
+        _ => {
+            if seen.len() > 100_000 {
+                seen.retain(|_, t| now.duration_since(*t) < LAST_USED_EVERY);
+            }
+            seen.insert(token_id.to_string(), now);
+            true
+        }
+    }
+}
+
 /// Loads the caller behind a raw token, or `None` if unknown or revoked.
 pub async fn user_for_token(db: &Db, token: &str) -> Result<Option<AuthUser>, AppError> {
     let row: Option<(String, String, String)> = sqlx::query_as(
@@ -248,11 +275,13 @@ pub async fn user_for_token(db: &Db, token: &str) -> Result<Option<AuthUser>, Ap
     .bind(&id)
     .fetch_all(&db.pool)
     .await?;
-    sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
-        .bind(now())
-        .bind(&token_id)
-        .execute(&db.pool)
-        .await?;
+    if last_use_is_stale(&token_id) {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(&token_id)
+            .execute(&db.pool)
+            .await?;
+    }
     Ok(Some(AuthUser {
         id,
         name,
