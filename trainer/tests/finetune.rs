@@ -274,3 +274,61 @@ fn split_by_column_trains_on_one_species_and_tests_the_other() {
     assert!(!e.status.success());
     assert!(String::from_utf8_lossy(&e.stderr).contains("COLUMN=VALUE"));
 }
+
+const WU: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/h5ad/wu2020_tcells_200.h5ad"
+);
+
+/// The human T cells (symbols, 16 subtypes, some with 1-3 cells): the fine-tune completes and
+/// reports its metrics beside the baseline's on the same split.
+#[test]
+fn finetune_on_wu2020_t_cells_reports_model_and_baseline() {
+    let dir = tmp("ft_wu2020");
+    let out = dir.join("run");
+    ok(train(&[
+        "finetune",
+        "--data",
+        WU,
+        "--label-column",
+        "cluster_orig",
+        "--output",
+        out.to_str().unwrap(),
+        "--config",
+        "tiny",
+        "--epochs",
+        "1",
+        "--max-genes",
+        "64",
+        "--batch-size",
+        "16",
+        "--seed",
+        "42",
+    ]));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    for part in ["test", "baseline"] {
+        let t = if part == "test" {
+            &m["test"]
+        } else {
+            &m["baseline"]["test"]
+        };
+        for key in ["accuracy", "macro_f1"] {
+            let v = t[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{part}.{key} missing: {t}"));
+            assert!((0.0..=1.0).contains(&v), "{part}.{key} = {v}");
+        }
+    }
+    let labels = m["label_map"].as_array().unwrap();
+    assert!(labels.iter().any(|l| l == "8.1-Teff"), "{labels:?}");
+    let split = &m["split"];
+    let total = ["train", "val", "test"]
+        .iter()
+        .map(|k| split[k].as_u64().unwrap())
+        .sum::<u64>();
+    assert!(
+        (190..=200).contains(&total),
+        "QC keeps nearly all 200 cells: {split}"
+    );
+}
