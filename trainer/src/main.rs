@@ -1,6 +1,6 @@
 //! `genecompass-train`: GeneCompass inference, tokenization and training jobs.
 
-mod cells_io;
+use genecompass_trainer::cells_io;
 mod commands;
 mod device;
 mod progress;

@@ -17,7 +17,7 @@ pub struct PretrainArgs {
     /// Continue the run in this folder.
     #[arg(long, value_name = "RUN_DIR")]
     pub resume: Option<PathBuf>,
-    /// Count matrix or tokenized-dataset folder.
+    /// Count matrix, tokenized-dataset folder, or cells .safetensors (`tokenize` output).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Run folder.

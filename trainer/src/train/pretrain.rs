@@ -30,7 +30,8 @@ use super::run_dir::{
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PretrainSpec {
-    /// Count matrix (tokenized here) or an official tokenized-dataset folder.
+    /// Count matrix (tokenized here), an official tokenized-dataset folder, or a cells
+    /// `.safetensors` file (`genecompass-train tokenize` output).
     pub data: PathBuf,
     /// Run folder.
     pub output: PathBuf,
@@ -123,8 +124,14 @@ fn load_cells(
     if !spec.data.exists() {
         bail!("--data {} does not exist", spec.data.display());
     }
-    if is_tokenized_folder(&spec.data) {
-        let mut cells = read_tokenized(&spec.data, None)?;
+    let cells_file = spec.data.is_file()
+        && spec.data.extension().is_some_and(|e| e == "safetensors");
+    if is_tokenized_folder(&spec.data) || cells_file {
+        let mut cells = if cells_file {
+            crate::cells_io::read_cells(&spec.data, None)?
+        } else {
+            read_tokenized(&spec.data, None)?
+        };
         for c in &mut cells.cells {
             c.input_ids.truncate(spec.max_genes);
             c.values.truncate(spec.max_genes);
