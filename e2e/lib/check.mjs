@@ -85,3 +85,31 @@ export function csvMatchesNative(csvText, nativeFile, tol = 1e-3) {
   assert.ok(worst <= tol, `max |probability difference| ${worst} > ${tol}`);
   return { cells: n, worst };
 }
+
+/** Waits until the watched job shows one of `states` and returns it (the page's failure text
+ * is in the error when it ends otherwise). */
+export async function jobReaches(page, states, timeout = 120_000) {
+  await page.waitForFunction(([sel, want]) => {
+    const s = document.querySelector(sel)?.textContent?.trim();
+    return want.includes(s) || ['succeeded', 'failed', 'cancelled'].includes(s);
+  }, [find.jobState, states], { timeout }).catch(async (e) => {
+    const text = await page.locator(find.jobWatch).textContent().catch(() => '(no watched job)');
+    throw new Error(`the job did not reach ${states}: ${text} (${e.message})`);
+  });
+  const state = (await page.textContent(find.jobState)).trim();
+  if (!states.includes(state)) {
+    const why = await page.textContent('#job-failure');
+    throw new Error(`the job ended ${state}, expected ${states.join(' or ')}: ${why}`);
+  }
+  return state;
+}
+
+/** Waits until `sel` has text matching `pattern`; fails showing what is there. */
+export async function textMatches(page, sel, pattern, timeout = 60_000) {
+  await page.waitForFunction(([s, src, flags]) => new RegExp(src, flags).test(document.querySelector(s)?.textContent || ''),
+    [sel, pattern.source, pattern.flags], { timeout }).catch(async (e) => {
+    const text = await page.locator(sel).textContent().catch(() => '(missing)');
+    throw new Error(`${sel} should match ${pattern}, shows ${JSON.stringify(text)} (${e.message})`);
+  });
+  return page.textContent(sel);
+}

@@ -34,11 +34,17 @@ export function webDirWithTinyModel(dir) {
   return web;
 }
 
-/** Starts `genecompass serve` on a free port; resolves with its URL and admin password. */
+/** Starts `genecompass serve` on a free port, running jobs with the debug `genecompass-train`;
+ * resolves with its URL, admin password and data directory. */
 export async function startServer(webDir) {
+  for (const bin of [SERVER_BIN, TRAIN_BIN]) {
+    if (!fs.existsSync(bin)) throw new Error(`${bin} is missing; build it (e2e/run.sh does)`);
+  }
   const dir = tempDir('gc-e2e-server-');
+  const dataDir = path.join(dir, 'data');
   const proc = spawn(SERVER_BIN, [
-    '--data-dir', path.join(dir, 'data'), 'serve', '--bind', '127.0.0.1:0', '--web-dir', webDir,
+    '--data-dir', dataDir, 'serve', '--bind', '127.0.0.1:0', '--web-dir', webDir,
+    '--trainer-bin', TRAIN_BIN, '--cancel-grace-secs', '5',
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const started = await new Promise((resolve, reject) => {
@@ -58,9 +64,21 @@ export async function startServer(webDir) {
   });
   return {
     ...started,
+    dataDir,
     log: () => out,
     stop: () => { proc.removeAllListeners('exit'); proc.kill('SIGTERM'); fs.rmSync(dir, { recursive: true, force: true }); },
   };
+}
+
+/** `genecompass user add` on the server's data directory (the API has no user creation);
+ * returns the new user's password and API token. */
+export function addUser(server, name, team, role) {
+  const out = execFileSync(SERVER_BIN, ['--data-dir', server.dataDir, 'user', 'add', name,
+    '--team', team, '--role', role], { encoding: 'utf8' });
+  const password = out.match(/password for `[^`]+` \(shown once\): (\S+)/)?.[1];
+  const token = out.match(/API token for `[^`]+` \(shown once\): (\S+)/)?.[1];
+  if (!password || !token) throw new Error(`unexpected output of user add:\n${out}`);
+  return { name, password, token };
 }
 
 /** `genecompass-train tokenize` + `classify` on a file with the tiny classifier. */

@@ -1,6 +1,17 @@
-//! Registry: sign in, then list the datasets, models and results of the caller's teams from
-//! the server's `/api/v1` endpoints. The token is kept in `localStorage` so a reload stays
-//! signed in; "Sign out" forgets it (the server-side token stays valid until revoked).
+//! Registry: sign in, then the datasets, models, jobs and results of the caller's teams from
+//! the server's `/api/v1` endpoints, with an upload form (resumable chunks, [`upload`]), a
+//! fine-tuning form ([`finetune`]) and a jobs panel that follows a job live ([`jobs`]). The
+//! token is kept in `localStorage` so a reload stays signed in; "Sign out" forgets it (the
+//! server-side token stays valid until revoked).
+
+mod api;
+mod curve;
+mod finetune;
+mod jobs;
+mod plan;
+mod sse;
+mod upload;
+mod watch;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -8,8 +19,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http;
+use api::{API, Dataset, Job, Membership, Model, format_metric, parse_list};
+use finetune::FinetuneForm;
+use jobs::JobsPanel;
+use upload::UploadForm;
+use watch::Watch;
 
-const API: &str = "/api/v1";
 const TOKEN_KEY: &str = "genecompass_token";
 
 fn storage() -> Option<web_sys::Storage> {
@@ -21,31 +36,157 @@ struct TokenCreated {
     token: String,
 }
 
-/// What the three lists hold, as JSON rows (the page shows a few fields of each).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct Me {
+    name: String,
+    teams: Vec<Membership>,
+}
+
+/// What the lists hold, as JSON rows (the tables show a few fields of each).
 #[derive(Debug, Clone, Default)]
 struct Lists {
     me: String,
+    teams: Vec<Membership>,
     datasets: Vec<Value>,
     models: Vec<Value>,
     results: Vec<Value>,
 }
 
-async fn load(token: &str) -> Result<Lists, String> {
-    let me: Value = http::json(&format!("{API}/me"), Some(token), None::<&()>).await?;
+async fn load(token: &str) -> Result<(Lists, Vec<Job>), String> {
+    let me: Me = http::json(&format!("{API}/me"), Some(token), None::<&()>).await?;
     let get = |path: &'static str| async move {
         http::json::<Vec<Value>>(&format!("{API}/{path}"), Some(token), None::<&()>).await
     };
-    Ok(Lists {
-        me: me["name"].as_str().unwrap_or("?").to_string(),
+    let lists = Lists {
+        me: me.name,
+        teams: me.teams,
         datasets: get("datasets").await?,
         models: get("models").await?,
         results: get("results").await?,
-    })
+    };
+    let jobs = parse_list(&get("jobs").await?);
+    Ok((lists, jobs))
+}
+
+/// The page's shared state; cheap to copy into every part.
+#[derive(Clone, Copy)]
+struct Registry {
+    token: RwSignal<Option<String>>,
+    lists: RwSignal<Option<Lists>>,
+    jobs: RwSignal<Vec<Job>>,
+    error: RwSignal<Option<String>>,
+    /// The team chosen for uploads and jobs (when the user edits several).
+    team: RwSignal<String>,
+    /// The watched job, its stream status, a message about the last action and its log.
+    watch: RwSignal<Option<Watch>>,
+    stream: RwSignal<String>,
+    watch_message: RwSignal<Option<String>>,
+    log: RwSignal<Option<String>>,
+}
+
+impl Registry {
+    fn new() -> Self {
+        Self {
+            token: RwSignal::new(storage().and_then(|s| s.get_item(TOKEN_KEY).ok().flatten())),
+            lists: RwSignal::new(None),
+            jobs: RwSignal::new(Vec::new()),
+            error: RwSignal::new(None),
+            team: RwSignal::new(String::new()),
+            watch: RwSignal::new(None),
+            stream: RwSignal::new(String::new()),
+            watch_message: RwSignal::new(None),
+            log: RwSignal::new(None),
+        }
+    }
+
+    /// The token, untracked.
+    fn token(self) -> Option<String> {
+        self.token.get_untracked()
+    }
+
+    /// Reloads every list.
+    fn refresh(self) {
+        let Some(t) = self.token() else {
+            return;
+        };
+        spawn_local(async move {
+            match load(&t).await {
+                Ok((l, jobs)) => {
+                    self.error.set(None);
+                    self.lists.set(Some(l));
+                    self.jobs.set(jobs);
+                }
+                Err(e) => self.error.set(Some(format!(
+                    "{e}. Press Refresh to try again, or sign out and in if your sign-in expired."
+                ))),
+            }
+        });
+    }
+
+    /// Teams where the user may upload and launch jobs.
+    fn editable_teams(self) -> Vec<Membership> {
+        self.lists.with(|l| {
+            l.as_ref()
+                .map(|l| l.teams.iter().filter(|m| m.can_edit()).cloned().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    /// The team uploads and jobs go to: the chosen one, else the first editable one.
+    fn team_name(self) -> Option<String> {
+        let teams = self.editable_teams();
+        let chosen = self.team.get();
+        teams
+            .iter()
+            .find(|m| m.team_name == chosen)
+            .or(teams.first())
+            .map(|m| m.team_name.clone())
+    }
+
+    /// Datasets of the chosen team.
+    fn datasets(self) -> Vec<Dataset> {
+        let team = self.team_name();
+        self.lists.with(|l| {
+            l.as_ref()
+                .map(|l| parse_list::<Dataset>(&l.datasets))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| team.as_deref().is_none_or(|t| d.team == t))
+                .collect()
+        })
+    }
+
+    /// Models of the chosen team.
+    fn models(self) -> Vec<Model> {
+        let team = self.team_name();
+        self.lists.with(|l| {
+            l.as_ref()
+                .map(|l| parse_list::<Model>(&l.models))
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| team.as_deref().is_none_or(|t| m.team == t))
+                .collect()
+        })
+    }
+
+    /// A dataset's name from its id (any team), untracked-safe.
+    fn dataset_name(self, id: &str) -> Option<String> {
+        self.lists.with(|l| {
+            l.as_ref()?
+                .datasets
+                .iter()
+                .find(|d| d["id"] == id)
+                .and_then(|d| d["name"].as_str().map(str::to_string))
+        })
+    }
 }
 
 fn cell(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
+        // Metrics: enough digits to compare, not 17.
+        Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), format_metric),
         Value::Null => String::new(),
         Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(", "),
         Value::Object(o) => o
@@ -73,30 +214,34 @@ fn table(id: &'static str, rows: Vec<Value>, columns: &'static [&'static str]) -
     }
 }
 
+/// The team picker, shown when the user may edit in several teams.
+fn team_picker(reg: Registry) -> impl IntoView {
+    move || {
+        let teams = reg.editable_teams();
+        (teams.len() > 1).then(|| {
+            let current = reg.team_name().unwrap_or_default();
+            view! {
+                <label>"Team for uploads and jobs "
+                    <select id="team" on:change=move |ev| reg.team.set(event_target_value(&ev))>
+                        {teams.into_iter().map(|m| {
+                            let selected = m.team_name == current;
+                            view! { <option value=m.team_name.clone() selected=selected>{m.team_name.clone()}</option> }
+                        }).collect_view()}
+                    </select>
+                </label>
+            }
+        })
+    }
+}
+
 /// The registry page.
 #[component]
 pub fn RegistryPage() -> impl IntoView {
-    let token = RwSignal::new(storage().and_then(|s| s.get_item(TOKEN_KEY).ok().flatten()));
-    let lists = RwSignal::new(None::<Lists>);
-    let error = RwSignal::new(None::<String>);
+    let reg = Registry::new();
     let name = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
 
-    let refresh = move || {
-        let Some(t) = token.get_untracked() else {
-            return;
-        };
-        spawn_local(async move {
-            match load(&t).await {
-                Ok(l) => {
-                    error.set(None);
-                    lists.set(Some(l));
-                }
-                Err(e) => error.set(Some(e)),
-            }
-        });
-    };
-    refresh();
+    reg.refresh();
     let sign_in = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let body = json!({"name": name.get_untracked(), "password": password.get_untracked(), "label": "web"});
@@ -108,25 +253,30 @@ pub fn RegistryPage() -> impl IntoView {
                         let _ = s.set_item(TOKEN_KEY, &t.token);
                     }
                     password.set(String::new());
-                    token.set(Some(t.token));
-                    refresh();
+                    reg.token.set(Some(t.token));
+                    reg.refresh();
                 }
-                Err(e) => error.set(Some(format!("Sign-in failed: {e}"))),
+                Err(e) => reg.error.set(Some(format!(
+                    "Sign-in failed: {e}. Check the user name and password."
+                ))),
             }
         });
     };
     let sign_out = move |_| {
+        jobs::stop_watching(reg);
         if let Some(s) = storage() {
             let _ = s.remove_item(TOKEN_KEY);
         }
-        token.set(None);
-        lists.set(None);
+        reg.token.set(None);
+        reg.lists.set(None);
+        reg.jobs.set(Vec::new());
     };
+    let can_edit = move || !reg.editable_teams().is_empty();
 
     view! {
-        <p class="error" role="alert">{move || error.get()}</p>
+        <p class="error" role="alert">{move || reg.error.get()}</p>
         <Show
-            when=move || token.get().is_some()
+            when=move || reg.token.get().is_some()
             fallback=move || view! {
                 <form id="sign-in" class="controls" on:submit=sign_in>
                     <label>"User " <input id="user" type="text" autocomplete="username"
@@ -138,20 +288,56 @@ pub fn RegistryPage() -> impl IntoView {
                 </form>
             }
         >
-            <p>
-                {move || lists.get().map(|l| format!("Signed in as {}. ", l.me))}
-                <button on:click=move |_| refresh()>"Refresh"</button>
+            <p class="signed-in">
+                {move || reg.lists.get().map(|l| format!("Signed in as {}. ", l.me))}
+                <button type="button" id="refresh" on:click=move |_| reg.refresh()>"Refresh"</button>
                 " "
-                <button id="sign-out" on:click=sign_out>"Sign out"</button>
+                <button type="button" id="sign-out" on:click=sign_out>"Sign out"</button>
+                " "
+                {team_picker(reg)}
             </p>
-            {move || lists.get().map(|l| view! {
+            <Show when=move || reg.lists.with(Option::is_some)>
+                <Show when=can_edit fallback=|| view! {
+                    <p class="note" id="viewer-note">"You are a viewer in all your teams: ask a team \
+                        admin for the editor role to upload datasets and launch jobs."</p>
+                }>
+                    <h2>"Upload a dataset"</h2>
+                    <UploadForm reg=reg />
+                </Show>
+            </Show>
+            {move || reg.lists.get().map(|l| view! {
                 <h2>"Datasets"</h2>
                 {table("datasets", l.datasets, &["name", "team", "format", "n_cells", "n_genes", "value_kind"])}
                 <h2>"Models"</h2>
                 {table("models", l.models, &["name", "team", "versions", "aliases"])}
+            })}
+            <Show when=move || reg.lists.with(Option::is_some) && can_edit()>
+                <h2>"Fine-tune a classifier"</h2>
+                <FinetuneForm reg=reg />
+            </Show>
+            <Show when=move || reg.lists.with(Option::is_some)>
+                <h2>"Jobs"</h2>
+                <JobsPanel reg=reg />
+            </Show>
+            {move || reg.lists.get().map(|l| view! {
                 <h2>"Results"</h2>
                 {table("results", l.results, &["model", "version", "dataset", "task", "metric", "value"])}
             })}
         </Show>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+    use serde_json::json;
+
+    #[test]
+    fn table_cells() {
+        assert_eq!(cell(&json!(0.4110429447852761)), "0.411");
+        assert_eq!(cell(&json!(822)), "822");
+        assert_eq!(cell(&json!(null)), "");
+        assert_eq!(cell(&json!([1, 2])), "1, 2");
+        assert_eq!(cell(&json!({"latest": 1})), "latest: 1");
     }
 }
