@@ -64,13 +64,19 @@ pub fn open_path_with(
             ),
         ));
     }
-    let mut head = [0u8; 8];
     {
         use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(io)?;
-        let n = f.read(&mut head).map_err(io)?;
-        if n == 8 && hdf5_pure::is_hdf5_bytes(&head) {
+        let f = std::fs::File::open(path).map_err(io)?;
+        let mut head = Vec::with_capacity(SNIFF_BYTES);
+        f.take(SNIFF_BYTES as u64)
+            .read_to_end(&mut head)
+            .map_err(io)?;
+        if head.len() >= 8 && hdf5_pure::is_hdf5_bytes(&head[..8]) {
             return open_h5(H5::open_path(path)?, opts);
+        }
+        // Refuse what cannot be a table before reading the whole file into memory.
+        if let Some(what) = known_other(&head) {
+            return Err(format_err(&name, what));
         }
     }
     let bytes = std::fs::read(path).map_err(io)?;
@@ -182,7 +188,16 @@ fn known_other(bytes: &[u8]) -> Option<&'static str> {
         )
     } else if bytes.starts_with(b"\x93NUMPY") {
         Some("a NumPy array without gene or cell names; export h5ad instead")
+    } else if !is_gzip(bytes) && bytes[..bytes.len().min(SNIFF_BYTES)].contains(&0) {
+        // Text tables never hold NUL bytes: refuse a binary file before reading all of it.
+        Some(
+            "not a text file (it holds NUL bytes), nor HDF5 (h5ad, 10x .h5), nor gzip; give an \
+             h5ad, a 10x .h5 or matrix folder, or a CSV/TSV table",
+        )
     } else {
         None
     }
 }
+
+/// How much of a file is looked at before deciding how to read it.
+const SNIFF_BYTES: usize = 64 * 1024;

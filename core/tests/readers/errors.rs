@@ -182,3 +182,31 @@ impl<R: std::io::Read> BytesText for R {
         v
     }
 }
+
+/// A large binary file that is no single-cell format is refused from its first bytes, before
+/// the reader pulls the whole file into memory (a server must not, for a 2 GB upload of junk).
+#[test]
+fn binary_junk_is_refused_from_its_head() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("binary-junk");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("zeros.csv");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(64 << 20).unwrap();
+    let err = open_path(&path, MatrixChoice::Auto)
+        .err()
+        .expect("zeros are no table")
+        .to_string();
+    assert!(
+        err.contains("zeros.csv") && err.contains("not a text file"),
+        "{err}"
+    );
+    let err = open_bytes("zeros.tsv", vec![0u8; 4096])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not a text file"), "{err}");
+    // A real table with the same reader still opens.
+    let csv = dir.join("ok.csv");
+    std::fs::write(&csv, "cell,GAPDH,ACTB\nc1,3,0\nc2,0,5\n").unwrap();
+    assert!(open_path(&csv, MatrixChoice::Auto).is_ok());
+}

@@ -124,8 +124,8 @@ fn load_cells(
     if !spec.data.exists() {
         bail!("--data {} does not exist", spec.data.display());
     }
-    let cells_file = spec.data.is_file()
-        && spec.data.extension().is_some_and(|e| e == "safetensors");
+    let cells_file =
+        spec.data.is_file() && spec.data.extension().is_some_and(|e| e == "safetensors");
     if is_tokenized_folder(&spec.data) || cells_file {
         let mut cells = if cells_file {
             crate::cells_io::read_cells(&spec.data, None)?
