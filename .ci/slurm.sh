@@ -6,6 +6,8 @@ if ! command -v sbatch >/dev/null || ! command -v slurmd >/dev/null; then
 fi
 if ! scontrol ping 2>/dev/null | grep -q UP; then
   HOST=$(hostname -s)
+  # slurmctld and slurmd must resolve the node name.
+  getent hosts "$HOST" >/dev/null || echo "127.0.0.1 $HOST" >> /etc/hosts
   CPUS=$(nproc)
   MEM=$(awk '/MemTotal/ { print int($2 / 1024 * 0.8) }' /proc/meminfo)
   mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge
