@@ -38,6 +38,8 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
     /// Fine-tune a cell-type classifier (resumable job; baseline and test metrics at the end).
     Finetune(commands::finetune::FinetuneArgs),
+    /// Add genes to a model (new table rows; existing weights and ids kept).
+    ExtendVocab(commands::extend_vocab::ExtendVocabArgs),
     /// Masked-LM pretraining (resumable job).
     Pretrain(commands::pretrain::PretrainArgs),
     /// Tokenize a single-cell count file (h5ad, 10x, CSV) into cells for embed/classify/training.
@@ -68,6 +70,7 @@ fn main() {
         Command::Convert(a) => commands::convert::run(a),
         Command::Finetune(a) => commands::finetune::run(a),
         Command::Pretrain(a) => commands::pretrain::run(a),
+        Command::ExtendVocab(a) => commands::extend_vocab::run(a),
         Command::Tokenize(a) => commands::tokenize::run(a),
         Command::Medians(a) => commands::medians::run(a),
         Command::Vocab(a) => commands::vocab::run(a),

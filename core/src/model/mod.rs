@@ -9,6 +9,7 @@ pub mod classifier;
 pub mod config;
 pub mod embeddings;
 pub mod encoder;
+pub mod extend;
 pub mod folded;
 pub mod heads;
 mod init;

@@ -5,6 +5,7 @@ mod common;
 pub mod convert;
 pub mod embed;
 pub mod embed_genes;
+pub mod extend_vocab;
 pub mod fate;
 pub mod finetune;
 mod gene_args;

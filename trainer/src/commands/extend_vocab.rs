@@ -1,0 +1,254 @@
+//! `extend-vocab`: add genes to an existing model (new rows in the word, knowledge and homolog
+//! tables; every existing weight and token id kept), writing a new model directory.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use burn::prelude::*;
+use clap::Args;
+use genecompass_core::cells::Species;
+use genecompass_core::checkpoint::{
+    WeightsFormat, export_official_safetensors, load_checkpoint, save_native,
+};
+use genecompass_core::model::PriorKind;
+use genecompass_core::model::extend::{VocabExtension, extend_checkpoint};
+use genecompass_core::priors::store::{read_genes, read_prior};
+use genecompass_core::tokenize::gene_tables::{SymbolHit, SymbolRule};
+use genecompass_core::tokenize::genes::parse_ensembl;
+use genecompass_core::tokenize::{GeneTable, Orthologs, TokenDictionary};
+
+use super::gene_args::{find_token_dict, gene_names, symbol_of};
+use super::tokenize::load_token_dict;
+
+/// Arguments of `extend-vocab`.
+#[derive(Args, Debug)]
+pub struct ExtendVocabArgs {
+    /// Model directory (official or native).
+    #[arg(long, value_name = "DIR", visible_alias = "checkpoint")]
+    pub model: PathBuf,
+    /// Its token dictionary (default: the one in the model directory).
+    #[arg(long, value_name = "F")]
+    pub token_dict: Option<PathBuf>,
+    /// Genes to add: Ensembl ids (human or mouse) or current HGNC/MGI symbols.
+    #[arg(long, num_args = 1.., value_delimiter = ',', value_name = "GENE")]
+    pub genes: Vec<String>,
+    /// File with one gene per line (first tab/comma column; `#` comments).
+    #[arg(long, value_name = "F")]
+    pub genes_file: Option<PathBuf>,
+    /// Prior-knowledge stores (`genecompass-train priors build-*` output folders) holding
+    /// vectors for the new genes; repeatable. New genes without a vector get zero rows.
+    #[arg(long = "priors", value_name = "DIR")]
+    pub priors: Vec<PathBuf>,
+    /// Seed of the new word-embedding rows.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// New model directory (must not exist yet).
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
+}
+
+/// An Ensembl id for a name, or why not.
+fn to_ensembl(name: &str) -> Result<String, String> {
+    if let Some((base, _)) = parse_ensembl(name) {
+        return Ok(base.to_string());
+    }
+    let hits: Vec<(&GeneTable, SymbolHit)> = [Species::Human, Species::Mouse]
+        .into_iter()
+        .map(|sp| {
+            let t = GeneTable::embedded(sp);
+            (t, t.resolve_symbol(name))
+        })
+        .collect();
+    // A current symbol in either species wins (Pdx1 is current in MGI, an alias in HGNC).
+    for (t, h) in &hits {
+        if let SymbolHit::Found(i, SymbolRule::Current) = h {
+            return Ok(t.records[*i].ensembl_id.clone());
+        }
+    }
+    for (t, h) in &hits {
+        match h {
+            SymbolHit::Found(i, _) => {
+                return Err(format!(
+                    "{name} is not a current symbol (it is an alias or previous symbol of {}); \
+                     pass the Ensembl id",
+                    t.records[*i].ensembl_id
+                ));
+            }
+            SymbolHit::Ambiguous(ids) => {
+                return Err(format!(
+                    "{name} is ambiguous ({}); pass the Ensembl id",
+                    ids.join(", ")
+                ));
+            }
+            _ => {}
+        }
+    }
+    Err(format!(
+        "unknown gene {name:?}: not an Ensembl id nor a current HGNC/MGI symbol"
+    ))
+}
+
+/// Runs the extension.
+pub fn run(args: ExtendVocabArgs) -> anyhow::Result<()> {
+    if args.output.exists() {
+        bail!(
+            "--output {} already exists; pick a new folder",
+            args.output.display()
+        );
+    }
+    let names = gene_names(&args.genes, args.genes_file.as_deref())?;
+    let device = Device::flex();
+    let ck = load_checkpoint(&args.model, WeightsFormat::Auto, &device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let dict_path = match &args.token_dict {
+        Some(p) => p.clone(),
+        None => find_token_dict(&args.model)?,
+    };
+    let vocab = load_token_dict(&dict_path)?;
+    if vocab.len() != ck.config.vocab_size {
+        bail!(
+            "{} has {} tokens but the model's vocab_size is {}: pass the model's own --token-dict",
+            dict_path.display(),
+            vocab.len(),
+            ck.config.vocab_size
+        );
+    }
+    let mut errors = Vec::new();
+    let mut new: Vec<String> = Vec::new();
+    let mut present = Vec::new();
+    for n in &names {
+        match to_ensembl(n) {
+            Ok(id) if vocab.get(&id).is_some() => present.push(id),
+            Ok(id) if !new.contains(&id) => new.push(id),
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    if !present.is_empty() {
+        eprintln!("already in the vocabulary, skipped: {}", present.join(", "));
+    }
+    if new.is_empty() {
+        bail!("no new gene to add: every gene given is already in the model's vocabulary");
+    }
+    let v0 = vocab.len();
+    let n = new.len();
+    let k = ck.config.knowledge_size.unwrap_or(0);
+    let k = if k > 0 {
+        k
+    } else {
+        ck.bert().embeddings.priors[0].knowledge.dims()[1]
+    };
+    // Knowledge rows from the stores given, kind by kind.
+    let mut knowledge = vec![vec![0f32; n * k]; PriorKind::ALL.len()];
+    let mut covered = vec![0usize; PriorKind::ALL.len()];
+    for dir in &args.priors {
+        let genes =
+            read_genes(dir).with_context(|| format!("reading --priors {}", dir.display()))?;
+        let row_of: HashMap<&str, usize> = genes
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.as_str(), i))
+            .collect();
+        for (ki, kind) in PriorKind::ALL.iter().enumerate() {
+            let Ok((width, data)) = read_prior(dir, *kind) else {
+                continue;
+            };
+            if width != k {
+                bail!(
+                    "{}: the {} table is {width} wide but the model's knowledge width is {k}; \
+                     build it with --dim {k}",
+                    dir.display(),
+                    kind.stem()
+                );
+            }
+            for (gi, g) in new.iter().enumerate() {
+                if let Some(&r) = row_of.get(g.as_str()) {
+                    knowledge[ki][gi * k..(gi + 1) * k].copy_from_slice(&data[r * k..(r + 1) * k]);
+                    covered[ki] += 1;
+                }
+            }
+        }
+    }
+    // Homolog index: a mouse gene looks its priors up through its human ortholog when the
+    // vocabulary has one; every other new gene through itself.
+    let mut tokens: Vec<String> = vocab.tokens().to_vec();
+    tokens.extend(new.iter().cloned());
+    let extended = TokenDictionary::from_tokens(tokens, "extended vocabulary")?;
+    let homologous_index: Vec<i64> = new
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let own = (v0 + i) as i64;
+            if !g.starts_with("ENSMUSG") {
+                return own;
+            }
+            Orthologs::embedded()
+                .counterpart(g)
+                .and_then(|h| extended.get(h))
+                .map_or(own, i64::from)
+        })
+        .collect();
+    let ext = VocabExtension {
+        n,
+        knowledge,
+        homologous_index,
+        seed: args.seed,
+    };
+    let native = args.model.join("model.bpk").is_file();
+    let ck = extend_checkpoint(ck, &ext);
+    if native {
+        save_native(&ck, &args.output, false)?;
+    } else {
+        export_official_safetensors(&ck.model, &ck.config, &args.output)?;
+    }
+    extended.save_json(&args.output.join("token_dict.json"))?;
+    for name in ["gene_medians.json", "model_card.md"] {
+        let from = args.model.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, args.output.join(name))
+                .with_context(|| format!("copying {}", from.display()))?;
+        }
+    }
+    let record = serde_json::json!({
+        "source_model": args.model.display().to_string(),
+        "source_vocab_size": v0,
+        "added": new.iter().enumerate().map(|(i, g)| serde_json::json!({
+            "token": g, "id": v0 + i, "symbol": symbol_of(g),
+            "homolog_index": ext.homologous_index[i],
+        })).collect::<Vec<_>>(),
+        "priors": PriorKind::ALL.iter().zip(&covered).map(|(kd, c)| (kd.stem().to_string(), serde_json::json!(c))).collect::<serde_json::Map<_, _>>(),
+        "seed": args.seed,
+    });
+    std::fs::write(
+        args.output.join("vocab_extension.json"),
+        serde_json::to_string_pretty(&record)?,
+    )?;
+    eprintln!(
+        "added {n} genes (ids {v0}..{}) to {} -> {} ({} format)",
+        v0 + n - 1,
+        args.model.display(),
+        args.output.display(),
+        if native { "native" } else { "official" }
+    );
+    for (kind, c) in PriorKind::ALL.iter().zip(&covered) {
+        if *c < n {
+            eprintln!(
+                "warning: {} of {n} new genes have no {} vector (zero rows); build priors that \
+                 cover them and pass --priors",
+                n - c,
+                kind.stem()
+            );
+        }
+    }
+    if args.model.join("gene_medians.json").is_file() {
+        eprintln!(
+            "note: gene_medians.json was copied unchanged; compute medians for the new genes \
+             (`genecompass-train medians`) before tokenizing cells that hold them"
+        );
+    }
+    Ok(())
+}
