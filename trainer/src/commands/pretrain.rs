@@ -68,6 +68,10 @@ pub struct PretrainArgs {
     /// Checkpoint every N steps (default 1000).
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
+    /// Prior-knowledge store for a model from scratch (`priors build-* --vocab` output whose
+    /// rows are the token dictionary's); the kinds it holds are switched on.
+    #[arg(long, value_name = "DIR")]
+    pub priors: Option<PathBuf>,
     /// Compute backend.
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
@@ -108,7 +112,8 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         medians,
         max_steps,
         warmup_steps,
-        max_cells
+        max_cells,
+        priors
     );
     if let Some(dir) = &args.resume {
         spec.output = dir.clone();

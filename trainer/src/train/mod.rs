@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model_setup;
 pub mod optim;
 pub mod pretrain;
+pub mod priors_setup;
 pub mod progress;
 pub mod report;
 pub mod rng;

@@ -71,6 +71,9 @@ pub struct PretrainSpec {
     pub checkpoint_every: usize,
     /// Pass species to the model (the official pretraining does).
     pub use_species: bool,
+    /// A prior-knowledge store (`priors build-*` / `load-official` output) whose tables a model
+    /// from scratch takes as its frozen knowledge tables (only the kinds the store has).
+    pub priors: Option<PathBuf>,
     /// Compute backend: cpu, cuda, wgpu.
     pub backend: String,
     /// GPU index.
@@ -100,6 +103,7 @@ impl Default for PretrainSpec {
             mlm_probability: 0.15,
             checkpoint_every: 1000,
             use_species: true,
+            priors: None,
             backend: "cpu".into(),
             gpu: 0,
         }
@@ -206,6 +210,12 @@ pub fn run_pretrain(
     }
     let ad = device.clone().autodiff();
     ad.seed(spec.seed);
+    if spec.priors.is_some() && spec.checkpoint.is_some() {
+        bail!(
+            "--priors sets the knowledge tables of a model from scratch; a --checkpoint keeps its \
+             own (to add genes with their priors, use `genecompass-train extend-vocab`)"
+        );
+    }
     let (config, mut model, warmup) = match (&spec.checkpoint, &spec.config) {
         (Some(dir), _) => {
             let ck = genecompass_core::checkpoint::load_checkpoint(dir, Default::default(), &ad)?;
@@ -222,8 +232,20 @@ pub fn run_pretrain(
                 .as_ref()
                 .map(|v| v.len())
                 .context("pre-tokenized input needs --token-dict or --checkpoint")?;
-            let c = named_config(name.as_deref().unwrap_or("small"), v, spec.max_genes)?;
-            let m = init_mlm(&c, &ad);
+            let mut c = named_config(name.as_deref().unwrap_or("small"), v, spec.max_genes)?;
+            let store = match &spec.priors {
+                Some(dir) => {
+                    let vocab = vocab.as_ref().expect("checked above");
+                    let t = super::priors_setup::read_store(dir, vocab)?;
+                    t.configure(&mut c);
+                    Some(t)
+                }
+                None => None,
+            };
+            let mut m = init_mlm(&c, &ad);
+            if let Some(t) = &store {
+                m.bert = t.install(m.bert);
+            }
             (
                 c,
                 m,
