@@ -84,7 +84,14 @@ fn pretraining_from_scratch_takes_the_store_tables() {
     assert!(!ck.config.use_promoter && !ck.config.use_co_exp);
     let priors = &ck.bert().embeddings.priors;
     assert_eq!(priors.len(), 2);
-    let got = |i: usize| -> Vec<f32> { priors[i].knowledge.val().into_data().to_vec().unwrap() };
+    let got = |i: usize| -> Vec<f32> {
+        priors[i]
+            .knowledge
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
     assert_eq!(got(0), fam, "gene family table saved unchanged (frozen)");
     assert_eq!(got(1), grn, "GRN table saved unchanged (frozen)");
 
