@@ -139,6 +139,8 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/health", get(health))
         .route("/openapi.json", get(api::openapi::document))
         .route("/auth/login", post(api::account::login))
+        .route("/auth/session", post(api::account::session_create))
+        .route("/auth/logout", post(api::account::logout))
         .route("/me", get(api::account::me))
         .route(
             "/tokens",

@@ -294,9 +294,40 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            AppError::Unauthorized("missing `Authorization: Bearer <token>`".into())
-        })?;
+        use crate::session::{CSRF_HEADER, SESSION_COOKIE, cookie, csrf_for, is_unsafe, same};
+        let Some(header) = parts.headers.get(AUTHORIZATION) else {
+            // No bearer token: a web-app session cookie, CSRF-checked on unsafe methods.
+            let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+                return Err(AppError::Unauthorized(
+                    "missing `Authorization: Bearer <token>` (or a session: POST /api/v1/auth/session)"
+                        .into(),
+                ));
+            };
+            if is_unsafe(&parts.method) {
+                let sent = parts
+                    .headers
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if !same(sent, &csrf_for(&token)) {
+                    return Err(AppError::Forbidden(
+                        "missing or wrong `X-CSRF-Token`: a request made with the session cookie \
+                         must echo the `gc_csrf` cookie in that header"
+                            .into(),
+                    ));
+                }
+            }
+            let created: Option<(i64,)> =
+                sqlx::query_as("SELECT created_at FROM api_tokens WHERE token_hash = $1")
+                    .bind(hash_token(&token))
+                    .fetch_optional(&state.db.pool)
+                    .await?;
+            let ended = || AppError::Unauthorized("the session has ended; sign in again".into());
+            if created.is_none_or(|(t,)| now() - t > crate::session::SESSION_SECS) {
+                return Err(ended());
+            }
+            return user_for_token(&state.db, &token).await?.ok_or_else(ended);
+        };
         let token = header
             .to_str()
             .ok()

@@ -11,6 +11,9 @@
 //! - [`error`]: the JSON error type.
 //! - [`metadata`]: dataset metadata via core's readers.
 //! - [`names`]: name and path validation.
+
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "256"]
 #![deny(missing_docs)]
 
 pub mod api;
@@ -23,6 +26,7 @@ pub mod error;
 pub mod jobs;
 pub mod metadata;
 pub mod names;
+pub mod session;
 
 pub use app::{AppState, ServerConfig, router};
 pub use error::AppError;

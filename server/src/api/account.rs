@@ -54,6 +54,58 @@ pub async fn login(
     Ok((StatusCode::CREATED, ApiJson(TokenCreated { id, token })))
 }
 
+/// `POST /api/v1/auth/session` (`{name, password}`): signs in the web app with cookies (see
+/// [`crate::session`]); answers `{csrf_token, user}`.
+pub async fn session_create(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let (_, ApiJson(created)) = login(
+        State(state.clone()),
+        ApiJson(LoginRequest {
+            label: Some("web session".into()),
+            ..req
+        }),
+    )
+    .await?;
+    let user = crate::auth::user_for_token(&state.db, &created.token)
+        .await?
+        .ok_or_else(|| AppError::internal("a token just issued is unknown"))?;
+    // Behind a TLS-terminating proxy the cookies get `Secure`.
+    let secure = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes() == b"https");
+    let body = serde_json::json!({
+        "csrf_token": crate::session::csrf_for(&created.token),
+        "user": user,
+    });
+    let mut res = (StatusCode::CREATED, ApiJson(body)).into_response();
+    crate::session::append(
+        res.headers_mut(),
+        crate::session::set_cookies(&created.token, secure),
+    );
+    Ok(res)
+}
+
+/// `POST /api/v1/auth/logout`: ends the session of the cookie (or revokes the bearer token)
+/// and clears the cookies.
+pub async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(crate::db::now())
+        .bind(&user.token_id)
+        .execute(&state.db.pool)
+        .await?;
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    crate::session::append(res.headers_mut(), crate::session::clear_cookies());
+    Ok(res)
+}
+
 /// `GET /api/v1/me`: the caller and their teams.
 pub async fn me(user: AuthUser) -> ApiJson<AuthUser> {
     ApiJson(user)

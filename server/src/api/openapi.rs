@@ -161,6 +161,14 @@ pub fn spec() -> Value {
                     "properties": { "name": {"type": "string"}, "password": {"type": "string"},
                                     "label": {"type": "string"} } }))),
                 ("201", ok("id and token (shown once)", obj()))) },
+            "/auth/session": { "post": op("Sign the web app in with cookies: HttpOnly gc_session and \
+                readable gc_csrf, which requests made with the cookie must echo in X-CSRF-Token \
+                on every method but GET/HEAD/OPTIONS", false, none.clone(),
+                Some(json_body(json!({ "type": "object", "required": ["name", "password"],
+                    "properties": { "name": {"type": "string"}, "password": {"type": "string"} } }))),
+                ("201", ok("csrf_token and user", obj()))) },
+            "/auth/logout": { "post": op("End the session (or revoke the bearer token) and clear the cookies",
+                true, none.clone(), None, ("204", ok("ended", obj()))) },
             "/me": { "get": op("The caller and their teams", true, none.clone(), None, ("200", ok("user", obj()))) },
             "/tokens": {
                 "get": op("The caller's tokens", true, none.clone(), None, ("200", ok("tokens", arr()))),

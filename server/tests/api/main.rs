@@ -9,4 +9,5 @@ mod jobs_run;
 mod jobs_tasks;
 mod models;
 mod security;
+mod sessions;
 mod uploads;
