@@ -1,11 +1,12 @@
 // The annotate page on real files with the reference-tiny classifier: report, progressive
-// results, threshold, CSV equal to `genecompass-train classify`, and clear errors.
+// results, threshold, CSV equal to `genecompass-train classify`, in-silico perturbation of the
+// annotated cells, and clear errors.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { openApp, chooseModel, upload, setThreshold, downloadCsv } from '../lib/action.mjs';
-import { runFinishes, runFailsWith, csvMatchesNative } from '../lib/check.mjs';
+import { runFinishes, runFailsWith, csvMatchesNative, textMatches } from '../lib/check.mjs';
 import { ARTIFACTS, DATA, tempDir, webDirWithTinyModel, startServer, classifyNative, launchBrowser } from '../lib/env.mjs';
 import { find } from '../lib/find.mjs';
 
@@ -77,6 +78,51 @@ describe('annotate page', () => {
     await shot(page, 'annotate-threshold');
     await setThreshold(page, 0);
     await page.waitForSelector(`${find.chartRows}[data-label="unassigned"]`, { state: 'detached' });
+  });
+
+  test('perturbing a gene moves the annotated cells; bad genes get a clear message', async () => {
+    await page.locator(find.perturbPanel).waitFor();
+    const perturb = async (genes, mode = 'delete') => {
+      await page.fill(find.perturbGenes, genes);
+      await page.selectOption(find.perturbMode, mode);
+      await page.click(find.perturbButton);
+    };
+    // Unknown names and genes no cell holds are refused; the annotation stays on the page.
+    await perturb('NotAGene42');
+    await textMatches(page, find.perturbError, /unknown gene "NotAGene42"/);
+    // TP53 is in the tiny dictionary (human token) but no mouse cell holds it.
+    await perturb('TP53');
+    await textMatches(page, find.perturbError, /expressed in none of the 809 annotated cells/);
+    assert.equal(await page.locator(find.embeddingDots).count(), 809);
+    assert.equal(await page.locator(find.perturbedDots).count(), 0);
+
+    // Ins2 (ENSMUSG00000000215) is in the vocabulary and the beta cells express it.
+    await perturb('Ins2');
+    const gene = `${find.perturbGene}[data-gene="ENSMUSG00000000215"]`;
+    await page.locator(gene).waitFor({ timeout: 300_000 });
+    assert.ok(await page.locator(find.perturbError).isHidden(), 'the earlier error is cleared');
+    assert.match(await page.textContent(`${gene} h3`), /^Ins2 \(ENSMUSG00000000215\) deleted/);
+    const cells = Number(await page.textContent(find.perturbCells));
+    assert.ok(cells > 0 && cells <= 809, `cells perturbed: ${cells}`);
+    const shift = Number(await page.textContent(find.perturbShift));
+    assert.ok(shift > 0 && shift < 2, `CLS shift ${shift}`);
+    assert.match(await page.textContent(find.perturbChanged), new RegExp(`^\\d+ of ${cells}$`));
+    const affected = await page.locator(find.perturbAffected).count();
+    assert.ok(affected >= 1 && affected <= 10, `affected rows: ${affected}`);
+    // The second layer: one diamond and one line per perturbed cell, the originals untouched.
+    assert.equal(await page.locator(find.perturbedDots).count(), cells);
+    assert.equal(await page.locator(find.perturbArrows).count(), cells);
+    assert.equal(await page.locator(find.embeddingDots).count(), 809);
+    assert.match(await page.textContent(find.embeddingCaption), /after perturbing Ins2/);
+    assert.match(await page.textContent(find.perturbStage), /^Perturbed 1 gene\(s\) in \d+ cells/);
+    await shot(page, 'annotate-perturb');
+
+    // Over-expression, with one gene no cell holds: a note, and the other gene's results.
+    await perturb('Ins2, TP53', 'overexpress');
+    await textMatches(page, find.perturbStage, /^Perturbed 1 gene/, 300_000);
+    assert.match(await page.textContent(`${gene} h3`), /over-expressed/);
+    assert.match(await page.textContent(find.perturbNotes), /TP53/);
+    assert.equal(await page.locator(find.perturbedDots).count(), cells);
   });
 
   test('unusable files get a clear message and the page keeps working', async () => {

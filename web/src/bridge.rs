@@ -9,7 +9,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
 
-use crate::protocol::{Reply, RunRequest};
+use crate::protocol::{Reply, Request};
 
 /// A running worker. Dropping it terminates the worker (and any run in progress).
 pub struct WorkerHandle {
@@ -72,8 +72,8 @@ impl WorkerHandle {
         })
     }
 
-    /// Sends a run; `parts` are the byte arrays listed in [`RunRequest`]'s docs.
-    pub fn run(&self, req: &RunRequest, parts: Vec<js_sys::Uint8Array>) {
+    /// Sends a request; `parts` are the byte arrays its docs list (see [`Request`]).
+    pub fn run(&self, req: &Request, parts: Vec<js_sys::Uint8Array>) {
         let msg = js_sys::Array::new();
         msg.push(&JsValue::from_str(
             &serde_json::to_string(req).expect("requests serialise"),

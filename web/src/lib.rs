@@ -8,12 +8,15 @@
 //!
 //! - [`engine`]: bytes → report → tokenized cells → batched predictions (no browser APIs).
 //! - [`protocol`]: the page ↔ worker messages.
+//! - [`perturb`]: in-silico perturbation of the annotated cells (gene names → tokens, core's
+//!   perturber, the classifier on the perturbed cells).
 //! - [`results`]: calls, threshold, label counts and the CSV download.
 //! - [`model_store`]: the model list, downloads checked by SHA-256, Cache API.
 //! - `pages/`, `components/`: the UI.
 
 pub mod engine;
 pub mod model_store;
+pub mod perturb;
 pub mod protocol;
 pub mod results;
 

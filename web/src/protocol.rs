@@ -18,6 +18,98 @@ pub struct RunRequest {
     pub batch_size: usize,
 }
 
+/// Everything the page can ask the worker: annotate a file, or perturb genes in the cells of
+/// the last annotation (which the worker keeps, with the model).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Request {
+    /// Annotate a file; its bytes follow (see [`RunRequest`]).
+    Annotate(RunRequest),
+    /// Perturb genes in the last annotated cells; no bytes follow.
+    Perturb(PerturbRequest),
+}
+
+/// What to do to the genes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PerturbMode {
+    /// Remove the gene from each cell that holds it.
+    Delete,
+    /// Multiply its value by 10 000 and re-rank (the official over-expression).
+    Overexpress,
+}
+
+/// In-silico perturbation of the last annotated cells, one gene at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerturbRequest {
+    /// Gene names as typed (Ensembl ids or HGNC/MGI symbols).
+    pub genes: Vec<String>,
+    /// Delete or over-express.
+    pub mode: PerturbMode,
+    /// Cells (and perturbed cells) per forward pass.
+    pub batch_size: usize,
+}
+
+/// One of a perturbation's most affected genes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AffectedRow {
+    /// Ensembl id (the dictionary's token).
+    pub ensembl: String,
+    /// Approved symbol, when the embedded tables know it.
+    pub symbol: Option<String>,
+    /// Cells averaged over.
+    pub cells: usize,
+    /// Mean cosine between the gene's embedding before and after (low = strongly affected).
+    pub mean_cos: f64,
+}
+
+/// A perturbed cell on the original PCA axes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerturbedPoint {
+    /// The cell ([`CellRow::index`]).
+    pub index: usize,
+    /// Its pooled embedding after the perturbation, projected on the original axes.
+    pub point: [f32; 2],
+    /// Predicted label index before (argmax).
+    pub before: usize,
+    /// Predicted label index after (argmax).
+    pub after: usize,
+}
+
+/// The results of perturbing one gene.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenePerturbation {
+    /// The name as typed.
+    pub query: String,
+    /// Its Ensembl id.
+    pub ensembl: String,
+    /// Its approved symbol, when known.
+    pub symbol: Option<String>,
+    /// Cells holding the gene (the cells perturbed).
+    pub cells: usize,
+    /// 1 − mean CLS cosine between each cell and its perturbed version.
+    pub cls_shift: Option<f64>,
+    /// The 10 most affected genes (lowest mean cosine first).
+    pub top: Vec<AffectedRow>,
+    /// Every perturbed cell.
+    pub points: Vec<PerturbedPoint>,
+}
+
+impl GenePerturbation {
+    /// Cells whose predicted label changed.
+    pub fn changed(&self) -> usize {
+        self.points.iter().filter(|p| p.before != p.after).count()
+    }
+
+    /// `symbol (ENSMUSG…)` or the id alone.
+    pub fn display(&self) -> String {
+        match &self.symbol {
+            Some(s) => format!("{s} ({})", self.ensembl),
+            None => self.ensembl.clone(),
+        }
+    }
+}
+
 /// Identity of a model's files, so the worker can keep a loaded model between runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelMeta {
@@ -145,6 +237,31 @@ pub enum Reply {
         /// Seconds of inference (model forward passes only).
         seconds: f64,
     },
+    /// Perturbation progress.
+    PerturbProgress {
+        /// What is running.
+        stage: String,
+        /// Perturbed cells done in this stage.
+        done: usize,
+        /// Perturbed cells in this stage.
+        total: usize,
+        /// Seconds of this stage so far.
+        seconds: f64,
+    },
+    /// The perturbation results, one entry per gene, plus notes (e.g. genes no cell holds).
+    Perturbed {
+        /// Per gene, in the order asked.
+        genes: Vec<GenePerturbation>,
+        /// Notes to show beside the results.
+        notes: Vec<String>,
+        /// Seconds in all.
+        seconds: f64,
+    },
+    /// A perturbation request was refused or failed (the annotation results stay valid).
+    PerturbFailed {
+        /// The message.
+        message: String,
+    },
     /// The run stopped; the message says why and what to do.
     Failed {
         /// The message.
@@ -171,6 +288,14 @@ mod tests {
         assert!(s.starts_with(r#"{"kind":"batch""#), "{s}");
         assert_eq!(serde_json::from_str::<Reply>(&s).unwrap(), r);
         let ready = serde_json::to_string(&Reply::Ready).unwrap();
+        let req = Request::Perturb(PerturbRequest {
+            genes: vec!["Ins2".into()],
+            mode: PerturbMode::Overexpress,
+            batch_size: 8,
+        });
+        let s = serde_json::to_string(&req).unwrap();
+        assert!(s.starts_with(r#"{"kind":"perturb""#), "{s}");
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), req);
         assert_eq!(ready, r#"{"kind":"ready"}"#);
     }
 }

@@ -7,13 +7,15 @@ use std::cell::RefCell;
 
 use burn::prelude::Device;
 use genecompass_core::tasks::infer::BatchClassifier;
-use genecompass_core::tasks::pca::pca_2d;
+use genecompass_core::tasks::pca::pca_2d_fit;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::engine::{AnnotateError, Annotator, ModelFiles, open_file};
-use crate::protocol::{CellRow, Reply, RunRequest};
+use crate::perturb::{LastRun, run_perturbation, species_named};
+use crate::protocol::{CellRow, PerturbRequest, Reply, Request, RunRequest};
+use crate::results::argmax;
 
 /// Shown on the page next to the speed.
 pub const BACKEND: &str = "CPU: burn flex (wasm, single thread)";
@@ -21,6 +23,8 @@ pub const BACKEND: &str = "CPU: burn flex (wasm, single thread)";
 thread_local! {
     /// The last model loaded, reused while the page asks for the same weights.
     static MODEL: RefCell<Option<Annotator>> = const { RefCell::new(None) };
+    /// The cells of the last finished annotation, for perturbations.
+    static LAST: RefCell<Option<LastRun>> = const { RefCell::new(None) };
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -43,8 +47,12 @@ fn stage(message: &str) {
 pub fn start() {
     console_error_panic_hook::set_once();
     let handler = Closure::<dyn FnMut(MessageEvent)>::new(|e: MessageEvent| {
-        if let Err(message) = handle(e.data()) {
-            post(&Reply::Failed { message });
+        if let Err((perturb, message)) = handle(e.data()) {
+            post(&if perturb {
+                Reply::PerturbFailed { message }
+            } else {
+                Reply::Failed { message }
+            });
         }
     });
     scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
@@ -57,31 +65,78 @@ fn bytes(parts: &js_sys::Array, i: u32) -> Vec<u8> {
     js_sys::Uint8Array::new(&parts.get(i)).to_vec()
 }
 
-/// One run: `[request JSON, file, config, weights, token dict, medians?]` (see [`RunRequest`]).
-fn handle(data: JsValue) -> Result<(), String> {
+/// One request: `[request JSON, bytes...]` (see [`Request`]). Errors say whether they end a
+/// perturbation (the annotation stays valid) or an annotation.
+fn handle(data: JsValue) -> Result<(), (bool, String)> {
     let parts: js_sys::Array = data
         .dyn_into()
-        .map_err(|_| "internal error: malformed request".to_string())?;
-    let req: RunRequest = serde_json::from_str(&parts.get(0).as_string().unwrap_or_default())
-        .map_err(|e| format!("internal error: malformed request: {e}"))?;
+        .map_err(|_| (false, "internal error: malformed request".to_string()))?;
+    let req: Request = serde_json::from_str(&parts.get(0).as_string().unwrap_or_default())
+        .map_err(|e| (false, format!("internal error: malformed request: {e}")))?;
+    match req {
+        Request::Annotate(req) => handle_annotate(&parts, req).map_err(|m| (false, m)),
+        Request::Perturb(req) => perturb(&req).map_err(|m| (true, m)),
+    }
+}
+
+/// Perturbs genes in the cells of the last annotation, with its model.
+fn perturb(req: &PerturbRequest) -> Result<(), String> {
     let device = Device::flex();
+    MODEL.with_borrow(|model| {
+        LAST.with_borrow(|last| {
+            let (Some(a), Some(last)) = (model.as_ref(), last.as_ref()) else {
+                return Err(
+                    "annotate a file first: perturbations run on the cells of the last \
+                            finished annotation"
+                        .to_string(),
+                );
+            };
+            let start = js_sys::Date::now();
+            let mut stage_start = (String::new(), start);
+            let (genes, notes) = run_perturbation(a, last, req, &device, |stage, done, total| {
+                if stage_start.0 != stage {
+                    stage_start = (stage.to_string(), js_sys::Date::now());
+                }
+                post(&Reply::PerturbProgress {
+                    stage: stage.to_string(),
+                    done,
+                    total,
+                    seconds: (js_sys::Date::now() - stage_start.1) / 1e3,
+                });
+            })?;
+            post(&Reply::Perturbed {
+                genes,
+                notes,
+                seconds: (js_sys::Date::now() - start) / 1e3,
+            });
+            Ok(())
+        })
+    })
+}
+
+/// An annotation: `[request JSON, file, config, weights, token dict, medians?]` (see
+/// [`RunRequest`]).
+fn handle_annotate(parts: &js_sys::Array, req: RunRequest) -> Result<(), String> {
+    let device = Device::flex();
+    // A new annotation replaces the cells perturbations run on.
+    LAST.with_borrow_mut(|l| *l = None);
     MODEL.with_borrow_mut(|slot| {
         if slot.as_ref().is_none_or(|a| a.key != req.model.key) {
             stage("Loading the model");
             *slot = None;
             let files = ModelFiles {
-                config_json: bytes(&parts, 2),
-                weights: bytes(&parts, 3),
-                token_dict: bytes(&parts, 4),
+                config_json: bytes(parts, 2),
+                weights: bytes(parts, 3),
+                token_dict: bytes(parts, 4),
                 token_dict_name: req.model.token_dict_name.clone(),
-                medians: req.model.has_medians.then(|| bytes(&parts, 5)),
+                medians: req.model.has_medians.then(|| bytes(parts, 5)),
             };
             let a = Annotator::load(&req.model.name, &req.model.key, &files, &device)
                 .map_err(|e| e.to_string())?;
             *slot = Some(a);
         }
         let a = slot.as_ref().expect("loaded above");
-        annotate(a, &req, bytes(&parts, 1), &device).map_err(|e| e.to_string())
+        annotate(a, &req, bytes(parts, 1), &device).map_err(|e| e.to_string())
     })
 }
 
@@ -94,6 +149,7 @@ fn annotate(
     stage("Reading the file");
     let opened = open_file(&req.file_name, file, a)?;
     post(&Reply::Report(opened.report.clone()));
+    let species = species_named(&opened.report.species);
     opened.check()?;
     stage("Tokenizing (quality control, ranking)");
     let t = opened.tokenize(a)?;
@@ -110,6 +166,7 @@ fn annotate(
     // Pooled embeddings, for the PCA plot: [cells, H].
     let mut pooled: Vec<f32> = Vec::new();
     let mut width = 0;
+    let mut before = vec![0usize; t.cells.len()];
     for idx in runner.plan(&t.cells) {
         let b = runner.run(&t.cells, &idx, device);
         if width == 0 && !idx.is_empty() {
@@ -119,6 +176,7 @@ fn annotate(
         for (row, &ci) in idx.iter().enumerate() {
             pooled[ci * width..(ci + 1) * width]
                 .copy_from_slice(&b.pooled[row * width..(row + 1) * width]);
+            before[ci] = argmax(&b.probabilities[row * c..(row + 1) * c]).0;
         }
         let rows = idx
             .iter()
@@ -137,10 +195,18 @@ fn annotate(
         });
     }
     stage("Projecting the cell embeddings (PCA)");
-    let pca = pca_2d(&pooled, if width == 0 { 0 } else { done }, width);
+    let (pca, basis) = pca_2d_fit(&pooled, if width == 0 { 0 } else { done }, width);
     post(&Reply::Embedding {
         points: pca.points,
         explained: pca.explained,
+    });
+    LAST.with_borrow_mut(|l| {
+        *l = Some(LastRun {
+            cells: t.cells,
+            species,
+            before,
+            basis,
+        });
     });
     post(&Reply::Done {
         cells: done,

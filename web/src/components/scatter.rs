@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::protocol::CellRow;
+use crate::protocol::{CellRow, GenePerturbation};
 use crate::results::{UNASSIGNED, argmax, call};
 
 const W: f64 = 520.0;
@@ -49,7 +49,19 @@ pub fn to_screen(points: &[[f32; 2]]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// The scatter; `points` are indexed by cell index.
+/// The original points followed by every perturbed point, so that one mapping fits both.
+fn all_points(points: &[[f32; 2]], perturbed: &[GenePerturbation]) -> Vec<[f32; 2]> {
+    let mut all = points.to_vec();
+    all.extend(
+        perturbed
+            .iter()
+            .flat_map(|g| g.points.iter().map(|p| p.point)),
+    );
+    all
+}
+
+/// The scatter; `points` are indexed by cell index. Perturbed cells, when any, are drawn as
+/// diamonds (coloured by their new argmax label) with a line from where the cell was.
 #[component]
 pub fn EmbeddingPlot(
     #[prop(into)] points: Signal<Vec<[f32; 2]>>,
@@ -57,10 +69,55 @@ pub fn EmbeddingPlot(
     rows: RwSignal<Vec<CellRow>>,
     labels: RwSignal<Vec<String>>,
     #[prop(into)] threshold: Signal<f32>,
+    perturbed: RwSignal<Vec<GenePerturbation>>,
 ) -> impl IntoView {
+    let moved = move || {
+        let pts = points.get();
+        let labels = labels.get();
+        perturbed.with(|genes| {
+            let screen = to_screen(&all_points(&pts, genes));
+            let mut k = pts.len();
+            let mut out = Vec::new();
+            for g in genes {
+                let gene = g.display();
+                for p in &g.points {
+                    let (x, y) = screen[k];
+                    k += 1;
+                    let Some(&(x0, y0)) = screen.get(p.index) else {
+                        continue;
+                    };
+                    let label = labels.get(p.after).cloned().unwrap_or_default();
+                    let was = labels.get(p.before).cloned().unwrap_or_default();
+                    let fill = colour(&label, &labels);
+                    let title = format!("cell {} after {gene}: {was} → {label}", p.index);
+                    let d = 4.0;
+                    let diamond = format!(
+                        "{x:.1},{:.1} {:.1},{y:.1} {x:.1},{:.1} {:.1},{y:.1}",
+                        y - d,
+                        x + d,
+                        y + d,
+                        x - d
+                    );
+                    out.push(view! {
+                        <g class="perturbed" data-gene=g.ensembl.clone()>
+                            <line class="perturb-arrow" x1=format!("{x0:.1}") y1=format!("{y0:.1}")
+                                x2=format!("{x:.1}") y2=format!("{y:.1}") stroke="#333"
+                                stroke-width="0.6" stroke-opacity="0.6"></line>
+                            <polygon class="perturbed-dot" points=diamond fill=fill stroke="#111"
+                                stroke-width="0.8" data-label=label data-index=p.index
+                                data-changed=(p.before != p.after).to_string()>
+                                <title>{title}</title>
+                            </polygon>
+                        </g>
+                    });
+                }
+            }
+            out.collect_view()
+        })
+    };
     let dots = move || {
         let pts = points.get();
-        let screen = to_screen(&pts);
+        let screen = perturbed.with(|g| to_screen(&all_points(&pts, g)));
         let labels = labels.get();
         let t = threshold.get();
         rows.with(|rows| {
@@ -103,8 +160,20 @@ pub fn EmbeddingPlot(
     };
     let caption = move || {
         let [a, b] = explained.get();
+        let after = perturbed.with(|g| {
+            if g.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> = g.iter().map(GenePerturbation::display).collect();
+                format!(
+                    ". Diamonds: the perturbed cells after perturbing {} (same axes), coloured \
+                     by their new predicted label; lines start where each cell was",
+                    names.join(", ")
+                )
+            }
+        });
         format!(
-            "PCA of the classifier's pooled cell embeddings: PC1 {:.1} %, PC2 {:.1} % of the variance",
+            "PCA of the classifier's pooled cell embeddings: PC1 {:.1} %, PC2 {:.1} % of the variance{after}",
             a * 100.0,
             b * 100.0
         )
@@ -115,6 +184,7 @@ pub fn EmbeddingPlot(
                 aria-label="2-D PCA of the cell embeddings, coloured by predicted label">
                 <rect class="plot-bg" x="0" y="0" width=W height=H></rect>
                 {dots}
+                {moved}
             </svg>
             <ul class="legend">{legend}</ul>
             <figcaption id="embedding-caption">{caption}</figcaption>

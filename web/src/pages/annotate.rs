@@ -10,9 +10,16 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{File, HtmlInputElement};
 
 use crate::bridge::WorkerHandle;
-use crate::components::{EmbeddingPlot, FileReportView, LabelChart, QcReportView, ResultsTable};
+use crate::components::{
+    EmbeddingPlot, FileReportView, LabelChart, PerturbPanel, PerturbState, QcReportView,
+    ResultsTable,
+};
 use crate::model_store::{ModelEntry, fetch_model, load_manifest};
-use crate::protocol::{CellRow, FileReport, ModelMeta, QcReport, Reply, RunRequest};
+use crate::perturb::parse_gene_list;
+use crate::protocol::{
+    CellRow, FileReport, ModelMeta, PerturbMode, PerturbRequest, QcReport, Reply, Request,
+    RunRequest,
+};
 use crate::results::{label_counts, to_csv};
 
 /// Where the model list is read from unless the user types another URL.
@@ -41,6 +48,7 @@ struct RunState {
     finished: RwSignal<bool>,
     points: RwSignal<Vec<[f32; 2]>>,
     explained: RwSignal<[f64; 2]>,
+    perturb: PerturbState,
 }
 
 impl RunState {
@@ -60,6 +68,7 @@ impl RunState {
             finished: RwSignal::new(false),
             points: RwSignal::new(Vec::new()),
             explained: RwSignal::new([0.0; 2]),
+            perturb: PerturbState::new(),
         }
     }
 
@@ -75,6 +84,7 @@ impl RunState {
         self.finished.set(false);
         self.points.set(Vec::new());
         self.explained.set([0.0; 2]);
+        self.perturb.reset();
     }
 
     fn fail(&self, message: String) {
@@ -84,8 +94,15 @@ impl RunState {
     }
 
     fn apply(&self, reply: Reply) {
+        let Some(reply) = self.perturb.apply(reply) else {
+            return;
+        };
         match reply {
-            Reply::Ready => {}
+            // Perturbation replies were taken by `self.perturb` above.
+            Reply::Ready
+            | Reply::PerturbProgress { .. }
+            | Reply::Perturbed { .. }
+            | Reply::PerturbFailed { .. } => {}
             Reply::Stage { message } => self.stage.set(message),
             Reply::Report(r) => self.report.set(Some(r)),
             Reply::Qc(q) => self.qc.set(Some(q)),
@@ -124,7 +141,14 @@ impl RunState {
                 if message.starts_with("the annotation worker stopped") {
                     WORKER.with_borrow_mut(|w| *w = None);
                 }
-                self.fail(message);
+                if self.perturb.running.get_untracked() {
+                    // The annotation's results stay; its cells went with the worker.
+                    self.perturb.fail(format!(
+                        "{message}. Annotate the file again to perturb its cells"
+                    ));
+                } else {
+                    self.fail(message);
+                }
             }
         }
     }
@@ -174,7 +198,9 @@ async fn start_run(state: RunState, entry: ModelEntry, batch_size: usize) -> Res
         if slot.is_none() {
             *slot = Some(WorkerHandle::spawn(move |r| state.apply(r))?);
         }
-        slot.as_ref().expect("spawned above").run(&req, parts);
+        slot.as_ref()
+            .expect("spawned above")
+            .run(&Request::Annotate(req), parts);
         Ok::<(), String>(())
     })
 }
@@ -265,9 +291,38 @@ pub fn AnnotatePage() -> impl IntoView {
     };
     let cancel = move |_| {
         WORKER.with_borrow_mut(|w| *w = None);
-        state.running.set(false);
-        state.stage.set("Cancelled".into());
+        if state.perturb.running.get_untracked() {
+            state.perturb.fail(
+                "Cancelled; the worker and its cells were stopped: annotate the file again to \
+                 perturb it"
+                    .into(),
+            );
+        } else {
+            state.running.set(false);
+            state.stage.set("Cancelled".into());
+        }
     };
+    let perturb = Callback::new(move |(text, mode): (String, PerturbMode)| {
+        let p = state.perturb;
+        let genes = parse_gene_list(&text);
+        if genes.is_empty() {
+            p.fail("Type at least one gene: Ensembl ids or symbols, comma-separated".into());
+            return;
+        }
+        p.start(mode);
+        let req = Request::Perturb(PerturbRequest {
+            genes,
+            mode,
+            batch_size: batch_size.get_untracked(),
+        });
+        let sent = WORKER.with_borrow(|w| w.as_ref().map(|w| w.run(&req, Vec::new())).is_some());
+        if !sent {
+            p.fail(
+                "The worker holding the annotated cells was stopped: annotate the file again"
+                    .into(),
+            );
+        }
+    });
 
     let counts = Signal::derive(move || {
         let labels = state.labels.get();
@@ -319,7 +374,8 @@ pub fn AnnotatePage() -> impl IntoView {
             </label>
             <button id="run-button" on:click=move |_| run()
                 disabled=move || state.running.get() || file_name.get().is_none()>"Annotate"</button>
-            <button id="cancel-button" on:click=cancel disabled=move || !state.running.get()>"Cancel"</button>
+            <button id="cancel-button" on:click=cancel
+                disabled=move || !state.running.get() && !state.perturb.running.get()>"Cancel"</button>
         </section>
 
         <p id="stage" class="stage">{move || state.stage.get()}</p>
@@ -353,7 +409,11 @@ pub fn AnnotatePage() -> impl IntoView {
             <LabelChart counts=counts />
             <Show when=move || state.points.with(|p| !p.is_empty())>
                 <EmbeddingPlot points=state.points explained=state.explained rows=state.rows
-                    labels=state.labels threshold=threshold />
+                    labels=state.labels threshold=threshold perturbed=state.perturb.results />
+            </Show>
+            <Show when=move || state.finished.get()>
+                <PerturbPanel state=state.perturb labels=state.labels
+                    disabled=Signal::derive(move || state.running.get()) on_run=perturb />
             </Show>
             <ResultsTable rows=state.rows labels=state.labels threshold=threshold />
         </Show>
