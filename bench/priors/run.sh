@@ -7,6 +7,7 @@
 # supply real ones).
 #
 #   bash bench/priors/run.sh          # DIM=768 WORK=/tmp/gc-priors-bench
+#   TABLES="grn co_exp promoter" bash bench/priors/run.sh    # a subset
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -16,7 +17,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/genecompass-target}"
 S="$ROOT/../shared/data"
 (cd "$ROOT" && cargo build --release -p genecompass-trainer --bin genecompass-train) >&2
 B="$CARGO_TARGET_DIR/release/genecompass-train"
-rm -rf "$WORK"; mkdir -p "$WORK"
+rm -rf "$WORK/store"; mkdir -p "$WORK"
 "$B" vocab --species human --biotypes protein_coding --output "$WORK/vocab.json" >&2
 GENES=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(len(d))" "$WORK/vocab.json")
 python3 - "$WORK/vocab.json" "$WORK/promoters.fa" <<'PY'
@@ -31,8 +32,10 @@ with open(sys.argv[2], "w") as f:
             f.write(seq[i:i + 80] + "\n")
 PY
 echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), load $(cut -d' ' -f1-3 /proc/loadavg); vocabulary: $GENES tokens; K = $DIM"
+TABLES="${TABLES:-gene_family grn co_exp promoter}"
 run() { # name, args...
   local name=$1; shift
+  case " $TABLES " in *" $name "*) ;; *) return 0 ;; esac
   /usr/bin/time -f "%e %M" -o "$WORK/$name.time" "$B" priors "$@" --vocab "$WORK/vocab.json" --dim "$DIM" \
     --species human --seed 1 --output "$WORK/store" > "$WORK/$name.log" 2>&1
   read -r secs kib < "$WORK/$name.time"
