@@ -44,6 +44,17 @@ describe('registry page', () => {
     assert.ok(await page.locator(find.datasetsTable).isVisible());
     assert.ok(await page.locator(find.resultsTable).isVisible());
     await page.screenshot({ path: path.join(ARTIFACTS, 'registry.png'), fullPage: true });
+    // A cookie session: the page can read the CSRF cookie but never the HttpOnly session
+    // cookie, and stores no token.
+    const seen = await page.evaluate(() => ({ cookie: document.cookie, stored: localStorage.getItem('genecompass_token') }));
+    assert.match(seen.cookie, /gc_csrf=[0-9a-f]{64}/);
+    assert.doesNotMatch(seen.cookie, /gc_session/);
+    assert.equal(seen.stored, '@session');
+    const cookies = await page.context().cookies();
+    assert.ok(cookies.some((c) => c.name === 'gc_session' && c.httpOnly && c.sameSite === 'Strict'), JSON.stringify(cookies));
+    // A change made with the cookie but without the CSRF header is refused.
+    const forged = await page.request.post(`${server.url}/api/v1/uploads?name=forged&size=10`);
+    assert.equal(forged.status(), 403, await forged.text());
     // The API keeps its JSON errors under /api/v1 while the UI is served at /.
     const res = await page.request.get(`${server.url}/api/v1/no-such-thing`);
     assert.equal(res.status(), 404);

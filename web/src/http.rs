@@ -30,6 +30,22 @@ pub enum Body {
     Bytes(js_sys::Uint8Array),
 }
 
+/// The token value meaning "signed in with the registry's session cookie": requests then carry
+/// no `Authorization` header (the browser sends the HttpOnly cookie) and, on every method but
+/// GET/HEAD, echo the `gc_csrf` cookie in `X-CSRF-Token`, as the server requires.
+pub(crate) const SESSION: &str = "@session";
+
+/// The CSRF cookie set at sign-in.
+fn csrf_cookie() -> Option<String> {
+    let doc: web_sys::HtmlDocument = web_sys::window()?.document()?.dyn_into().ok()?;
+    let cookies = doc.cookie().ok()?;
+    cookies
+        .split(';')
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| *k == "gc_csrf")
+        .map(|(_, v)| v.to_string())
+}
+
 /// Sends a request; `Err` only when the server cannot be reached (or `signal` aborted it).
 pub(crate) async fn send(
     method: &str,
@@ -42,8 +58,18 @@ pub(crate) async fn send(
     let init = RequestInit::new();
     init.set_method(method);
     let headers = Headers::new().map_err(|e| js_err("headers", e))?;
-    if let Some(t) = token {
-        let _ = headers.set("Authorization", &format!("Bearer {t}"));
+    match token {
+        Some(SESSION) => {
+            if !matches!(method, "GET" | "HEAD")
+                && let Some(c) = csrf_cookie()
+            {
+                let _ = headers.set("X-CSRF-Token", &c);
+            }
+        }
+        Some(t) => {
+            let _ = headers.set("Authorization", &format!("Bearer {t}"));
+        }
+        None => {}
     }
     match body {
         Body::Empty => {}

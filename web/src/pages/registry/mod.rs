@@ -1,8 +1,10 @@
 //! Registry: sign in, then the datasets, models, jobs and results of the caller's teams from
 //! the server's `/api/v1` endpoints, with an upload form (resumable chunks, [`upload`]), a
-//! fine-tuning form ([`finetune`]) and a jobs panel that follows a job live ([`jobs`]). The
-//! token is kept in `localStorage` so a reload stays signed in; "Sign out" forgets it (the
-//! server-side token stays valid until revoked).
+//! fine-tuning form ([`finetune`]) and a jobs panel that follows a job live ([`jobs`]).
+//! Signing in opens a cookie session (`/auth/session`: an HttpOnly session cookie the page
+//! never sees, plus a CSRF token that [`http`] echoes on every change); `localStorage` only
+//! remembers that a session exists, so a reload stays signed in until it expires, and "Sign
+//! out" ends it on the server.
 
 mod api;
 mod curve;
@@ -31,9 +33,11 @@ fn storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?
 }
 
+/// The answer of `/auth/session` (its cookies carry the session; the body is checked only).
 #[derive(Debug, Clone, Deserialize)]
-struct TokenCreated {
-    token: String,
+struct SessionCreated {
+    #[serde(rename = "csrf_token")]
+    _csrf_token: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -244,16 +248,18 @@ pub fn RegistryPage() -> impl IntoView {
     reg.refresh();
     let sign_in = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let body = json!({"name": name.get_untracked(), "password": password.get_untracked(), "label": "web"});
+        let body = json!({"name": name.get_untracked(), "password": password.get_untracked()});
         spawn_local(async move {
-            match http::json::<TokenCreated>(&format!("{API}/auth/login"), None, Some(&body)).await
+            // A cookie session: the HttpOnly session cookie never reaches page scripts.
+            match http::json::<SessionCreated>(&format!("{API}/auth/session"), None, Some(&body))
+                .await
             {
-                Ok(t) => {
+                Ok(_) => {
                     if let Some(s) = storage() {
-                        let _ = s.set_item(TOKEN_KEY, &t.token);
+                        let _ = s.set_item(TOKEN_KEY, http::SESSION);
                     }
                     password.set(String::new());
-                    reg.token.set(Some(t.token));
+                    reg.token.set(Some(http::SESSION.to_string()));
                     reg.refresh();
                 }
                 Err(e) => reg.error.set(Some(format!(
@@ -264,6 +270,20 @@ pub fn RegistryPage() -> impl IntoView {
     };
     let sign_out = move |_| {
         jobs::stop_watching(reg);
+        if let Some(t) = reg.token.get_untracked() {
+            // Ends the session on the server (and clears its cookies).
+            spawn_local(async move {
+                let _ = http::send(
+                    "POST",
+                    &format!("{API}/auth/logout"),
+                    Some(&t),
+                    http::Body::Empty,
+                    &[],
+                    None,
+                )
+                .await;
+            });
+        }
         if let Some(s) = storage() {
             let _ = s.remove_item(TOKEN_KEY);
         }
