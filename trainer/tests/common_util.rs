@@ -10,6 +10,40 @@ pub const BARON: &str = concat!(
     "/../../shared/data/h5ad/baron_mouse_pancreas_822.h5ad"
 );
 
+/// The human T cells (raw counts, symbols, `cluster_orig` and `source` columns).
+pub const WU: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/h5ad/wu2020_tcells_200.h5ad"
+);
+
+/// The official reference-tiny model directory (fixture).
+pub fn tiny() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/reference-tiny"
+    ))
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// TSV rows as header → value maps.
+pub fn tsv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    lines
+        .map(|l| {
+            head.iter()
+                .zip(l.split('\t'))
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
 /// A fresh temporary folder under the target dir.
 pub fn tmp(name: &str) -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);

@@ -6,25 +6,14 @@
 mod common_util;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
-use common_util::{ok, tmp, train};
+use common_util::{ok, s, tiny, tmp, train};
 use genecompass_core::cells::{CellSet, Species, TokenizedCell};
 use genecompass_core::checkpoint::{TensorMap, WeightsFormat, load_checkpoint};
 use genecompass_core::model::PriorKind;
 use genecompass_core::priors::store::{PriorEntry, write_prior};
-
-fn tiny() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/reference-tiny"
-    ))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn table(dir: &Path, key: &str) -> (Vec<usize>, Vec<f32>) {
     let m = TensorMap::read_safetensors(&dir.join("model.safetensors")).unwrap();

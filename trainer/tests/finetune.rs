@@ -275,11 +275,6 @@ fn split_by_column_trains_on_one_species_and_tests_the_other() {
     assert!(String::from_utf8_lossy(&e.stderr).contains("COLUMN=VALUE"));
 }
 
-const WU: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/data/h5ad/wu2020_tcells_200.h5ad"
-);
-
 /// The human T cells (symbols, 16 subtypes, some with 1-3 cells): the fine-tune completes and
 /// reports its metrics beside the baseline's on the same split.
 #[test]

@@ -8,41 +8,12 @@ mod common_util;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use common_util::{ok, tmp, train};
+use common_util::{WU, ok, s, tiny, tmp, train, tsv};
 
 const OMNIPATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../shared/data/priors/omnipath_transcriptional_tf_target.tsv.gz"
 );
-const WU: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/data/h5ad/wu2020_tcells_200.h5ad"
-);
-
-fn tiny() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/reference-tiny"
-    ))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn tsv(path: &Path) -> Vec<HashMap<String, String>> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let head: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    lines
-        .map(|l| {
-            head.iter()
-                .zip(l.split('\t'))
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
 
 fn f(row: &HashMap<String, String>, key: &str) -> f64 {
     row[key]

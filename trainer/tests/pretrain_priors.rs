@@ -4,24 +4,13 @@
 
 mod common_util;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
-use common_util::{ok, tmp, train};
+use common_util::{ok, s, tiny, tmp, train};
 use genecompass_core::checkpoint::{WeightsFormat, load_checkpoint};
 use genecompass_core::model::PriorKind;
 use genecompass_core::priors::store::{PriorEntry, write_prior};
-
-fn tiny() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/reference-tiny"
-    ))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn entry(kind: PriorKind) -> PriorEntry {
     PriorEntry {

@@ -14,9 +14,8 @@ use genecompass_core::tasks::pca::PcaBasis;
 use genecompass_core::tasks::perturb::{
     Alignment, PerturbKind, PerturbOptions, perturb_cell, perturb_cells,
 };
-use genecompass_core::tokenize::gene_tables::{SymbolHit, SymbolRule};
 use genecompass_core::tokenize::genes::parse_ensembl;
-use genecompass_core::tokenize::{GeneTable, TokenDictionary};
+use genecompass_core::tokenize::{GeneTable, NameHit, TokenDictionary, resolve_gene_name};
 
 use crate::engine::Annotator;
 use crate::protocol::{AffectedRow, GenePerturbation, PerturbMode, PerturbRequest, PerturbedPoint};
@@ -110,39 +109,23 @@ pub fn resolve_gene(
                 )
             })
     };
-    if let Some((base, _)) = parse_ensembl(name) {
-        return lookup(base, "");
-    }
-    let mut order = vec![Species::Human, Species::Mouse];
-    if let Some(s) = species {
-        order.retain(|&o| o != s);
-        order.insert(0, s);
-    }
-    let hits: Vec<(Species, SymbolHit)> = order
-        .into_iter()
-        .map(|s| (s, GeneTable::embedded(s).resolve_symbol(name)))
-        .collect();
-    let found = hits
-        .iter()
-        .find(|(_, h)| matches!(h, SymbolHit::Found(_, SymbolRule::Current)))
-        .or_else(|| hits.iter().find(|(_, h)| matches!(h, SymbolHit::Found(..))));
-    if let Some((species, SymbolHit::Found(i, _))) = found {
-        let id = &GeneTable::embedded(*species).records[*i].ensembl_id;
-        return lookup(id, &format!(" ({id}, {} symbol)", species.name()));
-    }
-    if let Some((_, SymbolHit::Ambiguous(ids))) = hits
-        .iter()
-        .find(|(_, h)| matches!(h, SymbolHit::Ambiguous(_)))
-    {
-        return Err(format!(
+    match resolve_gene_name(name, species) {
+        NameHit::Ensembl(id) => lookup(&id, ""),
+        NameHit::Symbol {
+            ensembl, species, ..
+        } => lookup(
+            &ensembl,
+            &format!(" ({ensembl}, {} symbol)", species.name()),
+        ),
+        NameHit::Ambiguous(ids) => Err(format!(
             "{name} is an ambiguous symbol (previous or alias symbol of {}); type the Ensembl id",
             ids.join(", ")
-        ));
+        )),
+        NameHit::Unknown => Err(format!(
+            "unknown gene {name:?}: not an Ensembl gene id (ENSG…/ENSMUSG…) nor a known HGNC/MGI \
+             symbol"
+        )),
     }
-    Err(format!(
-        "unknown gene {name:?}: not an Ensembl gene id (ENSG…/ENSMUSG…) nor a known HGNC/MGI \
-         symbol"
-    ))
 }
 
 /// Resolves every name (reporting all the bad ones at once) and drops repeats of a token.

@@ -8,6 +8,7 @@ use genecompass_core::tasks::pca::pca_2d_fit;
 
 use super::*;
 use crate::engine::{ModelFiles, open_file};
+use genecompass_core::tokenize::gene_tables::SymbolHit;
 
 fn shared() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared"))

@@ -301,3 +301,59 @@ impl Orthologs {
 }
 
 pub use super::assets_build::build_assets;
+
+/// How a user-typed gene name resolved ([`resolve_gene_name`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NameHit {
+    /// An Ensembl gene id (version suffix dropped).
+    Ensembl(String),
+    /// A symbol of `species`' table, resolved by `rule`.
+    Symbol {
+        /// Its Ensembl id.
+        ensembl: String,
+        /// The table it was found in.
+        species: Species,
+        /// Current, previous or alias symbol.
+        rule: SymbolRule,
+    },
+    /// A previous or alias symbol of several genes (never guessed): their Ensembl ids.
+    Ambiguous(Vec<String>),
+    /// Neither an Ensembl id nor a known symbol.
+    Unknown,
+}
+
+/// Resolves a gene name as users type it, with the embedded HGNC/MGI tables: an Ensembl id, else
+/// a current symbol of either species (`prefer`'s table first), else a previous or alias symbol,
+/// else an ambiguity. The one rule shared by the CLI, the browser and `extend-vocab`.
+pub fn resolve_gene_name(name: &str, prefer: Option<Species>) -> NameHit {
+    if let Some((base, _)) = super::genes::parse_ensembl(name) {
+        return NameHit::Ensembl(base.to_string());
+    }
+    let mut order = vec![Species::Human, Species::Mouse];
+    if let Some(p) = prefer {
+        order.retain(|&o| o != p);
+        order.insert(0, p);
+    }
+    let hits: Vec<(Species, SymbolHit)> = order
+        .into_iter()
+        .map(|s| (s, GeneTable::embedded(s).resolve_symbol(name)))
+        .collect();
+    let found = hits
+        .iter()
+        .find(|(_, h)| matches!(h, SymbolHit::Found(_, SymbolRule::Current)))
+        .or_else(|| hits.iter().find(|(_, h)| matches!(h, SymbolHit::Found(..))));
+    if let Some((species, SymbolHit::Found(i, rule))) = found {
+        return NameHit::Symbol {
+            ensembl: GeneTable::embedded(*species).records[*i].ensembl_id.clone(),
+            species: *species,
+            rule: *rule,
+        };
+    }
+    match hits
+        .into_iter()
+        .find(|(_, h)| matches!(h, SymbolHit::Ambiguous(_)))
+    {
+        Some((_, SymbolHit::Ambiguous(ids))) => NameHit::Ambiguous(ids),
+        _ => NameHit::Unknown,
+    }
+}

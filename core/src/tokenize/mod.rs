@@ -16,7 +16,7 @@ pub mod qc;
 pub mod transform;
 pub mod vocab;
 
-pub use gene_tables::{GeneRecord, GeneTable, Orthologs};
+pub use gene_tables::{GeneRecord, GeneTable, NameHit, Orthologs, resolve_gene_name};
 pub use genes::{GeneMatch, GeneMatchOptions, GeneMatchReport, SpeciesEvidence, match_genes};
 pub use medians::{GeneMedians, MedianAccumulator, MedianMode};
 pub use pipeline::{MedianBuilder, TokenizeOptions, TokenizeSummary, compute_medians, tokenize};

@@ -7,16 +7,14 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use burn::prelude::*;
 use clap::Args;
-use genecompass_core::cells::Species;
 use genecompass_core::checkpoint::{
     WeightsFormat, export_official_safetensors, load_checkpoint, save_native,
 };
 use genecompass_core::model::PriorKind;
 use genecompass_core::model::extend::{VocabExtension, extend_checkpoint};
 use genecompass_core::priors::store::{read_genes, read_prior};
-use genecompass_core::tokenize::gene_tables::{SymbolHit, SymbolRule};
-use genecompass_core::tokenize::genes::parse_ensembl;
-use genecompass_core::tokenize::{GeneTable, Orthologs, TokenDictionary};
+use genecompass_core::tokenize::gene_tables::SymbolRule;
+use genecompass_core::tokenize::{NameHit, Orthologs, TokenDictionary, resolve_gene_name};
 
 use super::gene_args::{find_token_dict, gene_names, symbol_of};
 use super::tokenize::load_token_dict;
@@ -50,43 +48,25 @@ pub struct ExtendVocabArgs {
 
 /// An Ensembl id for a name, or why not.
 fn to_ensembl(name: &str) -> Result<String, String> {
-    if let Some((base, _)) = parse_ensembl(name) {
-        return Ok(base.to_string());
+    match resolve_gene_name(name, None) {
+        NameHit::Ensembl(id)
+        | NameHit::Symbol {
+            ensembl: id,
+            rule: SymbolRule::Current,
+            ..
+        } => Ok(id),
+        NameHit::Symbol { ensembl, .. } => Err(format!(
+            "{name} is not a current symbol (it is an alias or previous symbol of {ensembl}); \
+             pass the Ensembl id"
+        )),
+        NameHit::Ambiguous(ids) => Err(format!(
+            "{name} is ambiguous ({}); pass the Ensembl id",
+            ids.join(", ")
+        )),
+        NameHit::Unknown => Err(format!(
+            "unknown gene {name:?}: not an Ensembl id nor a current HGNC/MGI symbol"
+        )),
     }
-    let hits: Vec<(&GeneTable, SymbolHit)> = [Species::Human, Species::Mouse]
-        .into_iter()
-        .map(|sp| {
-            let t = GeneTable::embedded(sp);
-            (t, t.resolve_symbol(name))
-        })
-        .collect();
-    // A current symbol in either species wins (Pdx1 is current in MGI, an alias in HGNC).
-    for (t, h) in &hits {
-        if let SymbolHit::Found(i, SymbolRule::Current) = h {
-            return Ok(t.records[*i].ensembl_id.clone());
-        }
-    }
-    for (t, h) in &hits {
-        match h {
-            SymbolHit::Found(i, _) => {
-                return Err(format!(
-                    "{name} is not a current symbol (it is an alias or previous symbol of {}); \
-                     pass the Ensembl id",
-                    t.records[*i].ensembl_id
-                ));
-            }
-            SymbolHit::Ambiguous(ids) => {
-                return Err(format!(
-                    "{name} is ambiguous ({}); pass the Ensembl id",
-                    ids.join(", ")
-                ));
-            }
-            _ => {}
-        }
-    }
-    Err(format!(
-        "unknown gene {name:?}: not an Ensembl id nor a current HGNC/MGI symbol"
-    ))
 }
 
 /// Runs the extension.

@@ -4,13 +4,12 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use genecompass_core::cells::CellSet;
-use genecompass_core::priors::graphs::read_edge_table;
-use genecompass_core::priors::{SplitMix64, text_maybe_gz};
+use genecompass_core::priors::SplitMix64;
 use genecompass_core::tasks::fate::{CellVector, FateOptions, fate_search, marker_candidates};
-use genecompass_core::tasks::grn::{TargetPrior, human_gene};
+use genecompass_core::tasks::grn::human_gene;
 use genecompass_core::tasks::perturb::PerturbKind;
 
 use super::gene_args::{ModelCellsArgs, beside, gene_names, resolve_genes, symbol_of, write};
@@ -125,10 +124,7 @@ fn null_genes(
 pub fn run(args: FateArgs) -> anyhow::Result<()> {
     let tfs: Option<HashSet<String>> = match &args.priors {
         Some(p) => {
-            let name = p.display().to_string();
-            let bytes = std::fs::read(p).with_context(|| format!("reading --priors {name}"))?;
-            let edges = read_edge_table(&text_maybe_gz(&bytes, &name)?, &name, true, None, None)?;
-            let prior = TargetPrior::from_edges(&edges);
+            let (prior, _) = super::grn::read_target_prior(p, None, None)?;
             Some(prior.tfs().into_iter().map(String::from).collect())
         }
         None => None,

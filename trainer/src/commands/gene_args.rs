@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use genecompass_core::batch::{BatchOptions, Padding, validate_cells};
-use genecompass_core::cells::{CellSet, Species};
+use genecompass_core::cells::CellSet;
 use genecompass_core::checkpoint::{Checkpoint, LoadedModel, WeightsFormat, load_checkpoint};
 use genecompass_core::tasks::infer::InferOptions;
-use genecompass_core::tokenize::gene_tables::{SymbolHit, SymbolRule};
+use genecompass_core::tokenize::gene_tables::SymbolRule;
 use genecompass_core::tokenize::genes::parse_ensembl;
-use genecompass_core::tokenize::{GeneTable, TokenDictionary};
+use genecompass_core::tokenize::{GeneTable, NameHit, TokenDictionary, resolve_gene_name};
 
 use super::common::PaddingArg;
 use super::tokenize::load_token_dict;
@@ -197,38 +197,31 @@ fn resolve_one(name: &str, vocab: &TokenDictionary) -> Result<Gene, String> {
                 )
             })
     };
-    if let Some((base, _)) = parse_ensembl(name) {
-        return lookup(base, "");
-    }
-    let hits: Vec<(Species, SymbolHit)> = [Species::Human, Species::Mouse]
-        .into_iter()
-        .map(|s| (s, GeneTable::embedded(s).resolve_symbol(name)))
-        .collect();
-    let found = hits
-        .iter()
-        .find(|(_, h)| matches!(h, SymbolHit::Found(_, SymbolRule::Current)))
-        .or_else(|| hits.iter().find(|(_, h)| matches!(h, SymbolHit::Found(..))));
-    if let Some((species, SymbolHit::Found(i, rule))) = found {
-        let id = &GeneTable::embedded(*species).records[*i].ensembl_id;
-        let gene = lookup(id, &format!(" ({id}, {} symbol)", species.name()))?;
-        if *rule != SymbolRule::Current {
-            tracing::warn!(name, ensembl = %id, ?rule, "resolved a non-current symbol");
+    match resolve_gene_name(name, None) {
+        NameHit::Ensembl(id) => lookup(&id, ""),
+        NameHit::Symbol {
+            ensembl,
+            species,
+            rule,
+        } => {
+            let gene = lookup(
+                &ensembl,
+                &format!(" ({ensembl}, {} symbol)", species.name()),
+            )?;
+            if rule != SymbolRule::Current {
+                tracing::warn!(name, %ensembl, ?rule, "resolved a non-current symbol");
+            }
+            Ok(gene)
         }
-        return Ok(gene);
-    }
-    if let Some((_, SymbolHit::Ambiguous(ids))) = hits
-        .iter()
-        .find(|(_, h)| matches!(h, SymbolHit::Ambiguous(_)))
-    {
-        return Err(format!(
+        NameHit::Ambiguous(ids) => Err(format!(
             "{name} is an ambiguous symbol (previous or alias symbol of {}); pass the Ensembl id",
             ids.join(", ")
-        ));
+        )),
+        NameHit::Unknown => Err(format!(
+            "unknown gene {name:?}: not an Ensembl gene id (ENSG…/ENSMUSG…) nor a known HGNC/MGI symbol; \
+             look it up (https://www.ensembl.org, https://www.genenames.org) and pass its Ensembl id"
+        )),
     }
-    Err(format!(
-        "unknown gene {name:?}: not an Ensembl gene id (ENSG…/ENSMUSG…) nor a known HGNC/MGI symbol; \
-         look it up (https://www.ensembl.org, https://www.genenames.org) and pass its Ensembl id"
-    ))
 }
 
 /// Resolves every name, reporting all the unknown ones at once.

@@ -64,6 +64,25 @@ fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| s / n as f64)
 }
 
+/// Reads a TF → target table (TSV/CSV, gzip allowed) into per-TF target sets; also returns the
+/// number of edges read.
+pub fn read_target_prior(
+    path: &std::path::Path,
+    source_col: Option<&str>,
+    target_col: Option<&str>,
+) -> anyhow::Result<(TargetPrior, usize)> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("reading --priors {name}"))?;
+    let edges = read_edge_table(
+        &text_maybe_gz(&bytes, &name)?,
+        &name,
+        true,
+        source_col,
+        target_col,
+    )?;
+    Ok((TargetPrior::from_edges(&edges), edges.len()))
+}
+
 /// The prior's TFs the cells express, most cells first (ties by Ensembl id), as genes.
 fn top_tfs(
     prior: &TargetPrior,
@@ -103,29 +122,21 @@ pub fn run(args: GrnArgs) -> anyhow::Result<()> {
     let prior = match &args.priors {
         Some(p) => {
             let name = p.display().to_string();
-            let bytes = std::fs::read(p).with_context(|| format!("reading --priors {name}"))?;
-            let text = text_maybe_gz(&bytes, &name)?;
-            let edges = read_edge_table(
-                &text,
-                &name,
-                true,
-                args.source_col.as_deref(),
-                args.target_col.as_deref(),
-            )?;
-            let prior = TargetPrior::from_edges(&edges);
+            let (prior, edges) =
+                read_target_prior(p, args.source_col.as_deref(), args.target_col.as_deref())?;
             if prior.is_empty() {
                 bail!(
                     "--priors {name}: none of its {} edges resolved to two human genes; the table \
                      needs human gene symbols or Ensembl ids (pick the columns with --source-col / \
                      --target-col)",
-                    edges.len()
+                    edges
                 );
             }
             eprintln!(
                 "{name}: {} TFs, {} of {} edges unresolved (complexes, unknown or ambiguous names)",
                 prior.len(),
                 prior.unresolved_edges,
-                edges.len()
+                edges
             );
             Some(prior)
         }
