@@ -10,3 +10,13 @@ export GENECOMPASS_REQUIRE_POSTGRES=1
 # Slurm: a real single-node cluster for the Slurm runner's job test.
 source .ci/slurm.sh
 export GENECOMPASS_REQUIRE_SLURM=1
+# S3: the blob-store tests start moto's standalone S3 server on loopback themselves; make sure
+# it is importable (PyPI), in a venv when the system Python lacks it.
+if ! python3 -c 'import moto.server' 2>/dev/null; then
+  if ! command -v python3 >/dev/null || ! python3 -m venv --help >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  python3 -m venv /tmp/gc-moto-venv
+  /tmp/gc-moto-venv/bin/pip install -q 'moto[server]==5.2.1'
+  export GENECOMPASS_TEST_PYTHON=/tmp/gc-moto-venv/bin/python
+fi

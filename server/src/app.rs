@@ -15,7 +15,7 @@ use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 use crate::api;
-use crate::blobs::BlobStore;
+use crate::blobs::{BlobError, BlobStore, RemoteConfig};
 use crate::db::{Db, DbError, sqlite_url};
 use crate::error::AppError;
 use crate::jobs::{Jobs, JobsConfig};
@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub web_dir: Option<PathBuf>,
     /// How jobs run (runner, trainer binary, concurrency, GPUs).
     pub jobs: JobsConfig,
+    /// An S3-compatible bucket for blobs; `None` keeps them in `DATA_DIR/blobs`.
+    pub blob_store: Option<RemoteConfig>,
 }
 
 impl ServerConfig {
@@ -52,6 +54,7 @@ impl ServerConfig {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             web_dir: None,
             jobs: JobsConfig::default(),
+            blob_store: None,
         }
     }
 
@@ -90,6 +93,9 @@ pub enum StartError {
     /// The database cannot be opened or migrated.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The blob store cannot be opened.
+    #[error(transparent)]
+    Blobs(#[from] BlobError),
 }
 
 impl AppState {
@@ -100,7 +106,7 @@ impl AppState {
             source,
         };
         std::fs::create_dir_all(&config.data_dir).map_err(dir_err)?;
-        let blobs = BlobStore::open(&config.data_dir).map_err(dir_err)?;
+        let blobs = BlobStore::open(&config.data_dir, config.blob_store.as_ref())?;
         let db = Db::connect(&config.database_url()).await?;
         db.migrate().await?;
         Ok(Self {
@@ -118,6 +124,7 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let body = json!({
         "status": if ok { "ok" } else { "unavailable" },
         "database": state.db.kind.name(),
+        "blob_store": if state.blobs.remote().is_some() { "s3" } else { "local" },
         "version": env!("CARGO_PKG_VERSION"),
     });
     let status = if ok {
@@ -176,6 +183,10 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route(
             "/models/{id}/versions/{version}",
             get(api::models::versions_show),
+        )
+        .route(
+            "/models/{id}/versions/{version}/files/{*path}",
+            get(api::models::version_file_download),
         )
         .route(
             "/models/{id}/aliases/{alias}",

@@ -10,6 +10,7 @@ use genecompass_server::app::{
     router,
 };
 use genecompass_server::auth::{NewUser, add_user, bootstrap_admin};
+use genecompass_server::blobs::RemoteConfig;
 use genecompass_server::checkpoints::import_checkpoint;
 use genecompass_server::db::Role;
 use genecompass_server::jobs::{JobsConfig, RunnerKind, SlurmConfig};
@@ -32,6 +33,12 @@ struct Cli {
     /// Database URL (`postgres://...`); default: SQLite file in the data directory.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Keep blobs (datasets, checkpoint files) in an S3-compatible bucket, `s3://bucket[/prefix]`,
+    /// instead of DATA_DIR/blobs. Credentials, region and endpoint come from the standard
+    /// AWS_* variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL,
+    /// AWS_ALLOW_HTTP=true for a plain-HTTP endpoint such as MinIO or Ceph on a LAN).
+    #[arg(long, global = true, env = "GENECOMPASS_BLOB_STORE")]
+    blob_store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -176,6 +183,7 @@ fn print_credentials(name: &str, u: &NewUser) {
 async fn open(cli: &Cli, config: Option<ServerConfig>) -> Result<AppState> {
     let mut config = config.unwrap_or_else(|| ServerConfig::new(&cli.data_dir));
     config.database_url = cli.database_url.clone();
+    config.blob_store = cli.blob_store.as_deref().map(RemoteConfig::from_env);
     AppState::open(config)
         .await
         .context("cannot open the registry")

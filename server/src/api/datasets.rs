@@ -2,13 +2,11 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, ETAG, LOCATION};
+use axum::http::header::{CONTENT_LENGTH, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
 
 use crate::app::AppState;
 use crate::auth::{AuthUser, Membership};
@@ -245,10 +243,7 @@ pub(crate) async fn register_dataset(
             message,
         })?;
     let (sha256, size) = (blob.sha256.clone(), blob.size as i64);
-    let blobs = state.blobs.clone();
-    tokio::task::spawn_blocking(move || blob.commit(&blobs))
-        .await
-        .map_err(AppError::internal)??;
+    blob.commit(&state.blobs).await?;
 
     let id = new_id("ds");
     let mut tx = state.db.pool.begin().await?;
@@ -295,28 +290,6 @@ pub async fn datasets_download(
     req: Request,
 ) -> ApiResult<Response> {
     let d = find_dataset(&state, &user, &id).await?;
-    let path = state.blobs.path_of(&d.sha256);
-    if !path.is_file() {
-        return Err(AppError::Internal(format!(
-            "blob {} of {id} is missing",
-            d.sha256
-        )));
-    }
-    let res = ServeFile::new(path)
-        .oneshot(req)
-        .await
-        .map_err(AppError::internal)?;
-    let mut res = res.map(Body::new);
-    let h = res.headers_mut();
     // The name passed `check_name`, so it is safe inside quotes.
-    let disposition = format!("attachment; filename=\"{}\"", d.name);
-    h.insert(
-        CONTENT_DISPOSITION,
-        HeaderValue::from_str(&disposition).map_err(AppError::internal)?,
-    );
-    h.insert(
-        ETAG,
-        HeaderValue::from_str(&format!("\"{}\"", d.sha256)).map_err(AppError::internal)?,
-    );
-    Ok(res)
+    state.blobs.serve(&d.sha256, &d.name, req).await
 }

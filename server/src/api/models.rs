@@ -289,3 +289,32 @@ pub async fn aliases_update(
     tx.commit().await?;
     find_version(&state, &user, &id, &alias).await.map(ApiJson)
 }
+
+/// `GET /api/v1/models/{id}/versions/{version}/files/{*path}`: one file of a version (by number
+/// or alias), with its SHA-256 as `ETag`, `Range` and `If-None-Match`: what the web app
+/// downloads once and caches by hash.
+pub async fn version_file_download(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((id, version, path)): ApiPath<(String, String, String)>,
+    req: axum::extract::Request,
+) -> ApiResult<axum::response::Response> {
+    let v = find_version(&state, &user, &id, &version).await?;
+    let file = v.files.iter().find(|f| f.path == path).ok_or_else(|| {
+        AppError::NotFound(format!(
+            "version {} of model `{id}` has no file `{path}`; its files are listed by \
+             GET /api/v1/models/{id}/versions/{}",
+            v.version, v.version
+        ))
+    })?;
+    // Stored paths are relative paths checked at import; the download name is the last part,
+    // stripped of anything that could break out of the header's quotes.
+    let name: String = path
+        .rsplit('/')
+        .next()
+        .unwrap_or("file")
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .collect();
+    state.blobs.serve(&file.sha256, &name, req).await
+}

@@ -200,6 +200,12 @@ pub fn spec() -> Value {
             "/models/{id}": { "get": op("One model with versions and aliases", true, id(), None, ("200", ok("model", obj()))) },
             "/models/{id}/versions/{version}": { "get": op("A version by number or alias", true,
                 json!([path_param("id"), path_param("version")]), None, ("200", ok("version", obj()))) },
+            "/models/{id}/versions/{version}/files/{path}": { "get": op(
+                "One file of a version (path relative to the model directory, e.g. config.json); \
+                 ETag is its SHA-256; honours Range / If-None-Match", true,
+                json!([path_param("id"), path_param("version"), path_param("path")]), None,
+                ("200", json!({ "description": "file (206 for ranges, 304 when the ETag matches)",
+                    "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } }))) },
             "/models/{id}/aliases/{alias}": { "put": op("Point an alias at a version (admin)", true,
                 json!([path_param("id"), path_param("alias")]),
                 Some(json_body(json!({ "type": "object", "required": ["version"],

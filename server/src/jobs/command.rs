@@ -106,7 +106,8 @@ async fn materialise_version(
         if let Some(parent) = target.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        tokio::fs::symlink(absolute(&state.blobs.path_of(&sha)), &target).await?;
+        let blob = state.blobs.local_path(&sha).await?;
+        tokio::fs::symlink(absolute(&blob), &target).await?;
     }
     Ok(())
 }
@@ -116,7 +117,7 @@ async fn dataset_path(state: &AppState, dataset_id: &str) -> Result<PathBuf, App
         .bind(dataset_id)
         .fetch_one(&state.db.pool)
         .await?;
-    Ok(absolute(&state.blobs.path_of(&sha)))
+    Ok(absolute(&state.blobs.local_path(&sha).await?))
 }
 
 /// `p` made absolute against the working directory (unchanged if that fails).

@@ -38,7 +38,7 @@ async fn upload_list_get_download(backend: Backend) {
 
     // Content-addressed, complete, no leftovers.
     let sha = d["sha256"].as_str().unwrap();
-    let blob = app.state.blobs.path_of(sha);
+    let blob = app.state.blobs.local_path(sha).await.unwrap();
     assert!(blob.ends_with(format!("blobs/sha256/{}/{}", &sha[..2], &sha[2..])));
     assert_eq!(std::fs::read(&blob).unwrap(), bytes);
     assert_eq!(app.state.blobs.temp_files(), 0);

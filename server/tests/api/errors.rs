@@ -38,6 +38,7 @@ async fn health_and_openapi(backend: Backend) {
         "/checkpoints/import",
         "/results",
         "/models/{id}/aliases/{alias}",
+        "/models/{id}/versions/{version}/files/{path}",
         "/jobs",
         "/jobs/{id}",
         "/jobs/{id}/cancel",

@@ -49,13 +49,64 @@ async fn import_checkpoint_versions_aliases_results(backend: Backend) {
     assert!(files.iter().any(|f| f["path"] == "config.json"));
     assert!(files.iter().any(|f| f["path"] == "classifier/config.json"));
     for f in files {
-        let p = app.state.blobs.path_of(f["sha256"].as_str().unwrap());
+        let p = app
+            .state
+            .blobs
+            .local_path(f["sha256"].as_str().unwrap())
+            .await
+            .unwrap();
         assert_eq!(
             std::fs::metadata(p).unwrap().len() as i64,
             f["size_bytes"].as_i64().unwrap()
         );
     }
     let model_id = v1["model_id"].as_str().unwrap().to_string();
+
+    // Files download by version number or alias, with the hash as ETag (what the browser caches).
+    let cfg = std::fs::read(format!("{CHECKPOINT}/config.json")).unwrap();
+    let cfg_sha = files.iter().find(|f| f["path"] == "config.json").unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let url = format!("/api/v1/models/{model_id}/versions/latest/files/config.json");
+    let res = app.get(&url, &editor).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.bytes, cfg);
+    assert_eq!(res.headers["etag"], format!("\"{cfg_sha}\"").as_str());
+    let nested = format!("/api/v1/models/{model_id}/versions/1/files/classifier/config.json");
+    let res = app.get(&nested, &editor).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(
+        res.bytes,
+        std::fs::read(format!("{CHECKPOINT}/classifier/config.json")).unwrap()
+    );
+    let req = |extra: (&str, String)| {
+        axum::http::Request::get(&url)
+            .header("authorization", format!("Bearer {editor}"))
+            .header(extra.0, extra.1)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let res = app
+        .send(req(("if-none-match", format!("\"{cfg_sha}\""))))
+        .await;
+    assert_eq!(res.status, StatusCode::NOT_MODIFIED);
+    let res = app.send(req(("range", "bytes=2-9".into()))).await;
+    assert_eq!(res.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(res.bytes, cfg[2..10]);
+    let missing = format!("/api/v1/models/{model_id}/versions/1/files/nope.bin");
+    assert_eq!(
+        app.get(&missing, &editor)
+            .await
+            .error_code(StatusCode::NOT_FOUND),
+        "not_found"
+    );
+    assert_eq!(
+        app.get(&url, &outsider)
+            .await
+            .error_code(StatusCode::NOT_FOUND),
+        "not_found"
+    );
 
     // A second import is a new immutable version; `latest` moves, `production` is set on request.
     let body2 = json!({ "path": CHECKPOINT, "name": "tiny", "aliases": ["production"] });
