@@ -16,6 +16,12 @@ pub use matrix::*;
 
 pub use csr::{MemCsr, MemSource, ValueKind, value_kind};
 #[cfg(not(target_arch = "wasm32"))]
+pub use h5ad::annotate::add_obs_columns_to_file;
+pub use h5ad::annotate::{
+    CONFIDENCE_COLUMN, FILTERED_LABEL, IfExists, LABEL_COLUMN, NewObsColumn, ObsValues,
+    add_obs_columns, add_obs_columns_with, prediction_columns,
+};
+#[cfg(not(target_arch = "wasm32"))]
 pub use h5ad::open_h5ad;
 pub use h5ad::{H5adSource, MatrixChoice, MatrixSummary, open_h5ad_bytes};
 pub use h5matrix::Storage;

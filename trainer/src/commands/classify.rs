@@ -1,6 +1,8 @@
-//! `classify`: cell-type predictions with a classifier directory.
+//! `classify`: cell-type predictions with a classifier directory, on tokenized cells or on an
+//! `.h5ad` (tokenized here; `--write-h5ad` returns the file with the predictions in `obs`).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -8,6 +10,7 @@ use genecompass_core::batch::validate_cells;
 use genecompass_core::checkpoint::{LoadedModel, WeightsFormat, load_checkpoint};
 use genecompass_core::tasks::infer::classify_cells;
 
+use super::classify_h5ad::{TokenizeFor, check_write_target, is_h5ad, tokenize_h5ad, write_h5ad};
 use super::common::InferArgs;
 use crate::cells_io::{OutTensor, read_cells, write_safetensors};
 use crate::device::device;
@@ -30,11 +33,27 @@ pub struct ClassifyArgs {
     /// Print at most this many predictions.
     #[arg(long, default_value_t = 20)]
     pub show: usize,
+    /// With an .h5ad --input: write a copy of it with obs columns `genecompass_label`
+    /// (categorical; cells the tokenizer dropped are "filtered") and `genecompass_confidence`
+    /// (float32 probability of the label; NaN for dropped cells), readable by anndata.
+    #[arg(long, value_name = "OUT.h5ad")]
+    pub write_h5ad: Option<PathBuf>,
+    /// With --write-h5ad: replace those columns when the input already has them.
+    #[arg(long)]
+    pub replace_columns: bool,
+    /// With an .h5ad --input: token dictionary (default: token_dict.json beside the classifier).
+    #[arg(long, value_name = "FILE")]
+    pub token_dict: Option<PathBuf>,
+    /// With an .h5ad --input: gene medians (default: gene_medians.json beside the classifier).
+    #[arg(long, value_name = "FILE")]
+    pub medians: Option<PathBuf>,
 }
 
-/// Writes `logits` and `probabilities` [N, C] and `pooled` [N, H]; prints predicted labels.
+/// Writes `logits` and `probabilities` [N, C] and `pooled` [N, H]; prints predicted labels
+/// (`cell ROW\tLABEL\tPROBABILITY`, ROW being the file row for an .h5ad input).
 pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     let a = &args.infer;
+    check_write_target(&a.input, args.write_h5ad.as_ref())?;
     let dev = device(a.backend, a.gpu)?;
     let ck = load_checkpoint(&a.checkpoint, WeightsFormat::Auto, &dev)
         .with_context(|| format!("loading {}", a.checkpoint.display()))?;
@@ -45,10 +64,29 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
             a.checkpoint.display()
         );
     };
-    let cells = read_cells(&a.input, None)?;
     let c = &ck.config;
+    let h5ad = if is_h5ad(&a.input) {
+        let t = TokenizeFor {
+            checkpoint: &a.checkpoint,
+            token_dict: args.token_dict.as_deref(),
+            medians: args.medians.as_deref(),
+            max_len: c.max_position_embeddings.min(2048),
+            refuse_existing: args.write_h5ad.is_some() && !args.replace_columns,
+        };
+        Some(tokenize_h5ad(&a.input, &t)?)
+    } else {
+        None
+    };
+    let read;
+    let cells = match &h5ad {
+        Some(h) => &h.cells,
+        None => {
+            read = read_cells(&a.input, None)?;
+            &read
+        }
+    };
     validate_cells(
-        &cells,
+        cells,
         &a.input.display().to_string(),
         c.vocab_size,
         c.max_position_embeddings,
@@ -60,17 +98,17 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     let options = a.options(species, truncate);
     let bar = cells_bar(cells.len(), "classify");
     let start = std::time::Instant::now();
-    let p = classify_cells(model, &cells, &options, &dev, |n| bar.inc(n as u64));
+    let p = classify_cells(model, cells, &options, &dev, |n| bar.inc(n as u64));
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     let names = ck.label_names();
     let (n, k, h) = (cells.len(), p.classes, c.hidden_size);
-    for (i, cls) in p.argmax().into_iter().enumerate().take(args.show) {
-        println!(
-            "cell {i}\t{}\t{:.4}",
-            names[cls],
-            p.probabilities[i * k + cls]
-        );
+    let predicted: Vec<(&str, f32)> = (p.argmax().into_iter().enumerate())
+        .map(|(i, cls)| (names[cls].as_str(), p.probabilities[i * k + cls]))
+        .collect();
+    let row = |i: usize| h5ad.as_ref().map_or(i, |h| h.rows[i]);
+    for (i, (label, prob)) in predicted.iter().enumerate().take(args.show) {
+        println!("cell {}\t{label}\t{prob:.4}", row(i));
     }
     if n > args.show {
         println!(
@@ -79,12 +117,17 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
             a.output.display()
         );
     }
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         ("checkpoint".to_string(), a.checkpoint.display().to_string()),
         ("labels".to_string(), serde_json::to_string(&names)?),
         ("species".to_string(), species.to_string()),
         ("truncate_values".to_string(), truncate.to_string()),
     ]);
+    if let Some(h) = &h5ad {
+        // Row i of the tensors is file row rows[i]; the other rows were dropped by the tokenizer.
+        meta.insert("rows".into(), serde_json::to_string(&h.rows)?);
+        meta.insert("cells_in_file".into(), h.n_obs.to_string());
+    }
     write_safetensors(
         &a.output,
         vec![
@@ -116,5 +159,8 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         "classified {n} cells in {secs:.2}s ({:.1} cells/s)",
         n as f64 / secs.max(1e-9)
     );
+    if let (Some(out), Some(h)) = (&args.write_h5ad, &h5ad) {
+        write_h5ad(&a.input, out, h, &predicted, args.replace_columns)?;
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand: its clap arguments and its `run`.
 
 pub mod classify;
+mod classify_h5ad;
 mod common;
 pub mod convert;
 pub mod embed;

@@ -4,6 +4,7 @@
 //! in the current, 0.7-era and pre-0.7 schemas; gzip and LZF compression. Cells are delivered
 //! in chunks read with row-window reads (see [`crate::data::h5matrix`] for the CSC memory cost).
 
+pub mod annotate;
 mod frame;
 
 use frame::{Frame, read_frame};

@@ -1,0 +1,226 @@
+//! `classify` on an `.h5ad`: the file is tokenized here, the way the browser does it (official
+//! pipeline with the classifier's vocabulary and medians, truncated to its position table), and
+//! `--write-h5ad` writes a copy of the file with the predictions added to `obs`.
+//!
+//! Tokenized cells carry no index, so each cell's file row travels through tokenization as a
+//! synthetic label column; cells the tokenizer drops (QC, no gene in the vocabulary) are the
+//! rows that do not come back, and get [`FILTERED_LABEL`] in the written file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use genecompass_core::cells::CellSet;
+use genecompass_core::data::{
+    CONFIDENCE_COLUMN, CellSource, CellTable, CsrChunk, DataError, FILTERED_LABEL, GeneColumns,
+    IfExists, LABEL_COLUMN, MatrixChoice, MatrixInfo, ObsColumn, add_obs_columns_to_file,
+    prediction_columns,
+};
+use genecompass_core::tokenize::{GeneMedians, TokenizeOptions, tokenize};
+use genecompass_trainer::train::model_setup::checkpoint_vocab;
+
+use super::tokenize::{explain, load_token_dict, open_input};
+
+/// Whether `classify` tokenizes `input` itself: an `.h5ad` (any other file is tokenized cells).
+pub fn is_h5ad(input: &Path) -> bool {
+    input.is_file()
+        && input
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
+}
+
+/// Cells of an h5ad tokenized for a classifier, with the file row of each.
+pub struct H5adCells {
+    /// The kept cells, in file order.
+    pub cells: CellSet,
+    /// File row (obs position) of each kept cell.
+    pub rows: Vec<usize>,
+    /// Cells in the file.
+    pub n_obs: usize,
+}
+
+/// Where the vocabulary and medians come from.
+pub struct TokenizeFor<'a> {
+    /// The classifier directory (`token_dict.json`, `gene_medians.json` beside the weights).
+    pub checkpoint: &'a Path,
+    /// `--token-dict`, overriding the directory's.
+    pub token_dict: Option<&'a Path>,
+    /// `--medians`, overriding the directory's.
+    pub medians: Option<&'a Path>,
+    /// Truncation length.
+    pub max_len: usize,
+    /// Refuse, before any work, a file that already has the prediction columns.
+    pub refuse_existing: bool,
+}
+
+/// Name of the synthetic column carrying each cell's file row through tokenization.
+const ROW_COLUMN: &str = "__genecompass_row__";
+
+/// A source whose cell table gains [`ROW_COLUMN`].
+struct RowTagged {
+    inner: Box<dyn CellSource>,
+    cells: CellTable,
+}
+
+impl CellSource for RowTagged {
+    fn info(&self) -> &MatrixInfo {
+        self.inner.info()
+    }
+    fn genes(&self) -> &GeneColumns {
+        self.inner.genes()
+    }
+    fn cells(&self) -> &CellTable {
+        &self.cells
+    }
+    fn next_chunk(&mut self, max_cells: usize) -> Result<Option<CsrChunk>, DataError> {
+        self.inner.next_chunk(max_cells)
+    }
+    fn rewind(&mut self) -> Result<(), DataError> {
+        self.inner.rewind()
+    }
+    fn warnings(&self) -> &[String] {
+        self.inner.warnings()
+    }
+}
+
+/// Tokenizes `input` for the classifier described by `t`.
+pub fn tokenize_h5ad(input: &Path, t: &TokenizeFor<'_>) -> anyhow::Result<H5adCells> {
+    let vocab = match t.token_dict {
+        Some(p) => load_token_dict(p)?,
+        None => checkpoint_vocab(t.checkpoint)?.with_context(|| {
+            format!(
+                "{} has no token_dict.json, which tokenizing {} needs; pass --token-dict (and \
+                 --medians) the classifier was trained with, or tokenize the file first with \
+                 `genecompass-train tokenize`",
+                t.checkpoint.display(),
+                input.display()
+            )
+        })?,
+    };
+    let beside = t.checkpoint.join("gene_medians.json");
+    let medians_path = t
+        .medians
+        .map(Path::to_path_buf)
+        .or_else(|| beside.is_file().then_some(beside));
+    let medians = match &medians_path {
+        Some(p) => {
+            GeneMedians::load(p).with_context(|| format!("reading medians {}", p.display()))?
+        }
+        None => {
+            eprintln!(
+                "warning: no --medians and no gene_medians.json beside the classifier: values \
+                 are log2(1 + count) (every gene divided by 1)"
+            );
+            GeneMedians::default()
+        }
+    };
+    let source = open_input(input, &MatrixChoice::Auto)?;
+    for w in source.warnings() {
+        eprintln!("warning: {w}");
+    }
+    if t.refuse_existing
+        && let Some(c) = [LABEL_COLUMN, CONFIDENCE_COLUMN]
+            .into_iter()
+            .find(|c| source.cells().column(c).is_some())
+    {
+        bail!(
+            "{}: obs already has a column `{c}` (an earlier annotation?); pass --replace-columns \
+             to overwrite it in the written file",
+            input.display()
+        );
+    }
+    let n_obs = source.info().n_cells;
+    let mut cells = source.cells().clone();
+    let rows = (0..n_obs).map(|i| i.to_string()).collect();
+    cells
+        .columns
+        .push((ROW_COLUMN.into(), ObsColumn::Text(rows)));
+    let mut src = RowTagged {
+        inner: source,
+        cells,
+    };
+    let opts = TokenizeOptions {
+        label_column: Some(ROW_COLUMN.into()),
+        max_len: Some(t.max_len),
+        ..Default::default()
+    };
+    let (mut set, summary) =
+        tokenize(&mut src, &vocab, &medians, &opts).map_err(|e| explain(e, input))?;
+    let rows = set
+        .cells
+        .iter_mut()
+        .map(|c| c.label.take().and_then(|l| l.parse().ok()))
+        .collect::<Option<Vec<usize>>>()
+        .context("internal: a tokenized cell lost its file row")?;
+    eprintln!(
+        "{}: {} of {n_obs} cells passed QC and the vocabulary filter ({} genes matched)",
+        input.display(),
+        summary.cells_out,
+        summary.genes.matched_to_vocabulary
+    );
+    if set.is_empty() {
+        bail!(
+            "{}: no cell passed QC and the vocabulary filter; nothing to classify",
+            input.display()
+        );
+    }
+    Ok(H5adCells {
+        cells: set,
+        rows,
+        n_obs,
+    })
+}
+
+/// Writes `input` to `output` with [`LABEL_COLUMN`] and [`CONFIDENCE_COLUMN`] in `obs`:
+/// `predicted[i]` (label, probability) belongs to file row `h5.rows[i]`; other rows get
+/// [`FILTERED_LABEL`] and NaN.
+pub fn write_h5ad(
+    input: &Path,
+    output: &Path,
+    h5: &H5adCells,
+    predicted: &[(&str, f32)],
+    replace: bool,
+) -> anyhow::Result<()> {
+    let same = |p: &Path| std::fs::canonicalize(p).ok();
+    if output.exists() && same(output) == same(input) {
+        bail!(
+            "--write-h5ad {} is the input file; write the annotated copy to another path",
+            output.display()
+        );
+    }
+    let mut by_row: Vec<Option<(&str, f32)>> = vec![None; h5.n_obs];
+    for (&row, &p) in h5.rows.iter().zip(predicted) {
+        by_row[row] = Some(p);
+    }
+    let filtered = by_row.iter().filter(|p| p.is_none()).count();
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let if_exists = if replace {
+        IfExists::Replace
+    } else {
+        IfExists::Fail
+    };
+    add_obs_columns_to_file(input, output, &prediction_columns(&by_row), if_exists)
+        .with_context(|| format!("writing {}", output.display()))?;
+    eprintln!(
+        "wrote {} with obs `{LABEL_COLUMN}` and `{CONFIDENCE_COLUMN}` ({filtered} cells \
+         `{FILTERED_LABEL}`)",
+        output.display()
+    );
+    Ok(())
+}
+
+/// The `--write-h5ad` path, refused up front when the input is not an h5ad.
+pub fn check_write_target(input: &Path, write_h5ad: Option<&PathBuf>) -> anyhow::Result<()> {
+    if let Some(out) = write_h5ad
+        && !is_h5ad(input)
+    {
+        bail!(
+            "--write-h5ad {} needs an .h5ad --input (the predictions are added to a copy of \
+             it); {} is not one",
+            out.display(),
+            input.display()
+        );
+    }
+    Ok(())
+}
