@@ -192,6 +192,17 @@ fn api_routes(state: &AppState) -> Router<AppState> {
             "/models/{id}/aliases/{alias}",
             put(api::models::aliases_update),
         )
+        .route("/priors", get(api::priors::priors_index))
+        .route("/priors/import", post(api::priors::priors_import))
+        .route("/priors/{id}", get(api::priors::priors_show))
+        .route(
+            "/priors/{id}/versions/{version}",
+            get(api::priors::prior_versions_show),
+        )
+        .route(
+            "/priors/{id}/versions/{version}/files/{*path}",
+            get(api::priors::prior_file_download),
+        )
         .route(
             "/jobs",
             get(api::jobs::jobs_index).post(api::jobs::jobs_create),

@@ -113,6 +113,7 @@ pub async fn import_checkpoint(
             message: format!("{} is not a directory on the server", dir.display()),
         })?;
     let source = dir.display().to_string();
+    let prior_version = crate::priors::source_version(state, team_id, &dir).await?;
     let v = tokio::task::spawn_blocking(move || validate(&dir))
         .await
         .map_err(AppError::internal)??;
@@ -154,8 +155,8 @@ pub async fn import_checkpoint(
     let version_id = new_id("ver");
     sqlx::query(
         "INSERT INTO model_versions (id, model_id, version, kind, config, weights_file, \
-         tensor_count, source_path, created_by, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         tensor_count, source_path, created_by, created_at, prior_version_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&version_id)
     .bind(&model_id)
@@ -167,6 +168,7 @@ pub async fn import_checkpoint(
     .bind(&source)
     .bind(user_id)
     .bind(now())
+    .bind(&prior_version)
     .execute(&mut *tx)
     .await?;
     for (rel, sha, size) in &stored {

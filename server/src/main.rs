@@ -89,6 +89,21 @@ enum Command {
         #[arg(long, default_value = "admin")]
         user: String,
     },
+    /// Import a prior-knowledge store folder (`genecompass-train priors build-*` or
+    /// `load-official` output) as the next version of a prior set.
+    ImportPriors {
+        /// The store folder (priors.json, genes.txt, tables).
+        dir: PathBuf,
+        /// Team that owns the set.
+        #[arg(long)]
+        team: String,
+        /// Prior set name (default: the directory name).
+        #[arg(long)]
+        name: Option<String>,
+        /// User recorded as the importer.
+        #[arg(long, default_value = "admin")]
+        user: String,
+    },
 }
 
 /// How `serve` runs jobs.
@@ -300,19 +315,7 @@ async fn main() -> Result<()> {
                     .and_then(|d| d.file_name().map(|f| f.to_string_lossy().into_owned()))
                     .context("give the model a name with --name")?,
             };
-            let team_id: Option<(String,)> = sqlx::query_as("SELECT id FROM teams WHERE name = $1")
-                .bind(team)
-                .fetch_optional(&state.db.pool)
-                .await?;
-            let user_id: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE name = $1")
-                .bind(user)
-                .fetch_optional(&state.db.pool)
-                .await?;
-            let (Some((team_id,)), Some((user_id,))) = (team_id, user_id) else {
-                bail!(
-                    "unknown team `{team}` or user `{user}`; create them with `genecompass user add`"
-                );
-            };
+            let (team_id, user_id) = team_and_user(&state, team, user).await?;
             let (model_id, version_id, version) =
                 import_checkpoint(&state, &team_id, &user_id, dir, &name, aliases).await?;
             println!(
@@ -320,6 +323,51 @@ async fn main() -> Result<()> {
                 dir.display()
             );
         }
+        Command::ImportPriors {
+            dir,
+            team,
+            name,
+            user,
+        } => {
+            let state = open(&cli, None).await?;
+            let name = match name {
+                Some(n) => n.clone(),
+                None => dir
+                    .canonicalize()
+                    .ok()
+                    .and_then(|d| d.file_name().map(|f| f.to_string_lossy().into_owned()))
+                    .context("give the prior set a name with --name")?,
+            };
+            let (team_id, user_id) = team_and_user(&state, team, user).await?;
+            let (set_id, version_id, version, created) =
+                genecompass_server::priors::import_priors(&state, &team_id, &user_id, dir, &name)
+                    .await?;
+            let what = if created {
+                "imported"
+            } else {
+                "already registered:"
+            };
+            println!(
+                "{what} {} as prior set `{name}` version {version} ({set_id}, {version_id})",
+                dir.display()
+            );
+        }
     }
     Ok(())
+}
+
+/// The ids of a team and a user named on the command line.
+async fn team_and_user(state: &AppState, team: &str, user: &str) -> Result<(String, String)> {
+    let team_id: Option<(String,)> = sqlx::query_as("SELECT id FROM teams WHERE name = $1")
+        .bind(team)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let user_id: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE name = $1")
+        .bind(user)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let (Some((team_id,)), Some((user_id,))) = (team_id, user_id) else {
+        bail!("unknown team `{team}` or user `{user}`; create them with `genecompass user add`");
+    };
+    Ok((team_id, user_id))
 }

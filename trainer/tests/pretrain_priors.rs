@@ -83,6 +83,18 @@ fn pretraining_from_scratch_takes_the_store_tables() {
     };
     assert_eq!(got(0), fam, "gene family table saved unchanged (frozen)");
     assert_eq!(got(1), grn, "GRN table saved unchanged (frozen)");
+    // The model names the store it was built with (the registry links the two by this hash).
+    let src: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("model/priors_source.json")).unwrap(),
+    )
+    .unwrap();
+    let manifest = std::fs::read(store.join("priors.json")).unwrap();
+    assert_eq!(
+        src["manifest_sha256"],
+        genecompass_core::priors::sha256_hex(&manifest).as_str()
+    );
+    assert_eq!(src["kinds"], serde_json::json!(["gene_family", "peca_grn"]));
+    assert_eq!(src["rows"], genes.len());
 
     // Rows in another order: refused, naming the fix.
     let mut shuffled = genes.clone();

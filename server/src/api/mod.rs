@@ -5,5 +5,6 @@ pub mod datasets;
 pub mod jobs;
 pub mod models;
 pub mod openapi;
+pub mod priors;
 pub mod results;
 pub mod uploads;

@@ -160,6 +160,20 @@ struct VersionRow {
     source_path: String,
     created_by: String,
     created_at: i64,
+    prior_version_id: Option<String>,
+}
+
+/// The prior version a checkpoint's knowledge tables were built from.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct PriorRef {
+    /// Prior set id.
+    pub prior_set_id: String,
+    /// Prior set name.
+    pub name: String,
+    /// Prior version number.
+    pub version: i64,
+    /// Prior version id.
+    pub version_id: String,
 }
 
 /// An immutable model version.
@@ -189,6 +203,8 @@ pub struct ModelVersion {
     pub aliases: Vec<String>,
     /// Stored files.
     pub files: Vec<VersionFile>,
+    /// The registered prior store it was built with (`pretrain --priors`), if any.
+    pub priors: Option<PriorRef>,
 }
 
 /// A version of a visible model by number or alias.
@@ -206,7 +222,7 @@ async fn find_version(
     let number = version.parse::<i64>().ok();
     let row: Option<VersionRow> = sqlx::query_as(
         "SELECT v.id, v.model_id, v.version, v.kind, v.config, v.weights_file, v.tensor_count, \
-         v.source_path, u.name AS created_by, v.created_at \
+         v.source_path, u.name AS created_by, v.created_at, v.prior_version_id \
          FROM model_versions v JOIN models m ON m.id = v.model_id JOIN users u ON u.id = v.created_by \
          WHERE m.id = $1 AND m.team_id IN (SELECT team_id FROM memberships WHERE user_id = $2) \
          AND (v.version = $3 OR v.id = (SELECT version_id FROM model_aliases \
@@ -230,7 +246,20 @@ async fn find_version(
     .bind(&r.id)
     .fetch_all(&state.db.pool)
     .await?;
+    let priors: Option<PriorRef> = match &r.prior_version_id {
+        Some(pv) => {
+            sqlx::query_as(
+                "SELECT s.id AS prior_set_id, s.name, v.version, v.id AS version_id \
+                 FROM prior_versions v JOIN prior_sets s ON s.id = v.prior_set_id WHERE v.id = $1",
+            )
+            .bind(pv)
+            .fetch_optional(&state.db.pool)
+            .await?
+        }
+        None => None,
+    };
     Ok(ModelVersion {
+        priors,
         config: serde_json::from_str(&r.config).unwrap_or(Value::Null),
         id: r.id,
         model_id: r.model_id,

@@ -206,6 +206,24 @@ pub fn spec() -> Value {
                 json!([path_param("id"), path_param("version"), path_param("path")]), None,
                 ("200", json!({ "description": "file (206 for ranges, 304 when the ETag matches)",
                     "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } }))) },
+            "/priors": { "get": op("Prior-knowledge sets of the caller's teams, with versions", true,
+                none.clone(), None, ("200", ok("prior sets", arr()))) },
+            "/priors/import": { "post": op("Import a server-local prior store folder (priors build-* / \
+                load-official output) as the next version of a set (admin); 200 when that store is \
+                already a version of the set", true, none.clone(),
+                Some(json_body(json!({ "type": "object", "required": ["path", "name"],
+                    "properties": { "path": {"type": "string"}, "name": {"type": "string"},
+                        "team": {"type": "string"} } }))),
+                ("201", ok("the new prior version", obj()))) },
+            "/priors/{id}": { "get": op("One prior set", true, id(), None, ("200", ok("prior set", obj()))) },
+            "/priors/{id}/versions/{version}": { "get": op("A prior version (number or latest): kinds, \
+                genes, width, build manifest, files and the checkpoints built from it", true,
+                json!([path_param("id"), path_param("version")]), None, ("200", ok("prior version", obj()))) },
+            "/priors/{id}/versions/{version}/files/{path}": { "get": op("One file of a prior version; \
+                ETag is its SHA-256; honours Range / If-None-Match", true,
+                json!([path_param("id"), path_param("version"), path_param("path")]), None,
+                ("200", json!({ "description": "file",
+                    "content": { "application/octet-stream": { "schema": { "type": "string", "format": "binary" } } } }))) },
             "/models/{id}/aliases/{alias}": { "put": op("Point an alias at a version (admin)", true,
                 json!([path_param("id"), path_param("alias")]),
                 Some(json_body(json!({ "type": "object", "required": ["version"],

@@ -112,6 +112,27 @@ async fn materialise_version(
     Ok(())
 }
 
+/// Links the files of a prior version into `dest` (a store folder the trainer can read).
+async fn materialise_priors(
+    state: &AppState,
+    version_id: &str,
+    dest: &Path,
+) -> Result<(), AppError> {
+    let files: Vec<(String, String)> =
+        sqlx::query_as("SELECT path, sha256 FROM prior_version_files WHERE version_id = $1")
+            .bind(version_id)
+            .fetch_all(&state.db.pool)
+            .await?;
+    let _ = tokio::fs::remove_dir_all(dest).await;
+    tokio::fs::create_dir_all(dest).await?;
+    for (rel, sha) in files {
+        check_rel_path(&rel)?;
+        let blob = state.blobs.local_path(&sha).await?;
+        tokio::fs::symlink(absolute(&blob), dest.join(&rel)).await?;
+    }
+    Ok(())
+}
+
 async fn dataset_path(state: &AppState, dataset_id: &str) -> Result<PathBuf, AppError> {
     let (sha,): (String,) = sqlx::query_as("SELECT sha256 FROM datasets WHERE id = $1")
         .bind(dataset_id)
@@ -256,6 +277,11 @@ pub async fn command_lines(
                 (Some(b), _) => push(&["--checkpoint", b]),
                 (None, Some(c)) => push(&["--config", c]),
                 (None, None) => {}
+            }
+            if let Some(pv) = &p.priors_version_id {
+                let dir = paths.dir.join("priors");
+                materialise_priors(state, pv, &dir).await?;
+                push(&["--priors", &s(&dir)]);
             }
         }
         JobKind::Annotate => {

@@ -114,6 +114,13 @@ pub struct PretrainParams {
     pub checkpoint_every: u32,
     /// Name of the model the result is registered as (default `<dataset>-pretrain`).
     pub model_name: Option<String>,
+    /// Prior set (id or name) whose tables a fresh model (`config`) takes as its frozen
+    /// knowledge; the new checkpoint is linked to that prior version.
+    pub priors: Option<String>,
+    /// Version number of `priors`, or `latest` (the default).
+    pub priors_version: Option<String>,
+    /// Set by the server: the resolved prior version id.
+    pub priors_version_id: Option<String>,
 }
 
 impl Default for PretrainParams {
@@ -131,6 +138,9 @@ impl Default for PretrainParams {
             seed: 42,
             checkpoint_every: 1000,
             model_name: None,
+            priors: None,
+            priors_version: None,
+            priors_version_id: None,
         }
     }
 }
@@ -282,6 +292,38 @@ pub(super) async fn find_version(
     Ok((id, kind, files.into_iter().map(|(p,)| p).collect()))
 }
 
+/// A prior version of the team by set id or name and version number or `latest`.
+async fn find_prior_version(
+    state: &AppState,
+    team: &Membership,
+    set: &str,
+    version: &str,
+) -> Result<String, AppError> {
+    let number = match version {
+        "latest" => -1,
+        v => v
+            .parse::<i64>()
+            .map_err(|_| bad(format!("`priors_version` `{v}`: give a number or `latest`")))?,
+    };
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT v.id FROM prior_versions v JOIN prior_sets s ON s.id = v.prior_set_id \
+         WHERE s.team_id = $1 AND (s.id = $2 OR s.name = $2) AND ($3 < 0 OR v.version = $3) \
+         ORDER BY v.version DESC LIMIT 1",
+    )
+    .bind(&team.team_id)
+    .bind(set)
+    .bind(number)
+    .fetch_optional(&state.db.pool)
+    .await?;
+    row.map(|(id,)| id).ok_or_else(|| {
+        AppError::NotFound(format!(
+            "no version `{version}` of prior set `{set}` in team `{}`; import one with \
+             `genecompass import-priors DIR --team {}`",
+            team.team_name, team.team_name
+        ))
+    })
+}
+
 /// Refuses `column` unless it is a text column of the dataset (`obs`: its `obs_columns` JSON).
 pub(super) fn check_text_column(obs: &str, dataset: &str, column: &str) -> Result<(), AppError> {
     let cols: Vec<crate::metadata::ObsColumnMeta> = serde_json::from_str(obs).unwrap_or_default();
@@ -393,6 +435,22 @@ pub async fn resolve(
                         });
                     }
                     Some(id)
+                }
+                None => None,
+            };
+            p.priors_version_id = match &p.priors {
+                Some(_) if p.base_model.is_some() => {
+                    return Err(bad(
+                        "`priors` sets the knowledge tables of a fresh model (`config`); a \
+                         `base_model` keeps its own",
+                    ));
+                }
+                Some(set) => {
+                    let v = p
+                        .priors_version
+                        .get_or_insert_with(|| "latest".into())
+                        .clone();
+                    Some(find_prior_version(state, team, set, &v).await?)
                 }
                 None => None,
             };

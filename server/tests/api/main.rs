@@ -8,6 +8,7 @@ mod jobs;
 mod jobs_run;
 mod jobs_tasks;
 mod models;
+mod priors;
 mod s3;
 mod security;
 mod sessions;

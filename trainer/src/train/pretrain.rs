@@ -216,6 +216,7 @@ pub fn run_pretrain(
              own (to add genes with their priors, use `genecompass-train extend-vocab`)"
         );
     }
+    let mut priors_source = None;
     let (config, mut model, warmup) = match (&spec.checkpoint, &spec.config) {
         (Some(dir), _) => {
             let ck = genecompass_core::checkpoint::load_checkpoint(dir, Default::default(), &ad)?;
@@ -245,6 +246,7 @@ pub fn run_pretrain(
             let mut m = init_mlm(&c, &ad);
             if let Some(t) = &store {
                 m.bert = t.install(m.bert);
+                priors_source = Some(t.source.clone());
             }
             (
                 c,
@@ -379,6 +381,12 @@ pub fn run_pretrain(
     }
     if let Some(m) = &medians {
         write_atomic(&model_dir.join("gene_medians.json"), &m.to_json())?;
+    }
+    if let Some(src) = &priors_source {
+        write_atomic(
+            &model_dir.join(super::priors_setup::SOURCE_FILE),
+            &serde_json::to_string_pretty(src)?,
+        )?;
     }
     emit(json!({"event": "done", "steps": state.step, "model": model_dir}));
     Ok(Outcome::Finished)

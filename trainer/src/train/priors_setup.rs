@@ -16,7 +16,13 @@ pub struct StoreTables {
     pub width: usize,
     /// `(kind, [V, K] values)` for each kind the store holds, in [`PriorKind::ALL`] order.
     pub tables: Vec<(PriorKind, Vec<f32>)>,
+    /// Where the tables came from, saved beside the model as [`SOURCE_FILE`] so the registry
+    /// can link the checkpoint to the prior version it was built with.
+    pub source: serde_json::Value,
 }
+
+/// File in a model directory naming the prior store its knowledge tables came from.
+pub const SOURCE_FILE: &str = "priors_source.json";
 
 /// Reads every table of `dir`; its `genes.txt` must list the vocabulary's tokens in order.
 pub fn read_store(dir: &Path, vocab: &TokenDictionary) -> anyhow::Result<StoreTables> {
@@ -56,7 +62,21 @@ pub fn read_store(dir: &Path, vocab: &TokenDictionary) -> anyhow::Result<StoreTa
             dir.display()
         );
     }
-    Ok(StoreTables { width, tables })
+    let manifest = std::fs::read(dir.join(genecompass_core::priors::store::MANIFEST)).ok();
+    let source = serde_json::json!({
+        "format": "genecompass-priors-source/1",
+        "path": dir.display().to_string(),
+        // SHA-256 of the store's priors.json: the key the registry finds the prior version by.
+        "manifest_sha256": manifest.as_deref().map(genecompass_core::priors::sha256_hex),
+        "kinds": tables.iter().map(|(k, _)| k.stem()).collect::<Vec<_>>(),
+        "rows": genes.len(),
+        "width": width,
+    });
+    Ok(StoreTables {
+        width,
+        tables,
+        source,
+    })
 }
 
 impl StoreTables {
