@@ -91,6 +91,42 @@ fn validate(dir: &Path) -> Result<Validated, AppError> {
     })
 }
 
+/// Largest model card kept (bytes); longer cards are cut with a note.
+const MAX_CARD_BYTES: usize = 256 << 10;
+
+/// Where a checkpoint came from, recorded with its version.
+#[derive(Debug, Clone, Default)]
+pub struct Lineage {
+    /// The version it was trained from.
+    pub parent_version_id: Option<String>,
+    /// The dataset it was trained on.
+    pub dataset_id: Option<String>,
+    /// The job that made it.
+    pub job_id: Option<String>,
+    /// Its model card; `None` reads `model_card.md` or `README.md` from the directory.
+    pub model_card: Option<String>,
+}
+
+/// The model card in `dir` (`model_card.md`, else a Hugging Face style `README.md`).
+fn read_card(dir: &Path) -> Option<String> {
+    ["model_card.md", "README.md"]
+        .iter()
+        .find_map(|f| std::fs::read(dir.join(f)).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+fn clip_card(mut card: String) -> String {
+    if card.len() > MAX_CARD_BYTES {
+        let mut end = MAX_CARD_BYTES;
+        while !card.is_char_boundary(end) {
+            end -= 1;
+        }
+        card.truncate(end);
+        card.push_str("\n\n[model card cut at 256 KiB]\n");
+    }
+    card
+}
+
 /// Imports `dir` as the next version of model `name` in `team_id`, recorded as made by
 /// `user_id`; moves `latest` and each of `aliases` to it. Returns `(model id, version id, version)`.
 pub async fn import_checkpoint(
@@ -100,6 +136,29 @@ pub async fn import_checkpoint(
     dir: &Path,
     name: &str,
     aliases: &[String],
+) -> Result<(String, String, i64), AppError> {
+    import_checkpoint_with(
+        state,
+        team_id,
+        user_id,
+        dir,
+        name,
+        aliases,
+        Lineage::default(),
+    )
+    .await
+}
+
+/// [`import_checkpoint`] recording where the checkpoint came from. A version without a prior
+/// record of its own inherits its parent's prior link (fine-tuning keeps the knowledge tables).
+pub async fn import_checkpoint_with(
+    state: &AppState,
+    team_id: &str,
+    user_id: &str,
+    dir: &Path,
+    name: &str,
+    aliases: &[String],
+    lineage: Lineage,
 ) -> Result<(String, String, i64), AppError> {
     check_name("model name", name)?;
     for a in aliases {
@@ -113,7 +172,22 @@ pub async fn import_checkpoint(
             message: format!("{} is not a directory on the server", dir.display()),
         })?;
     let source = dir.display().to_string();
-    let prior_version = crate::priors::source_version(state, team_id, &dir).await?;
+    let mut prior_version = crate::priors::source_version(state, team_id, &dir).await?;
+    if prior_version.is_none()
+        && let Some(parent) = &lineage.parent_version_id
+    {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT prior_version_id FROM model_versions WHERE id = $1")
+                .bind(parent)
+                .fetch_optional(&state.db.pool)
+                .await?;
+        prior_version = row.and_then(|(p,)| p);
+    }
+    let card = lineage
+        .model_card
+        .clone()
+        .or_else(|| read_card(&dir))
+        .map(clip_card);
     let v = tokio::task::spawn_blocking(move || validate(&dir))
         .await
         .map_err(AppError::internal)??;
@@ -155,8 +229,9 @@ pub async fn import_checkpoint(
     let version_id = new_id("ver");
     sqlx::query(
         "INSERT INTO model_versions (id, model_id, version, kind, config, weights_file, \
-         tensor_count, source_path, created_by, created_at, prior_version_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         tensor_count, source_path, created_by, created_at, prior_version_id, \
+         parent_version_id, dataset_id, job_id, model_card) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&version_id)
     .bind(&model_id)
@@ -169,6 +244,10 @@ pub async fn import_checkpoint(
     .bind(user_id)
     .bind(now())
     .bind(&prior_version)
+    .bind(&lineage.parent_version_id)
+    .bind(&lineage.dataset_id)
+    .bind(&lineage.job_id)
+    .bind(&card)
     .execute(&mut *tx)
     .await?;
     for (rel, sha, size) in &stored {

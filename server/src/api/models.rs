@@ -161,6 +161,34 @@ struct VersionRow {
     created_by: String,
     created_at: i64,
     prior_version_id: Option<String>,
+    parent_version_id: Option<String>,
+    dataset_id: Option<String>,
+    job_id: Option<String>,
+    model_card: Option<String>,
+}
+
+/// A model version named from elsewhere (a parent).
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct VersionRef {
+    /// Model id.
+    pub model_id: String,
+    /// Model name.
+    pub model: String,
+    /// Version number.
+    pub version: i64,
+    /// Version id.
+    pub version_id: String,
+}
+
+/// Where a version came from.
+#[derive(Debug, Default, Serialize)]
+pub struct Lineage {
+    /// The version it was trained from.
+    pub parent: Option<VersionRef>,
+    /// The dataset it was trained on: `{id, name}`.
+    pub dataset: Option<Value>,
+    /// The job that made it.
+    pub job_id: Option<String>,
 }
 
 /// The prior version a checkpoint's knowledge tables were built from.
@@ -205,6 +233,10 @@ pub struct ModelVersion {
     pub files: Vec<VersionFile>,
     /// The registered prior store it was built with (`pretrain --priors`), if any.
     pub priors: Option<PriorRef>,
+    /// Parent version, dataset and job (for versions made by jobs).
+    pub lineage: Lineage,
+    /// The model card (Markdown): scores, baseline, data and settings for fine-tunes.
+    pub model_card: Option<String>,
 }
 
 /// A version of a visible model by number or alias.
@@ -222,7 +254,8 @@ async fn find_version(
     let number = version.parse::<i64>().ok();
     let row: Option<VersionRow> = sqlx::query_as(
         "SELECT v.id, v.model_id, v.version, v.kind, v.config, v.weights_file, v.tensor_count, \
-         v.source_path, u.name AS created_by, v.created_at, v.prior_version_id \
+         v.source_path, u.name AS created_by, v.created_at, v.prior_version_id, \
+         v.parent_version_id, v.dataset_id, v.job_id, v.model_card \
          FROM model_versions v JOIN models m ON m.id = v.model_id JOIN users u ON u.id = v.created_by \
          WHERE m.id = $1 AND m.team_id IN (SELECT team_id FROM memberships WHERE user_id = $2) \
          AND (v.version = $3 OR v.id = (SELECT version_id FROM model_aliases \
@@ -258,8 +291,36 @@ async fn find_version(
         }
         None => None,
     };
+    let parent: Option<VersionRef> = match &r.parent_version_id {
+        Some(p) => {
+            sqlx::query_as(
+                "SELECT m.id AS model_id, m.name AS model, v.version, v.id AS version_id \
+                 FROM model_versions v JOIN models m ON m.id = v.model_id WHERE v.id = $1",
+            )
+            .bind(p)
+            .fetch_optional(&state.db.pool)
+            .await?
+        }
+        None => None,
+    };
+    let dataset: Option<(String, String)> = match &r.dataset_id {
+        Some(d) => {
+            sqlx::query_as("SELECT id, name FROM datasets WHERE id = $1")
+                .bind(d)
+                .fetch_optional(&state.db.pool)
+                .await?
+        }
+        None => None,
+    };
+    let lineage = Lineage {
+        parent,
+        dataset: dataset.map(|(id, name)| serde_json::json!({ "id": id, "name": name })),
+        job_id: r.job_id.clone(),
+    };
     Ok(ModelVersion {
         priors,
+        lineage,
+        model_card: r.model_card.clone(),
         config: serde_json::from_str(&r.config).unwrap_or(Value::Null),
         id: r.id,
         model_id: r.model_id,

@@ -11,7 +11,7 @@ use super::JobKind;
 use super::command::JobPaths;
 use super::store::JobRow;
 use crate::app::AppState;
-use crate::checkpoints::import_checkpoint;
+use crate::checkpoints::{Lineage, import_checkpoint_with};
 use crate::db::{new_id, now};
 use crate::error::AppError;
 
@@ -126,8 +126,24 @@ pub async fn register(
         .ok_or_else(|| AppError::internal("job params lack model_name"))?
         .to_string();
     let model_dir = paths.run_dir().join("model");
-    let (_, version_id, version) =
-        import_checkpoint(state, &job.team_id, &job.created_by, &model_dir, &name, &[]).await?;
+    let (_, version_id, version) = import_checkpoint_with(
+        state,
+        &job.team_id,
+        &job.created_by,
+        &model_dir,
+        &name,
+        &[],
+        Lineage {
+            parent_version_id: job.base_version_id.clone(),
+            dataset_id: job.dataset_id.clone(),
+            job_id: Some(job.id.clone()),
+            // Fine-tunes write their card (scores, baseline, settings) beside the model.
+            model_card: tokio::fs::read_to_string(paths.run_dir().join("model_card.md"))
+                .await
+                .ok(),
+        },
+    )
+    .await?;
     tracing::info!(job = %job.id, model = %name, version, "job output registered");
     if kind == JobKind::Finetune {
         let metrics_path = paths.run_dir().join("metrics.json");

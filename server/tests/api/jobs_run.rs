@@ -128,6 +128,13 @@ async fn run_finetune_job(backend: Backend, runner: RunnerKind) {
         .await
         .json();
     assert_eq!(v["id"], version_id.as_str());
+    // Lineage: the job and the dataset it trained on (a fresh model: no parent); the card.
+    assert_eq!(v["lineage"]["job_id"], id.as_str());
+    assert_eq!(v["lineage"]["dataset"]["id"], dataset_id.as_str());
+    assert_eq!(v["lineage"]["dataset"]["name"], "baron");
+    assert!(v["lineage"]["parent"].is_null());
+    let card = v["model_card"].as_str().expect("model card");
+    assert!(card.contains("baseline"), "{card}");
     assert_eq!(v["kind"], "classifier");
 
     // Its test metrics and the baseline's are results linked to the job.

@@ -61,6 +61,10 @@ async fn import_checkpoint_versions_aliases_results(backend: Backend) {
         );
     }
     let model_id = v1["model_id"].as_str().unwrap().to_string();
+    // An imported folder's card is its model_card.md or (Hugging Face style) README.md.
+    let readme = std::fs::read_to_string(format!("{CHECKPOINT}/README.md")).unwrap();
+    assert_eq!(v1["model_card"], readme.as_str());
+    assert!(v1["lineage"]["job_id"].is_null() && v1["lineage"]["parent"].is_null());
 
     // Files download by version number or alias, with the hash as ETag (what the browser caches).
     let cfg = std::fs::read(format!("{CHECKPOINT}/config.json")).unwrap();

@@ -371,4 +371,40 @@ async fn pretrain_job_with_a_registered_prior_store() {
         .await
         .json();
     assert_eq!(used["used_by"][0]["model"], "with-grn");
+
+    // Fine-tuning that model keeps its tables: the child names its parent and inherits the link.
+    let ft = json!({ "kind": "finetune", "params": {
+        "dataset": "baron", "label_column": "cell_type", "base_model": "with-grn", "epochs": 1,
+        "max_cells": 60, "batch_size": 16, "max_genes": 64, "seed": 3, "model_name": "grn-annotator"
+    } });
+    let res = app
+        .call(Method::POST, "/api/v1/jobs", Some(&admin), Some(ft))
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&res.bytes)
+    );
+    let id = res.json()["id"].as_str().unwrap().to_string();
+    let job = app
+        .wait_job(&admin, &id, Duration::from_secs(600), |j| {
+            !matches!(j["state"].as_str(), Some("queued" | "running"))
+        })
+        .await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let (child_model,): (String,) =
+        sqlx::query_as("SELECT model_id FROM model_versions WHERE id = $1")
+            .bind(job["model_version_id"].as_str().unwrap())
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+    let child = app
+        .get(&format!("/api/v1/models/{child_model}/versions/1"), &admin)
+        .await
+        .json();
+    assert_eq!(child["lineage"]["parent"]["model"], "with-grn");
+    assert_eq!(child["lineage"]["parent"]["version_id"], mv["id"]);
+    assert_eq!(child["lineage"]["job_id"], id.as_str());
+    assert_eq!(child["priors"]["version_id"], pv["id"]);
 }
