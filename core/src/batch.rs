@@ -65,6 +65,33 @@ pub fn plan_batches(cells: &CellSet, options: &BatchOptions) -> Vec<Vec<usize>> 
         .collect()
 }
 
+/// Checks that every cell's species has a row in the model's CLS table (`species`: the
+/// config's [`crate::model::GeneCompassConfig::species_names`]).
+pub fn validate_species(
+    cells: &CellSet,
+    source: &str,
+    species: &[String],
+) -> Result<(), InputError> {
+    match cells
+        .cells
+        .iter()
+        .position(|c| usize::from(c.species.code()) >= species.len())
+    {
+        Some(i) => Err(InputError::UnknownSpecies {
+            source_name: source.to_string(),
+            cell: i,
+            code: cells.cells[i].species.code(),
+            known: species
+                .iter()
+                .enumerate()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Checks every cell against the model's vocabulary and position table.
 pub fn validate_cells(
     cells: &CellSet,

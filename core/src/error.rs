@@ -158,6 +158,22 @@ pub enum InputError {
         /// The model's limit.
         max: usize,
     },
+    /// A cell's species has no row in the model's CLS table.
+    #[error(
+        "{source_name}: cell {cell} is of species code {code}, but the model knows only {known}; \
+         add the species with `genecompass-train extend-vocab --add-species NAME` or use a \
+         checkpoint extended that way"
+    )]
+    UnknownSpecies {
+        /// Where the cells came from.
+        source_name: String,
+        /// Cell index.
+        cell: usize,
+        /// The species code.
+        code: u8,
+        /// The model's species, `0 human, 1 mouse, ...`.
+        known: String,
+    },
     /// The input file is not usable.
     #[error("{path}: {message}")]
     BadFile {

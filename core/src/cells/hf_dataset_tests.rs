@@ -372,7 +372,7 @@ fn bad_rows_are_rejected() {
         (&[2, 3, 4], &[1.0, 1.0, 1.0], 2, 0, "padding must be id 0"),
         (&[2, 3], &[1.0], 2, 0, "must be equal"),
         (&[2, -3], &[1.0, 1.0], 2, 0, "negative"),
-        (&[2, 3], &[1.0, 1.0], 2, 2, "`species` is 2"),
+        (&[2, 3], &[1.0, 1.0], 2, 16, "`species` is 16"),
         (&[2, 3], &[1.0, 1.0], 3, 0, "`length` is 3"),
     ];
     for (ids, values, length, species, expected) in cases {

@@ -175,7 +175,12 @@ pub fn load_bert(
     let h = c.hidden_size;
     let embeddings = embeddings(l, p, c)?;
     let cls_embedding = if c.use_cls_token {
-        Some(l.embedding(&format!("{p}cls_embedding.weight"), 2, h, "hidden_size")?)
+        Some(l.embedding(
+            &format!("{p}cls_embedding.weight"),
+            c.species_count(),
+            h,
+            "hidden_size and genecompass_species (one CLS row per species; absent: 2)",
+        )?)
     } else {
         None
     };

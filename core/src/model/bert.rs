@@ -32,7 +32,8 @@ impl BertPooler {
 pub struct BertModel {
     /// `bert.embeddings`.
     pub embeddings: KnowledgeBertEmbeddings,
-    /// `bert.cls_embedding` `[2, H]` (row 0 human, row 1 mouse); absent when `use_cls_token` is off.
+    /// `bert.cls_embedding` `[S, H]` (row 0 human, row 1 mouse, then added species); absent
+    /// when `use_cls_token` is off.
     pub cls_embedding: Option<Embedding>,
     /// `bert.encoder`.
     pub encoder: BertEncoder,
@@ -56,9 +57,15 @@ pub fn init_bert(config: &GeneCompassConfig, with_pooler: bool, device: &Device)
     let h = config.hidden_size;
     BertModel {
         embeddings: init_embeddings(config, device),
-        cls_embedding: config
-            .use_cls_token
-            .then(|| normal_embedding(2, h, config.initializer_range, None, device)),
+        cls_embedding: config.use_cls_token.then(|| {
+            normal_embedding(
+                config.species_count(),
+                h,
+                config.initializer_range,
+                None,
+                device,
+            )
+        }),
         encoder: init_encoder(config, device),
         pooler: with_pooler.then(|| BertPooler {
             dense: normal_linear(h, h, config.initializer_range, device),

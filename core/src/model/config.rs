@@ -94,6 +94,10 @@ pub struct GeneCompassConfig {
     /// official classifier forward takes no species, so absent means false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genecompass_trained_with_species: Option<bool>,
+    /// Species names by code, one per row of the CLS table; absent means the official two,
+    /// `["human", "mouse"]`. `extend-vocab --add-species` appends to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genecompass_species: Option<Vec<String>>,
     /// Whether a classifier was trained on integer-truncated values (the official collator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub genecompass_truncate_values: Option<bool>,
@@ -182,6 +186,18 @@ impl GeneCompassConfig {
     /// Input width of `cat_fc`: word + value + one H block per prior.
     pub fn concat_width(&self) -> usize {
         self.hidden_size * (1 + self.priors().len()) + usize::from(self.use_values)
+    }
+
+    /// Species names by code (the CLS table's rows).
+    pub fn species_names(&self) -> Vec<String> {
+        self.genecompass_species
+            .clone()
+            .unwrap_or_else(|| vec!["human".into(), "mouse".into()])
+    }
+
+    /// Rows of the species CLS table.
+    pub fn species_count(&self) -> usize {
+        self.genecompass_species.as_ref().map_or(2, Vec::len)
     }
 
     /// Knowledge width K (768 in official checkpoints).
@@ -294,6 +310,7 @@ impl GeneCompassConfig {
             id2label: None,
             num_labels: None,
             genecompass_trained_with_species: None,
+            genecompass_species: None,
             genecompass_truncate_values: None,
             extra: BTreeMap::new(),
         }

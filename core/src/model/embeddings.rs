@@ -112,10 +112,11 @@ pub fn init_embeddings(config: &GeneCompassConfig, device: &Device) -> Knowledge
 }
 
 impl KnowledgeBertEmbeddings {
-    /// Token ids used for the knowledge lookup: mouse cells go through the homolog index.
+    /// Token ids used for the knowledge lookup: mouse cells (and cells of species added to the
+    /// checkpoint) go through the homolog index; human cells do not (official: `species == 1`).
     ///
     /// # Shapes
-    /// - `input_ids`: `[B, L]`, `species`: `[B, 1]` (0 human, 1 mouse) → `[B, L]`
+    /// - `input_ids`: `[B, L]`, `species`: `[B, 1]` (0 human, 1 mouse, 2.. added) → `[B, L]`
     pub fn knowledge_ids(
         &self,
         input_ids: Tensor<2, Int>,
@@ -130,8 +131,8 @@ impl KnowledgeBertEmbeddings {
             .val()
             .select(0, input_ids.clone().reshape([b * l]))
             .reshape([b, l]);
-        let mouse = species.equal_elem(1).expand([b, l]);
-        input_ids.mask_where(mouse, mapped)
+        let not_human = species.greater_elem(0).expand([b, l]);
+        input_ids.mask_where(not_human, mapped)
     }
 
     /// The `cat_fc` input, `[word | value | α·prior…]`.

@@ -92,6 +92,63 @@ pub fn extend_checkpoint(mut ck: Checkpoint, ext: &VocabExtension) -> Checkpoint
     ck
 }
 
+/// Why a species cannot be added.
+#[derive(Debug, thiserror::Error)]
+pub enum AddSpeciesError {
+    /// The model has no species CLS table.
+    #[error(
+        "the model has no species CLS token (use_cls_token is false), so it has no species to add to"
+    )]
+    NoClsToken,
+    /// The name is taken.
+    #[error("the model already has a species named {0:?}")]
+    Exists(String),
+    /// No code left.
+    #[error("the model already has the most species a CLS table may hold ({0})")]
+    Full(usize),
+    /// Not a usable name.
+    #[error("species name {0:?}: use lower-case letters, digits, '_' or '-' (e.g. rat, macaque)")]
+    BadName(String),
+}
+
+/// Adds a species: a new row at the end of the CLS table, the mean of the existing rows (the
+/// model starts from "an average species" and learns the new one on its cells), and its name
+/// in the config. Returns the checkpoint and the new species code.
+pub fn add_species(mut ck: Checkpoint, name: &str) -> Result<(Checkpoint, u8), AddSpeciesError> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    let mut names = ck.config.species_names();
+    if names.iter().any(|n| n == name) {
+        return Err(AddSpeciesError::Exists(name.into()));
+    }
+    // Names that read as a code (`3`, `species3`) would be ambiguous on the command line.
+    if !ok || crate::cells::Species::parse(name).is_some() {
+        return Err(AddSpeciesError::BadName(name.into()));
+    }
+    let max = usize::from(crate::cells::Species::MAX_CODE) + 1;
+    if names.len() >= max {
+        return Err(AddSpeciesError::Full(max));
+    }
+    let bert = match &mut ck.model {
+        LoadedModel::MaskedLm(m, _) => &mut m.bert,
+        LoadedModel::Classifier(c) => &mut c.bert,
+    };
+    let cls = bert
+        .cls_embedding
+        .as_mut()
+        .ok_or(AddSpeciesError::NoClsToken)?;
+    let old = cls.weight.val();
+    let mean = old.clone().mean_dim(0);
+    cls.weight = Param::initialized(ParamId::new(), Tensor::cat(vec![old, mean], 0));
+    let code = names.len() as u8;
+    names.push(name.to_string());
+    ck.config.genecompass_species = Some(names);
+    Ok((ck, code))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

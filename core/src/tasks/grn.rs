@@ -80,6 +80,8 @@ pub fn human_gene(ensembl: &str) -> Option<String> {
     match species {
         Species::Human => Some(base.to_string()),
         Species::Mouse => Orthologs::embedded().counterpart(base).map(String::from),
+        // No nomenclature or orthology table ships for an added species.
+        Species::Added(_) => None,
     }
 }
 

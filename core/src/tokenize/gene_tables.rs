@@ -146,6 +146,10 @@ impl GeneTable {
                 Self::from_asset_gz(HUMAN_GZ, "assets/human_genes.tsv.gz")
                     .expect("embedded human table is valid")
             }),
+            Species::Added(_) => {
+                static EMPTY: OnceLock<GeneTable> = OnceLock::new();
+                EMPTY.get_or_init(GeneTable::default)
+            }
             Species::Mouse => MOUSE.get_or_init(|| {
                 Self::from_asset_gz(MOUSE_GZ, "assets/mouse_genes.tsv.gz")
                     .expect("embedded mouse table is valid")

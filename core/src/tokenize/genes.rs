@@ -111,7 +111,7 @@ fn share_ensembl(v: &[String]) -> (usize, usize) {
     v.iter().fold((0, 0), |(h, m), s| match parse_ensembl(s) {
         Some((_, Species::Human)) => (h + 1, m),
         Some((_, Species::Mouse)) => (h, m + 1),
-        None => (h, m),
+        _ => (h, m),
     })
 }
 
@@ -140,6 +140,9 @@ pub fn match_genes_with(
     mouse: &GeneTable,
     orthologs: &Orthologs,
 ) -> Result<GeneMatch, TokenizeError> {
+    if let Some(species @ Species::Added(_)) = opts.species {
+        return Ok(match_added_species(genes, vocab, species));
+    }
     let n = genes.names.len();
     let (nh, nm) = share_ensembl(&genes.names);
     let ids_ens = genes
@@ -189,8 +192,8 @@ pub fn match_genes_with(
         (s, SpeciesEvidence::SymbolTables { human: h, mouse: m })
     };
     let (table, other) = match species {
-        Species::Human => (human, mouse),
         Species::Mouse => (mouse, human),
+        _ => (human, mouse),
     };
 
     let mut ensembl = vec![None; n];
@@ -284,6 +287,73 @@ pub fn match_genes_with(
         tokens,
         report,
     })
+}
+
+/// Genes of a species added to a checkpoint (`extend-vocab --add-species`): no nomenclature
+/// table ships for it, so its genes are matched to the vocabulary by their own identifiers
+/// (the ids column when the file has one, else the names; an Ensembl-style `.N` version suffix
+/// is dropped), exactly as extend-vocab added them.
+fn match_added_species(
+    genes: &GeneColumns,
+    vocab: &TokenDictionary,
+    species: Species,
+) -> GeneMatch {
+    let strip = |s: &str| -> String {
+        match s.rsplit_once('.') {
+            Some((base, v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                base.into()
+            }
+            _ => s.into(),
+        }
+    };
+    let lookup =
+        |col: &[String]| -> Vec<Option<u32>> { col.iter().map(|g| vocab.get(&strip(g))).collect() };
+    let by_names = lookup(&genes.names);
+    let by_ids = genes.ids.as_deref().map(lookup);
+    let hits = |v: &[Option<u32>]| v.iter().filter(|t| t.is_some()).count();
+    let (tokens, col, identifier) = match by_ids {
+        Some(ids) if hits(&ids) > hits(&by_names) => (
+            ids,
+            genes.ids.as_ref().expect("ids"),
+            "vocabulary tokens (ids column)",
+        ),
+        _ => (by_names, &genes.names, "vocabulary tokens (names)"),
+    };
+    let n = genes.names.len();
+    let ensembl: Vec<Option<String>> = tokens
+        .iter()
+        .zip(col)
+        .map(|(t, g)| t.map(|_| strip(g)))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let duplicate_tokens = tokens
+        .iter()
+        .flatten()
+        .filter(|t| !seen.insert(**t))
+        .count();
+    let matched = hits(&tokens);
+    let report = GeneMatchReport {
+        genes_in_file: n,
+        identifier: identifier.to_string(),
+        species,
+        species_evidence: SpeciesEvidence::Override,
+        mapped_to_ensembl: matched,
+        mapped_by: BTreeMap::from([("vocabulary".to_string(), matched)]),
+        matched_to_vocabulary: matched,
+        duplicate_tokens,
+        ambiguous: Vec::new(),
+        total_counts: 0.0,
+        matched_count_share: 0.0,
+        top_unmatched: Vec::new(),
+    };
+    GeneMatch {
+        species,
+        ensembl,
+        symbols: genes.names.iter().cloned().map(Some).collect(),
+        biotypes: vec![None; n],
+        tokens,
+        report,
+    }
 }
 
 impl GeneMatch {

@@ -103,6 +103,8 @@ fn plan(gm: &GeneMatch, medians: Option<&GeneMedians>, opts: &TokenizeOptions) -
         .unwrap_or_else(|| match gm.species {
             Species::Human => "MT-".into(),
             Species::Mouse => "mt-".into(),
+            // No table names an added species' genes; pass --mito-prefix for its own symbols.
+            Species::Added(_) => "MT-".into(),
         });
     let n = gm.ensembl.len();
     let bio_ok = |j: usize, list: &[String]| {

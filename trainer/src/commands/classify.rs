@@ -92,6 +92,13 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         c.max_position_embeddings,
     )?;
     let species = args.with_species || c.genecompass_trained_with_species.unwrap_or(false);
+    if species {
+        genecompass_core::batch::validate_species(
+            cells,
+            &a.input.display().to_string(),
+            &c.species_names(),
+        )?;
+    }
     let truncate = args
         .truncate_values
         .unwrap_or(c.genecompass_truncate_values.unwrap_or(true));

@@ -38,6 +38,11 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         c.vocab_size,
         c.max_position_embeddings,
     )?;
+    genecompass_core::batch::validate_species(
+        &cells,
+        &a.input.display().to_string(),
+        &c.species_names(),
+    )?;
     let mut options = a.options(true, false);
     options.keep_hidden_states = !args.cells_only;
     if let LoadedModel::MaskedLm(_, w) = &ck.model {

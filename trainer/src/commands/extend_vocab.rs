@@ -11,7 +11,7 @@ use genecompass_core::checkpoint::{
     WeightsFormat, export_official_safetensors, load_checkpoint, save_native,
 };
 use genecompass_core::model::PriorKind;
-use genecompass_core::model::extend::{VocabExtension, extend_checkpoint};
+use genecompass_core::model::extend::{VocabExtension, add_species, extend_checkpoint};
 use genecompass_core::priors::store::{read_genes, read_prior};
 use genecompass_core::tokenize::gene_tables::SymbolRule;
 use genecompass_core::tokenize::{NameHit, Orthologs, TokenDictionary, resolve_gene_name};
@@ -38,6 +38,17 @@ pub struct ExtendVocabArgs {
     /// vectors for the new genes; repeatable. New genes without a vector get zero rows.
     #[arg(long = "priors", value_name = "DIR")]
     pub priors: Vec<PathBuf>,
+    /// Add a species (e.g. `rat`): a new row in the species CLS table, so cells of that
+    /// species get their own species token. Its code is printed and recorded; tokenize its
+    /// cells with `--species CODE`.
+    #[arg(long, value_name = "NAME")]
+    pub add_species: Option<String>,
+    /// The new species' genes: a TSV/CSV whose first column is the gene id as the species'
+    /// files name it (e.g. `ENSRNOG00000000001`; taken verbatim, version suffix dropped) and an
+    /// optional second column its human ortholog (Ensembl id or current HGNC symbol), through
+    /// which its prior-knowledge vectors are looked up. Requires --add-species.
+    #[arg(long, value_name = "F", requires = "add_species")]
+    pub species_genes: Option<PathBuf>,
     /// Seed of the new word-embedding rows.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -69,6 +80,41 @@ fn to_ensembl(name: &str) -> Result<String, String> {
     }
 }
 
+/// Rows of a `--species-genes` file: (gene id, optional human ortholog).
+fn read_species_genes(path: &std::path::Path) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --species-genes {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut cols = line.split(['\t', ',']).map(str::trim);
+        let gene = cols.next().unwrap_or_default();
+        let gene = match gene.rsplit_once('.') {
+            Some((b, v)) if !v.is_empty() && v.bytes().all(|c| c.is_ascii_digit()) => b,
+            _ => gene,
+        };
+        if i == 0 && (gene.eq_ignore_ascii_case("gene_id") || gene.eq_ignore_ascii_case("gene")) {
+            continue; // header
+        }
+        if gene.is_empty() || gene.chars().any(char::is_whitespace) {
+            bail!(
+                "{} line {}: no gene id in the first column",
+                path.display(),
+                i + 1
+            );
+        }
+        let human = cols.next().filter(|h| !h.is_empty()).map(String::from);
+        out.push((gene.to_string(), human));
+    }
+    if out.is_empty() {
+        bail!("{}: no genes in it", path.display());
+    }
+    Ok(out)
+}
+
 /// Runs the extension.
 pub fn run(args: ExtendVocabArgs) -> anyhow::Result<()> {
     if args.output.exists() {
@@ -77,7 +123,12 @@ pub fn run(args: ExtendVocabArgs) -> anyhow::Result<()> {
             args.output.display()
         );
     }
-    let names = gene_names(&args.genes, args.genes_file.as_deref())?;
+    let names = if args.genes.is_empty() && args.genes_file.is_none() && args.add_species.is_some()
+    {
+        Vec::new() // a species with only its --species-genes (or none)
+    } else {
+        gene_names(&args.genes, args.genes_file.as_deref())?
+    };
     let device = Device::flex();
     let ck = load_checkpoint(&args.model, WeightsFormat::Auto, &device)
         .with_context(|| format!("loading {}", args.model.display()))?;
@@ -97,6 +148,31 @@ pub fn run(args: ExtendVocabArgs) -> anyhow::Result<()> {
     let mut errors = Vec::new();
     let mut new: Vec<String> = Vec::new();
     let mut present = Vec::new();
+    // Human ortholog (Ensembl id) of each new gene of an added species.
+    let mut ortholog_of: HashMap<String, String> = HashMap::new();
+    if let Some(f) = &args.species_genes {
+        for (gene, human) in read_species_genes(f)? {
+            if vocab.get(&gene).is_some() {
+                present.push(gene);
+                continue;
+            }
+            if let Some(h) = human {
+                match to_ensembl(&h) {
+                    Ok(id) if id.starts_with("ENSG") => {
+                        ortholog_of.insert(gene.clone(), id);
+                    }
+                    Ok(id) => errors.push(format!(
+                        "{}: the ortholog of {gene}, {h} ({id}), is not a human gene",
+                        f.display()
+                    )),
+                    Err(e) => errors.push(format!("{}: ortholog of {gene}: {e}", f.display())),
+                }
+            }
+            if !new.contains(&gene) {
+                new.push(gene);
+            }
+        }
+    }
     for n in &names {
         match to_ensembl(n) {
             Ok(id) if vocab.get(&id).is_some() => present.push(id),
@@ -111,7 +187,7 @@ pub fn run(args: ExtendVocabArgs) -> anyhow::Result<()> {
     if !present.is_empty() {
         eprintln!("already in the vocabulary, skipped: {}", present.join(", "));
     }
-    if new.is_empty() {
+    if new.is_empty() && args.add_species.is_none() {
         bail!("no new gene to add: every gene given is already in the model's vocabulary");
     }
     let v0 = vocab.len();
@@ -163,6 +239,9 @@ pub fn run(args: ExtendVocabArgs) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, g)| {
             let own = (v0 + i) as i64;
+            if let Some(h) = ortholog_of.get(g) {
+                return extended.get(h).map_or(own, i64::from);
+            }
             if !g.starts_with("ENSMUSG") {
                 return own;
             }
@@ -179,7 +258,17 @@ pub fn run(args: ExtendVocabArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let native = args.model.join("model.bpk").is_file();
-    let ck = extend_checkpoint(ck, &ext);
+    let mut ck = if n > 0 {
+        extend_checkpoint(ck, &ext)
+    } else {
+        ck
+    };
+    let mut species_code = None;
+    if let Some(name) = &args.add_species {
+        let (c, code) = add_species(ck, name)?;
+        ck = c;
+        species_code = Some(code);
+    }
     if native {
         save_native(&ck, &args.output, false)?;
     } else {
@@ -202,6 +291,11 @@ pub fn run(args: ExtendVocabArgs) -> anyhow::Result<()> {
         })).collect::<Vec<_>>(),
         "priors": PriorKind::ALL.iter().zip(&covered).map(|(kd, c)| (kd.stem().to_string(), serde_json::json!(c))).collect::<serde_json::Map<_, _>>(),
         "seed": args.seed,
+        "added_species": args.add_species.as_ref().map(|n| serde_json::json!({
+            "name": n, "code": species_code,
+            "genes_file": args.species_genes.as_ref().map(|p| p.display().to_string()),
+            "with_human_ortholog": ortholog_of.len(),
+        })),
     });
     std::fs::write(
         args.output.join("vocab_extension.json"),
@@ -209,11 +303,20 @@ pub fn run(args: ExtendVocabArgs) -> anyhow::Result<()> {
     )?;
     eprintln!(
         "added {n} genes (ids {v0}..{}) to {} -> {} ({} format)",
-        v0 + n - 1,
+        (v0 + n).saturating_sub(1),
         args.model.display(),
         args.output.display(),
         if native { "native" } else { "official" }
     );
+    if let (Some(name), Some(code)) = (&args.add_species, species_code) {
+        eprintln!(
+            "added species {name} with code {code} (its CLS row starts as the mean of the others; \
+             {} of its genes look their priors up through a human ortholog); tokenize its cells \
+             with --species {code} --token-dict {}/token_dict.json",
+            ortholog_of.len(),
+            args.output.display()
+        );
+    }
     for (kind, c) in PriorKind::ALL.iter().zip(&covered) {
         if *c < n {
             eprintln!(

@@ -118,6 +118,11 @@ impl ModelCellsArgs {
             ck.config.vocab_size,
             ck.config.max_position_embeddings,
         )?;
+        genecompass_core::batch::validate_species(
+            &cells,
+            &self.cells.display().to_string(),
+            &ck.config.species_names(),
+        )?;
         Ok(Loaded {
             device: dev,
             checkpoint: ck,

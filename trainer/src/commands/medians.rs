@@ -36,7 +36,7 @@ pub struct MediansArgs {
     #[arg(long)]
     pub raw_counts: bool,
     /// Species of the cells (applies to every input).
-    #[arg(long, value_enum, default_value_t = SpeciesArg::Auto)]
+    #[arg(long, default_value_t = SpeciesArg::AUTO)]
     pub species: SpeciesArg,
     /// Which matrix of an h5ad: auto, X, raw or layer:NAME.
     #[arg(long, default_value = "auto", value_parser = parse_matrix)]

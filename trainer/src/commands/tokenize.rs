@@ -27,25 +27,44 @@ use serde_json::json;
 use crate::cells_io::write_cells_safetensors;
 use crate::progress::cells_bar;
 
-/// `--species` on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum SpeciesArg {
-    /// Detect from Ensembl id prefixes, else from which symbol table (HGNC / MGI) names more genes.
-    #[default]
-    Auto,
-    /// Human (species code 0).
-    Human,
-    /// Mouse (species code 1).
-    Mouse,
-}
+/// `--species` on the command line: `auto` (detect from Ensembl id prefixes, else from which
+/// symbol table, HGNC or MGI, names more genes), `human`, `mouse`, or the code of a species
+/// added with `extend-vocab --add-species` (2-15; its genes are matched to the vocabulary by
+/// their own ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpeciesArg(pub Option<Species>);
 
 impl SpeciesArg {
+    /// Auto-detection.
+    pub const AUTO: SpeciesArg = SpeciesArg(None);
+
     /// The forced species, `None` for auto-detection.
     pub fn species(self) -> Option<Species> {
-        match self {
-            SpeciesArg::Auto => None,
-            SpeciesArg::Human => Some(Species::Human),
-            SpeciesArg::Mouse => Some(Species::Mouse),
+        self.0
+    }
+}
+
+impl std::str::FromStr for SpeciesArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(Self::AUTO);
+        }
+        Species::parse(s)
+            .map(|sp| SpeciesArg(Some(sp)))
+            .ok_or_else(|| {
+                format!("`{s}`: use auto, human, mouse, or the code (2-15) of an added species")
+            })
+    }
+}
+
+impl std::fmt::Display for SpeciesArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("auto"),
+            Some(s @ Species::Added(_)) => write!(f, "{}", s.code()),
+            Some(s) => f.write_str(s.name()),
         }
     }
 }
@@ -88,8 +107,8 @@ pub struct TokenizeArgs {
     /// Output: a `.safetensors` file, or a folder with `--format hf`.
     #[arg(long, value_name = "OUT")]
     pub output: PathBuf,
-    /// Species of the cells.
-    #[arg(long, value_enum, default_value_t = SpeciesArg::Auto)]
+    /// Species of the cells: auto, human, mouse, or an added species' code (2-15).
+    #[arg(long, default_value_t = SpeciesArg::AUTO)]
     pub species: SpeciesArg,
     /// Token dictionary of the model (`human_mouse_tokens.pickle` or JSON `{token: id}`).
     #[arg(long, value_name = "F", conflicts_with = "build_vocab")]

@@ -246,6 +246,11 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
     }
     validate_cells(&data.cells, &spec.data.display().to_string(), config.vocab_size, config.max_position_embeddings)
         .context("the cells do not fit the model (vocabulary mismatch or cells longer than max_position_embeddings)")?;
+    genecompass_core::batch::validate_species(
+        &data.cells,
+        &spec.data.display().to_string(),
+        &config.species_names(),
+    )?;
     config.set_labels(&data.names);
     config.genecompass_trained_with_species = Some(spec.with_species);
     config.genecompass_truncate_values = Some(false);

@@ -267,6 +267,11 @@ pub fn run_pretrain(
         config.vocab_size,
         config.max_position_embeddings,
     )?;
+    genecompass_core::batch::validate_species(
+        &cells,
+        &spec.data.display().to_string(),
+        &config.species_names(),
+    )?;
     model.bert = freeze_knowledge(model.bert);
     let bs = spec.batch_size.max(1);
     let accum = spec.grad_accum.max(1);

@@ -562,7 +562,7 @@ pub(super) fn decode_batch(
                 Some(s) => s,
                 None => {
                     return bad(format!(
-                        "`species` is {code}: expected 0 (human) or 1 (mouse)"
+                        "`species` is {code}: expected 0 (human), 1 (mouse) or 2-15 (a species added with extend-vocab --add-species)"
                     ));
                 }
             },
