@@ -21,6 +21,24 @@ pub struct ObsColumnMeta {
     pub distinct: Option<usize>,
 }
 
+/// What the file's genes are, as the tokenizer sees them (no model needed: measured against
+/// the embedded HGNC/MGI nomenclature, which every vocabulary is drawn from).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneMeta {
+    /// `human` or `mouse`, as the tokenizer detects it.
+    pub species: String,
+    /// How it was decided (`ensembl_prefix`, `symbol_tables`).
+    pub species_evidence: String,
+    /// Which identifiers name the genes: `ensembl (names)`, `ensembl (ids column)`, `symbols`.
+    pub identifier: String,
+    /// Genes mapped to an Ensembl id of that species (the tokenizer drops the others).
+    pub recognised: usize,
+    /// `recognised` / genes in the file.
+    pub recognised_share: f64,
+    /// Symbols naming several genes (dropped, never guessed).
+    pub ambiguous: usize,
+}
+
 /// What the registry stores about a dataset file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetMeta {
@@ -38,6 +56,45 @@ pub struct DatasetMeta {
     pub obs_columns: Vec<ObsColumnMeta>,
     /// The reader's warnings.
     pub warnings: Vec<String>,
+    /// Species, gene identifiers and how many genes the nomenclature recognises; `None` when
+    /// the species cannot be told (the file's gene names are neither Ensembl ids nor symbols).
+    pub genes: Option<GeneMeta>,
+}
+
+/// Matches the genes against every embedded human and mouse gene.
+fn gene_meta(genes: &genecompass_core::data::GeneColumns) -> Option<GeneMeta> {
+    use genecompass_core::cells::Species;
+    use genecompass_core::tokenize::{GeneMatchOptions, GeneTable, TokenDictionary, match_genes};
+    use std::sync::OnceLock;
+    static ALL: OnceLock<TokenDictionary> = OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        let ids = [Species::Human, Species::Mouse].into_iter().flat_map(|s| {
+            GeneTable::embedded(s)
+                .records
+                .iter()
+                .filter(|r| !r.ensembl_id.is_empty())
+                .map(|r| r.ensembl_id.clone())
+        });
+        TokenDictionary::build(ids)
+    });
+    let m = match_genes(genes, all, &GeneMatchOptions::default()).ok()?;
+    let r = &m.report;
+    let evidence = serde_json::to_value(&r.species_evidence)
+        .ok()
+        .and_then(|v| v["how"].as_str().map(String::from))
+        .unwrap_or_default();
+    Some(GeneMeta {
+        species: r.species.name().to_string(),
+        species_evidence: evidence,
+        identifier: r.identifier.clone(),
+        recognised: r.mapped_to_ensembl,
+        recognised_share: if r.genes_in_file > 0 {
+            r.mapped_to_ensembl as f64 / r.genes_in_file as f64
+        } else {
+            0.0
+        },
+        ambiguous: r.ambiguous.len(),
+    })
 }
 
 /// The stored name of a value kind.
@@ -91,5 +148,6 @@ pub fn read_metadata(path: &Path) -> Result<DatasetMeta, String> {
         value_kind: value_kind_name(kind).into(),
         obs_columns,
         warnings: src.warnings().to_vec(),
+        genes: gene_meta(src.genes()),
     })
 }

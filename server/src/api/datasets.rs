@@ -21,7 +21,7 @@ macro_rules! select_datasets {
     () => {
         "SELECT d.id, d.team_id, t.name AS team_name, d.name, d.sha256, d.size_bytes, d.format, \
          d.matrix_path, d.n_cells, d.n_genes, d.value_kind, d.obs_columns, d.warnings, \
-         u.name AS uploaded_by, d.created_at \
+         d.gene_report, u.name AS uploaded_by, d.created_at \
          FROM datasets d JOIN teams t ON t.id = d.team_id JOIN users u ON u.id = d.uploaded_by \
          WHERE d.team_id IN (SELECT team_id FROM memberships WHERE user_id = $1) "
     };
@@ -42,6 +42,7 @@ struct DatasetRow {
     value_kind: String,
     obs_columns: String,
     warnings: String,
+    gene_report: Option<String>,
     uploaded_by: String,
     created_at: i64,
 }
@@ -75,6 +76,9 @@ pub struct Dataset {
     pub obs_columns: Vec<ObsColumnMeta>,
     /// Reader warnings.
     pub warnings: Vec<String>,
+    /// Species, gene identifier kind and genes recognised by the nomenclature (what decides
+    /// vocabulary coverage); `null` when the species cannot be told.
+    pub genes: Option<crate::metadata::GeneMeta>,
     /// User name of the uploader.
     pub uploaded_by: String,
     /// Upload time (Unix seconds).
@@ -86,6 +90,10 @@ impl From<DatasetRow> for Dataset {
         Self {
             obs_columns: serde_json::from_str(&r.obs_columns).unwrap_or_default(),
             warnings: serde_json::from_str(&r.warnings).unwrap_or_default(),
+            genes: r
+                .gene_report
+                .as_deref()
+                .and_then(|g| serde_json::from_str(g).ok()),
             id: r.id,
             team_id: r.team_id,
             team: r.team_name,
@@ -249,8 +257,9 @@ pub(crate) async fn register_dataset(
     let mut tx = state.db.pool.begin().await?;
     sqlx::query(
         "INSERT INTO datasets (id, team_id, name, sha256, size_bytes, format, matrix_path, \
-         n_cells, n_genes, value_kind, obs_columns, warnings, uploaded_by, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         n_cells, n_genes, value_kind, obs_columns, warnings, uploaded_by, created_at, \
+         gene_report) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&id)
     .bind(&team.team_id)
@@ -266,6 +275,13 @@ pub(crate) async fn register_dataset(
     .bind(serde_json::to_string(&meta.warnings).map_err(AppError::internal)?)
     .bind(&user.id)
     .bind(now())
+    .bind(
+        meta.genes
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(AppError::internal)?,
+    )
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

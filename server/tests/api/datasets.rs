@@ -35,6 +35,16 @@ async fn upload_list_get_download(backend: Backend) {
     assert!(!d["matrix_path"].as_str().unwrap().is_empty());
     assert!(d["value_kind"].is_string());
     assert!(!d["obs_columns"].as_array().unwrap().is_empty(), "{d}");
+    // What the genes are: the Wu 2020 T cells are human, named by HGNC symbols.
+    assert_eq!(d["genes"]["species"], "human", "{d}");
+    assert_eq!(d["genes"]["identifier"], "symbols");
+    assert_eq!(d["genes"]["species_evidence"], "symbol_tables");
+    let share = d["genes"]["recognised_share"].as_f64().unwrap();
+    assert!(share > 0.9 && share <= 1.0, "{share}");
+    assert_eq!(
+        d["genes"]["recognised"].as_f64().unwrap(),
+        (share * d["n_genes"].as_f64().unwrap()).round()
+    );
 
     // Content-addressed, complete, no leftovers.
     let sha = d["sha256"].as_str().unwrap();
