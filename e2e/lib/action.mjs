@@ -26,6 +26,12 @@ export async function downloadCsv(page) {
   return fs.readFileSync(await download.path(), 'utf8');
 }
 
+/** Clicks "Download h5ad with labels" and returns the file's name and bytes. */
+export async function downloadH5ad(page) {
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: 120_000 }), page.click(find.downloadH5ad)]);
+  return { name: download.suggestedFilename(), bytes: fs.readFileSync(await download.path()) };
+}
+
 export async function signIn(page, user, password) {
   await page.click(find.tabRegistry);
   await page.fill(find.user, user);

@@ -86,6 +86,41 @@ export function csvMatchesNative(csvText, nativeFile, tol = 1e-3) {
   return { cells: n, worst };
 }
 
+/** The page's labelled h5ad equals the one `genecompass-train classify --write-h5ad` wrote for
+ * the same file and model: the same bytes everywhere but the float32 confidences, which must be
+ * the CLI's within `tol` (NaN for the rows QC dropped). Both files come from core's writer fed
+ * the same rows, labels and categories, so only float rounding may differ. Returns how many
+ * rows were compared, the largest difference and whether the files are byte-identical. */
+export function h5adMatchesCli(pageBytes, cliFile, nativeFile, tol = 1e-3) {
+  const cli = fs.readFileSync(cliFile);
+  const { tensors, metadata } = readSafetensors(nativeFile);
+  const rows = JSON.parse(metadata.rows);
+  const nObs = Number(metadata.cells_in_file);
+  const { shape: [n, c], data } = tensors.probabilities;
+  assert.equal(rows.length, n);
+  // The CLI's confidence column: each kept row's arg-max probability, NaN elsewhere.
+  const want = new Float32Array(nObs).fill(NaN);
+  rows.forEach((row, i) => { want[row] = Math.max(...data.subarray(i * c, (i + 1) * c)); });
+  const wantBytes = Buffer.from(want.buffer);
+  const at = cli.indexOf(wantBytes);
+  assert.ok(at > 0, 'the CLI file holds the confidence column');
+  assert.equal(pageBytes.length, cli.length, 'same size as the CLI file');
+  const end = at + wantBytes.length;
+  for (let i = 0; i < cli.length; i++) {
+    if (pageBytes[i] !== cli[i] && (i < at || i >= end)) {
+      assert.fail(`byte ${i} differs outside the confidence column (${at}..${end})`);
+    }
+  }
+  const got = new Float32Array(pageBytes.buffer.slice(pageBytes.byteOffset + at, pageBytes.byteOffset + end));
+  let worst = 0;
+  for (let r = 0; r < nObs; r++) {
+    if (Number.isNaN(want[r])) assert.ok(Number.isNaN(got[r]), `row ${r} was filtered`);
+    else worst = Math.max(worst, Math.abs(got[r] - want[r]));
+  }
+  assert.ok(worst <= tol, `max |confidence difference| ${worst} > ${tol}`);
+  return { rows: nObs, kept: n, worst, identical: pageBytes.equals(cli) };
+}
+
 /** Waits until the watched job shows one of `states` and returns it (the page's failure text
  * is in the error when it ends otherwise). */
 export async function jobReaches(page, states, timeout = 120_000) {

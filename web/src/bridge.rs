@@ -1,6 +1,7 @@
 //! The page's handle on the annotation worker: spawns it, queues the request until the worker
-//! reports ready, forwards replies, and turns a crash (a wasm trap ends the worker's instance)
-//! into a [`Reply::Failed`] so the page always leaves the running state.
+//! reports ready, forwards replies (a reply with bytes, such as [`Reply::H5ad`], arrives as
+//! `[JSON, Uint8Array]`), and turns a crash (a wasm trap ends the worker's instance) into a
+//! [`Reply::Failed`] so the page always leaves the running state.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -21,8 +22,11 @@ pub struct WorkerHandle {
 }
 
 impl WorkerHandle {
-    /// Starts `worker.js` (beside the page) and routes its replies to `on_reply`.
-    pub fn spawn(on_reply: impl Fn(Reply) + 'static) -> Result<Self, String> {
+    /// Starts `worker.js` (beside the page) and routes its replies, with their bytes if any, to
+    /// `on_reply`.
+    pub fn spawn(
+        on_reply: impl Fn(Reply, Option<js_sys::Uint8Array>) + 'static,
+    ) -> Result<Self, String> {
         let opts = WorkerOptions::new();
         opts.set_type(WorkerType::Module);
         let worker = Worker::new_with_options("./worker.js", &opts)
@@ -37,7 +41,14 @@ impl WorkerHandle {
             ready.clone(),
         );
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            let text = e.data().as_string().unwrap_or_default();
+            let data = e.data();
+            let (text, bytes) = match data.dyn_ref::<js_sys::Array>() {
+                Some(parts) => (
+                    parts.get(0).as_string().unwrap_or_default(),
+                    parts.get(1).dyn_into::<js_sys::Uint8Array>().ok(),
+                ),
+                None => (data.as_string().unwrap_or_default(), None),
+            };
             match serde_json::from_str::<Reply>(&text) {
                 Ok(Reply::Ready) => {
                     rd.set(true);
@@ -45,21 +56,27 @@ impl WorkerHandle {
                         post(&w, &msg);
                     }
                 }
-                Ok(reply) => r(reply),
-                Err(e) => r(Reply::Failed {
-                    message: format!("internal error: unreadable worker reply: {e}"),
-                }),
+                Ok(reply) => r(reply, bytes),
+                Err(e) => r(
+                    Reply::Failed {
+                        message: format!("internal error: unreadable worker reply: {e}"),
+                    },
+                    None,
+                ),
             }
         });
         let on_error = Closure::<dyn FnMut(ErrorEvent)>::new(move |e: ErrorEvent| {
             e.prevent_default();
-            on_reply(Reply::Failed {
-                message: format!(
-                    "the annotation worker stopped: {}. Try again; if it keeps failing, the file \
-                     or model may be too large for the browser",
-                    e.message()
-                ),
-            });
+            on_reply(
+                Reply::Failed {
+                    message: format!(
+                        "the annotation worker stopped: {}. Try again; if it keeps failing, the \
+                         file or model may be too large for the browser",
+                        e.message()
+                    ),
+                },
+                None,
+            );
         });
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));

@@ -2,15 +2,17 @@
 //! classifier, batch by batch. No browser APIs here, so it runs (and is tested) natively with
 //! the very code the worker runs; the worker only adds message passing around it.
 
+use burn::module::Module;
 use burn::prelude::Device;
+use burn::store::{DTypePolicy, ModuleRecord};
+use burn::tensor::Bytes;
 use genecompass_core::batch::{BatchOptions, Padding, validate_cells};
 use genecompass_core::cells::CellSet;
-use genecompass_core::checkpoint::{LoadedModel, TensorMap, from_tensor_map};
-use genecompass_core::data::{
-    CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixInfo, ObsColumn, ValueKind,
-    open_bytes, value_kind,
+use genecompass_core::checkpoint::{Checkpoint, LoadedModel, TensorMap, from_tensor_map};
+use genecompass_core::data::{CellSource, CellTable, DataError, ValueKind, open_bytes, value_kind};
+use genecompass_core::model::{
+    GeneCompassConfig, GeneCompassForSequenceClassification, init_classifier,
 };
-use genecompass_core::model::{GeneCompassConfig, GeneCompassForSequenceClassification};
 use genecompass_core::tasks::infer::InferOptions;
 use genecompass_core::tokenize::{
     GeneMatchOptions, GeneMedians, SpeciesEvidence, TokenDictionary, TokenizeError,
@@ -18,6 +20,7 @@ use genecompass_core::tokenize::{
 };
 use thiserror::Error;
 
+use crate::annotated::{RowTagged, label_columns};
 use crate::protocol::{FileReport, QcReport};
 
 /// Why a run stopped. Every message names the file or model and says what to do, because the
@@ -102,14 +105,87 @@ pub enum AnnotateError {
 pub struct ModelFiles {
     /// `config.json`.
     pub config_json: Vec<u8>,
-    /// `model.safetensors`.
+    /// The weights: `model.safetensors` (official layout) or `model.bpk` (the native burnpack
+    /// that the registry's fine-tune jobs write), told apart by [`ModelFiles::weights_name`].
     pub weights: Vec<u8>,
+    /// File name of the weights.
+    pub weights_name: String,
     /// Token dictionary (JSON `{token: id}` or the official pickle).
     pub token_dict: Vec<u8>,
     /// Its file name.
     pub token_dict_name: String,
     /// Gene medians (JSON or pickle); without them every gene is divided by 1.
     pub medians: Option<Vec<u8>>,
+}
+
+/// The weight formats the browser reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsKind {
+    /// Official Hugging Face layout (`model.safetensors`).
+    Safetensors,
+    /// The project's native burnpack (`model.bpk`, f32 or f16).
+    Burnpack,
+}
+
+/// Which reader a weights file needs, from its name; `None` for formats the browser cannot
+/// read (`pytorch_model.bin`: the bundle leaves out the pickle reader to stay small).
+pub fn weights_kind(file_name: &str) -> Option<WeightsKind> {
+    let lower = file_name.to_ascii_lowercase();
+    if lower.ends_with(".safetensors") {
+        Some(WeightsKind::Safetensors)
+    } else if lower.ends_with(".bpk") {
+        Some(WeightsKind::Burnpack)
+    } else {
+        None
+    }
+}
+
+/// Why the browser cannot use a weights file, and what to do.
+pub fn unreadable_weights(file_name: &str) -> String {
+    format!(
+        "its weights are `{file_name}`, which the browser cannot read (it reads \
+         model.safetensors and the native model.bpk). Convert the model with `genecompass-train \
+         convert --checkpoint DIR --output NEW_DIR` (add `--format official` for safetensors), \
+         copy its token_dict.json beside it, and import NEW_DIR as a new version"
+    )
+}
+
+/// A native directory's classifier from its `model.bpk` bytes, as core's `load_native` does
+/// from a file (any stored dtype is cast to the model's).
+fn load_burnpack(
+    name: &str,
+    config: GeneCompassConfig,
+    files: &ModelFiles,
+    device: &Device,
+) -> Result<Checkpoint, AnnotateError> {
+    let bad = |message: String| AnnotateError::Model {
+        name: name.to_string(),
+        message,
+    };
+    let n = config
+        .num_labels
+        .or(config.label_names().map(|l| l.len()))
+        .ok_or_else(|| {
+            bad("config.json: a classifier config needs id2label or num_labels".into())
+        })?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(files.weights.clone()))
+        .map_err(|e| bad(format!("{}: {e}", files.weights_name)))?
+        .with_dtype_policy(DTypePolicy::CastToModule);
+    let model = init_classifier(&config, n, device)
+        .try_load_record(record)
+        .map_err(|e| {
+            bad(format!(
+                "{}: {e}; is it a classifier, and does config.json match it?",
+                files.weights_name
+            ))
+        })?;
+    Ok(Checkpoint {
+        dir: std::path::PathBuf::from(name),
+        config,
+        model: LoadedModel::Classifier(model),
+        weights_file: std::path::PathBuf::from(&files.weights_name),
+        tensor_count: 0,
+    })
 }
 
 /// A classifier with everything needed to tokenize for it.
@@ -151,17 +227,24 @@ impl Annotator {
         config
             .validate()
             .map_err(|m| bad(format!("config.json: {m}")))?;
-        let map = TensorMap::from_safetensors_bytes("model.safetensors", &files.weights)
-            .map_err(|e| bad(e.to_string()))?;
-        let weights = std::path::Path::new("model.safetensors");
-        let ck = from_tensor_map(
-            std::path::Path::new(name),
-            &mut config,
-            &map,
-            weights,
-            device,
-        )
-        .map_err(|e| bad(e.to_string()))?;
+        let ck = match weights_kind(&files.weights_name) {
+            Some(WeightsKind::Safetensors) => {
+                let map = TensorMap::from_safetensors_bytes(&files.weights_name, &files.weights)
+                    .map_err(|e| bad(e.to_string()))?;
+                let weights = std::path::Path::new(&files.weights_name);
+                from_tensor_map(
+                    std::path::Path::new(name),
+                    &mut config,
+                    &map,
+                    weights,
+                    device,
+                )
+                .map_err(|e| bad(e.to_string()))?
+            }
+            Some(WeightsKind::Burnpack) => load_burnpack(name, config, files, device)?,
+            None => return Err(bad(unreadable_weights(&files.weights_name))),
+        };
+        let config = ck.config.clone();
         let labels = ck.label_names();
         let LoadedModel::Classifier(model) = ck.model else {
             return Err(bad(
@@ -213,70 +296,30 @@ impl Annotator {
     }
 }
 
-/// Name of the synthetic `obs` column that carries each cell's name through tokenization.
-const CELL_NAME_COLUMN: &str = "__genecompass_cell_name__";
-
-/// A source whose cell table gains a column holding the cell names, so that the tokenizer's
-/// label pass-through tells which cells survived QC (tokenized cells carry no index).
-struct Named {
-    inner: Box<dyn CellSource>,
-    cells: CellTable,
-}
-
-impl Named {
-    fn new(inner: Box<dyn CellSource>) -> Self {
-        let mut cells = inner.cells().clone();
-        let n = inner.info().n_cells;
-        let names = if cells.names.len() == n {
-            cells.names.clone()
-        } else {
-            (0..n).map(|i| format!("cell_{i}")).collect()
-        };
-        cells
-            .columns
-            .push((CELL_NAME_COLUMN.into(), ObsColumn::Text(names)));
-        Self { inner, cells }
-    }
-}
-
-impl CellSource for Named {
-    fn info(&self) -> &MatrixInfo {
-        self.inner.info()
-    }
-    fn genes(&self) -> &GeneColumns {
-        self.inner.genes()
-    }
-    fn cells(&self) -> &CellTable {
-        &self.cells
-    }
-    fn next_chunk(&mut self, max_cells: usize) -> Result<Option<CsrChunk>, DataError> {
-        self.inner.next_chunk(max_cells)
-    }
-    fn rewind(&mut self) -> Result<(), DataError> {
-        self.inner.rewind()
-    }
-    fn warnings(&self) -> &[String] {
-        self.inner.warnings()
-    }
-}
-
 /// An opened file, ready to tokenize.
 pub struct OpenedFile {
-    source: Named,
+    source: RowTagged,
     /// What was read.
     pub report: FileReport,
     first_genes: Vec<String>,
     model: String,
 }
 
-/// Cells tokenized for a model, with their names.
+/// Cells tokenized for a model, with where each came from in the file.
 pub struct TokenizedFile {
     /// The cells, in file order.
     pub cells: CellSet,
-    /// Name of each cell.
+    /// File row (obs position) of each cell: what maps a prediction back to the file, since
+    /// cell names may repeat.
+    pub rows: Vec<usize>,
+    /// Name of each cell (`cell_ROW` when the file names none).
     pub names: Vec<String>,
     /// What tokenization kept.
     pub qc: QcReport,
+    /// Cells (rows) in the file.
+    pub n_obs: usize,
+    /// The file's cell table (names and metadata columns), for comparing with a label column.
+    pub obs: CellTable,
 }
 
 fn species_how(e: &SpeciesEvidence) -> String {
@@ -299,7 +342,8 @@ pub fn open_file(
     bytes: Vec<u8>,
     annotator: &Annotator,
 ) -> Result<OpenedFile, AnnotateError> {
-    let mut source = Named::new(open_bytes(file, bytes)?);
+    let sha256 = crate::model_store::sha256_hex(&bytes);
+    let mut source = RowTagged::new(open_bytes(file, bytes)?);
     let info = source.info().clone();
     let sample = source.next_chunk(256)?.unwrap_or_default();
     source.rewind()?;
@@ -334,6 +378,9 @@ pub fn open_file(
         values: kind.describe().into(),
         raw_counts: kind == ValueKind::RawCounts,
         warnings: source.warnings().to_vec(),
+        h5ad: info.format.starts_with("h5ad"),
+        sha256,
+        label_columns: label_columns(source.file_cells()),
     };
     let first_genes = source.genes().names.iter().take(5).cloned().collect();
     Ok(OpenedFile {
@@ -374,7 +421,7 @@ impl OpenedFile {
         self.check()?;
         let file = self.report.file.clone();
         let opts = TokenizeOptions {
-            label_column: Some(CELL_NAME_COLUMN.into()),
+            label_column: Some(RowTagged::COLUMN.into()),
             max_len: Some(annotator.config.max_position_embeddings.min(2048)),
             ..Default::default()
         };
@@ -390,10 +437,23 @@ impl OpenedFile {
                 cells_in: s.qc.cells_in,
             });
         }
-        let names = cells
-            .cells
-            .iter_mut()
-            .map(|c| c.label.take().unwrap_or_default())
+        let rows = self
+            .source
+            .take_rows(&mut cells)
+            .ok_or_else(|| AnnotateError::Model {
+                name: annotator.name.clone(),
+                message: "internal error: a tokenized cell lost its file row".into(),
+            })?;
+        let n_obs = self.report.n_cells;
+        let obs = self.source.into_file_cells();
+        let names = rows
+            .iter()
+            .map(|&r| {
+                obs.names
+                    .get(r)
+                    .cloned()
+                    .unwrap_or_else(|| format!("cell_{r}"))
+            })
             .collect();
         validate_cells(
             &cells,
@@ -416,7 +476,14 @@ impl OpenedFile {
             medians: annotator.has_medians,
             top_unmatched: s.genes.top_unmatched.iter().take(10).cloned().collect(),
         };
-        Ok(TokenizedFile { cells, names, qc })
+        Ok(TokenizedFile {
+            cells,
+            rows,
+            names,
+            qc,
+            n_obs,
+            obs,
+        })
     }
 }
 

@@ -17,6 +17,7 @@ fn tiny_files() -> ModelFiles {
     ModelFiles {
         config_json: read(tiny.join("classifier/config.json")),
         weights: read(tiny.join("classifier/model.safetensors")),
+        weights_name: "model.safetensors".into(),
         token_dict: read(tiny.join("token_dict.json")),
         token_dict_name: "token_dict.json".into(),
         medians: None,
@@ -39,6 +40,15 @@ fn baron_h5ad_is_reported_tokenized_and_classified_in_batches() {
     let opened = open_file("baron.h5ad", baron(), &a).expect("opens");
     let r = &opened.report;
     assert_eq!((r.n_cells, r.n_genes), (822, 14878));
+    assert!(r.h5ad, "{}", r.format);
+    assert_eq!(r.sha256, crate::model_store::sha256_hex(&baron()));
+    assert!(
+        r.label_columns
+            .iter()
+            .any(|c| c.name == "cell_type" && c.distinct == 13),
+        "{:?}",
+        r.label_columns
+    );
     assert_eq!(r.species, "mouse");
     assert_eq!(r.identifier, "symbols");
     assert!(r.raw_counts, "{}", r.values);
@@ -52,6 +62,16 @@ fn baron_h5ad_is_reported_tokenized_and_classified_in_batches() {
     assert_eq!(t.names.len(), 809);
     assert!(t.names[0].starts_with("mouse1_lib"), "{}", t.names[0]);
     assert!(t.cells.cells.iter().all(|c| c.label.is_none()));
+    // Each cell knows its file row; the 13 rows QC dropped are missing.
+    assert_eq!((t.rows.len(), t.n_obs), (809, 822));
+    assert!(t.rows.windows(2).all(|w| w[0] < w[1]), "file order");
+    for (i, &r) in t.rows.iter().enumerate() {
+        assert_eq!(t.names[i], t.obs.names[r]);
+    }
+    assert!(
+        t.obs.column("__genecompass_row__").is_none(),
+        "synthetic column not kept"
+    );
 
     // Batch by batch (the worker's path) equals the CLI's whole-set path.
     let options = a.options(16);
@@ -136,4 +156,40 @@ fn pretraining_model_is_not_a_classifier() {
         .err()
         .expect("refused");
     assert!(e.to_string().contains("not a cell-type classifier"), "{e}");
+}
+
+#[test]
+fn native_burnpack_weights_predict_like_the_safetensors_ones() {
+    use genecompass_core::checkpoint::{WeightsFormat, load_checkpoint, save_native};
+    let dev = Device::flex();
+    let tiny_dir = shared().join("fixtures/reference-tiny/classifier");
+    let ck = load_checkpoint(&tiny_dir, WeightsFormat::Safetensors, &dev).expect("tiny loads");
+    let dir = std::env::temp_dir().join(format!("gc-web-native-{}", std::process::id()));
+    save_native(&ck, &dir, false).expect("native written");
+    let mut files = tiny_files();
+    files.config_json = std::fs::read(dir.join("config.json")).unwrap();
+    files.weights = std::fs::read(dir.join("model.bpk")).unwrap();
+    files.weights_name = "model.bpk".into();
+    let native = Annotator::load("tiny-native", "n", &files, &dev).expect("burnpack loads");
+    std::fs::remove_dir_all(&dir).ok();
+    let a = tiny();
+    assert_eq!(native.labels, a.labels);
+    let cells = open_file("baron.h5ad", baron(), &a)
+        .unwrap()
+        .tokenize(&a)
+        .unwrap()
+        .cells;
+    let want = classify_cells(&a.model, &cells, &a.options(16), &dev, |_| {});
+    let got = classify_cells(&native.model, &cells, &native.options(16), &dev, |_| {});
+    assert_eq!(
+        got.probabilities, want.probabilities,
+        "same weights, same numbers"
+    );
+
+    // A pickle checkpoint is refused with what to do.
+    files.weights_name = "pytorch_model.bin".into();
+    let e = Annotator::load("bin", "b", &files, &dev)
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("genecompass-train"), "{e}");
 }

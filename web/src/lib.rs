@@ -11,13 +11,17 @@
 //! - [`perturb`]: in-silico perturbation of the annotated cells (gene names → tokens, core's
 //!   perturber, the classifier on the perturbed cells).
 //! - [`results`]: calls, threshold, label counts and the CSV download.
+//! - [`annotated`]: file rows of the annotated cells, the h5ad with the labels, label columns.
 //! - [`model_store`]: the model list, downloads checked by SHA-256, Cache API.
+//! - [`registry_models`]: the registry's classifier versions as models.
 //! - `pages/`, `components/`: the UI.
 
+pub mod annotated;
 pub mod engine;
 pub mod model_store;
 pub mod perturb;
 pub mod protocol;
+pub mod registry_models;
 pub mod results;
 
 mod app;

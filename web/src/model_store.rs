@@ -1,7 +1,9 @@
 //! Where classifiers come from: a manifest (`models/index.json` beside the page by default)
-//! lists each model's files with their SHA-256. Files are fetched once, checked against that
-//! hash, and kept in the browser's Cache API under the hash, so a model is downloaded once per
-//! browser whatever URL serves it, and a changed file is never mistaken for a cached one.
+//! lists each model's files with their SHA-256, and the registry's classifier versions list
+//! theirs ([`crate::registry_models`]). Files are fetched once, checked against that hash, and
+//! kept in the browser's Cache API under the hash, so a model is downloaded once per browser
+//! whatever URL serves it (a file shared by a manifest model and a registry version too), and a
+//! changed file is never mistaken for a cached one.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,6 +43,34 @@ pub struct ModelEntry {
     /// Gene medians, if the model was trained with some.
     #[serde(default)]
     pub medians: Option<FileRef>,
+    /// Set for a registry model version (never in a manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryInfo>,
+}
+
+/// Which registry version a model entry is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegistryInfo {
+    /// Model id (`mdl_...`).
+    pub model_id: String,
+    /// Model name.
+    pub model_name: String,
+    /// Version number.
+    pub version: i64,
+    /// Version id (`ver_...`), what results are recorded against.
+    pub version_id: String,
+    /// Aliases pointing at this version.
+    pub aliases: Vec<String>,
+    /// Owning team name.
+    pub team: String,
+}
+
+fn file_name(url: &str, default: &str) -> String {
+    url.rsplit('/')
+        .next()
+        .filter(|s| !s.is_empty())
+        .unwrap_or(default)
+        .to_string()
 }
 
 /// A file of a model.
@@ -139,38 +169,40 @@ pub struct FetchedModel {
     pub files: ModelFiles,
     /// True when nothing was downloaded.
     pub from_cache: bool,
+    /// Bytes downloaded (0 when all came from the cache).
+    pub downloaded: u64,
 }
 
 /// Fetches every file of `entry` (see the module docs).
 pub async fn fetch_model(entry: &ModelEntry) -> Result<FetchedModel, String> {
     let cache = open_cache().await;
     let c = cache.as_ref();
-    let (config_json, c1) = fetch_file(&entry.config, c).await?;
-    let (weights, c2) = fetch_file(&entry.weights, c).await?;
-    let (token_dict, c3) = fetch_file(&entry.token_dict, c).await?;
-    let (medians, c4) = match &entry.medians {
-        Some(f) => {
-            let (b, hit) = fetch_file(f, c).await?;
-            (Some(b), hit)
+    let (mut downloaded, mut all_cached) = (0u64, true);
+    let mut got = |(bytes, hit): (Vec<u8>, bool)| {
+        if !hit {
+            downloaded += bytes.len() as u64;
+            all_cached = false;
         }
-        None => (None, true),
+        bytes
     };
-    let token_dict_name = entry
-        .token_dict
-        .url
-        .rsplit('/')
-        .next()
-        .unwrap_or("token_dict.json")
-        .to_string();
+    let config_json = got(fetch_file(&entry.config, c).await?);
+    let weights = got(fetch_file(&entry.weights, c).await?);
+    let token_dict = got(fetch_file(&entry.token_dict, c).await?);
+    let medians = match &entry.medians {
+        Some(f) => Some(got(fetch_file(f, c).await?)),
+        None => None,
+    };
     Ok(FetchedModel {
         files: ModelFiles {
             config_json,
             weights,
+            weights_name: file_name(&entry.weights.url, "model.safetensors"),
             token_dict,
-            token_dict_name,
+            token_dict_name: file_name(&entry.token_dict.url, "token_dict.json"),
             medians,
         },
-        from_cache: c1 && c2 && c3 && c4,
+        from_cache: all_cached,
+        downloaded,
     })
 }
 

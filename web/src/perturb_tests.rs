@@ -20,6 +20,7 @@ fn tiny() -> Annotator {
     let files = ModelFiles {
         config_json: read(tiny.join("classifier/config.json")),
         weights: read(tiny.join("classifier/model.safetensors")),
+        weights_name: "model.safetensors".into(),
         token_dict: read(tiny.join("token_dict.json")),
         token_dict_name: "token_dict.json".into(),
         medians: None,

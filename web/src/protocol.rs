@@ -18,8 +18,9 @@ pub struct RunRequest {
     pub batch_size: usize,
 }
 
-/// Everything the page can ask the worker: annotate a file, or perturb genes in the cells of
-/// the last annotation (which the worker keeps, with the model).
+/// Everything the page can ask the worker: annotate a file, or, on the last annotation (which
+/// the worker keeps, with the model), perturb genes, write the labelled h5ad, or read a label
+/// column of the file for comparison.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Request {
@@ -27,6 +28,30 @@ pub enum Request {
     Annotate(RunRequest),
     /// Perturb genes in the last annotated cells; no bytes follow.
     Perturb(PerturbRequest),
+    /// The annotated h5ad with the predictions in `obs`; the file's bytes follow again (the
+    /// worker does not hold on to them between requests). Answered by [`Reply::H5ad`].
+    WriteH5ad {
+        /// The file's name (messages, and a check that it is the annotated file).
+        file_name: String,
+        /// Replace `genecompass_label` / `genecompass_confidence` if the file already has them
+        /// (the CLI's `--replace-columns`).
+        replace: bool,
+    },
+    /// A text column of the annotated file for the annotated cells; answered by
+    /// [`Reply::Truth`].
+    Truth {
+        /// Column name.
+        column: String,
+    },
+}
+
+/// A text (categorical) `obs` column of the file, a candidate for the true labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct LabelColumn {
+    /// Column name.
+    pub name: String,
+    /// Distinct non-empty values.
+    pub distinct: usize,
 }
 
 /// What to do to the genes.
@@ -117,6 +142,8 @@ pub struct ModelMeta {
     pub name: String,
     /// SHA-256 of the weights file: the same key as the browser cache.
     pub key: String,
+    /// File name of the weights (`model.safetensors` or `model.bpk`), which picks the reader.
+    pub weights_name: String,
     /// File name of the token dictionary (`.json` or `.pickle`), for messages.
     pub token_dict_name: String,
     /// Whether a medians file follows the token dictionary.
@@ -154,6 +181,12 @@ pub struct FileReport {
     pub raw_counts: bool,
     /// Reader and matcher warnings.
     pub warnings: Vec<String>,
+    /// Whether the file is an h5ad (the predictions can be written back into it).
+    pub h5ad: bool,
+    /// SHA-256 of the file (finds it among the registry's datasets).
+    pub sha256: String,
+    /// Text columns of `obs`, candidates for true labels.
+    pub label_columns: Vec<LabelColumn>,
 }
 
 /// What tokenization kept.
@@ -184,6 +217,8 @@ pub struct QcReport {
 pub struct CellRow {
     /// Position among the tokenized cells (file order, after QC).
     pub index: usize,
+    /// Row of the file (obs position) the cell came from.
+    pub row: usize,
     /// Cell name (barcode) from the file.
     pub name: String,
     /// Class probabilities, in label order.
@@ -262,6 +297,31 @@ pub enum Reply {
         /// The message.
         message: String,
     },
+    /// The labelled h5ad: its bytes follow the JSON (see [`Request::WriteH5ad`]).
+    H5ad {
+        /// File name to save it under.
+        file_name: String,
+        /// Rows labelled `filtered` (dropped by quality control).
+        filtered: usize,
+    },
+    /// Writing the labelled h5ad failed (core's message); the annotation stays valid.
+    H5adFailed {
+        /// The message.
+        message: String,
+    },
+    /// A label column's values for the annotated cells, in [`CellRow::index`] order; empty
+    /// strings are missing values.
+    Truth {
+        /// Column name.
+        column: String,
+        /// One value per annotated cell.
+        values: Vec<String>,
+    },
+    /// Reading a label column failed; the annotation stays valid.
+    TruthFailed {
+        /// The message.
+        message: String,
+    },
     /// The run stopped; the message says why and what to do.
     Failed {
         /// The message.
@@ -278,6 +338,7 @@ mod tests {
         let r = Reply::Batch {
             rows: vec![CellRow {
                 index: 3,
+                row: 4,
                 name: "AAAC-1".into(),
                 probabilities: vec![0.25, 0.75],
             }],

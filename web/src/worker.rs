@@ -6,13 +6,16 @@
 use std::cell::RefCell;
 
 use burn::prelude::Device;
+use genecompass_core::data::CellTable;
 use genecompass_core::tasks::infer::BatchClassifier;
 use genecompass_core::tasks::pca::pca_2d_fit;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
+use crate::annotated::{labelled_file_name, labelled_h5ad, predictions_by_row, truth_values};
 use crate::engine::{AnnotateError, Annotator, ModelFiles, open_file};
+use crate::model_store::sha256_hex;
 use crate::perturb::{LastRun, run_perturbation, species_named};
 use crate::protocol::{CellRow, PerturbRequest, Reply, Request, RunRequest};
 use crate::results::argmax;
@@ -25,6 +28,34 @@ thread_local! {
     static MODEL: RefCell<Option<Annotator>> = const { RefCell::new(None) };
     /// The cells of the last finished annotation, for perturbations.
     static LAST: RefCell<Option<LastRun>> = const { RefCell::new(None) };
+    /// The predictions of the last finished annotation, by file row.
+    static FINISHED: RefCell<Option<Finished>> = const { RefCell::new(None) };
+}
+
+/// What a finished annotation leaves for writing the labelled h5ad and reading label columns.
+struct Finished {
+    /// The annotated file's name and SHA-256 (a later request must send the same bytes).
+    file_name: String,
+    sha256: String,
+    /// Rows in the file.
+    n_obs: usize,
+    /// File row of each annotated cell.
+    rows: Vec<usize>,
+    /// Arg-max label index and its probability, per annotated cell.
+    predicted: Vec<(usize, f32)>,
+    /// Class names.
+    labels: Vec<String>,
+    /// The file's cell table.
+    obs: CellTable,
+}
+
+/// Which reply a failed request gets: each leaves the others' results on the page.
+#[derive(Clone, Copy)]
+enum Failure {
+    Annotate,
+    Perturb,
+    H5ad,
+    Truth,
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -47,11 +78,12 @@ fn stage(message: &str) {
 pub fn start() {
     console_error_panic_hook::set_once();
     let handler = Closure::<dyn FnMut(MessageEvent)>::new(|e: MessageEvent| {
-        if let Err((perturb, message)) = handle(e.data()) {
-            post(&if perturb {
-                Reply::PerturbFailed { message }
-            } else {
-                Reply::Failed { message }
+        if let Err((kind, message)) = handle(e.data()) {
+            post(&match kind {
+                Failure::Annotate => Reply::Failed { message },
+                Failure::Perturb => Reply::PerturbFailed { message },
+                Failure::H5ad => Reply::H5adFailed { message },
+                Failure::Truth => Reply::TruthFailed { message },
             });
         }
     });
@@ -65,18 +97,76 @@ fn bytes(parts: &js_sys::Array, i: u32) -> Vec<u8> {
     js_sys::Uint8Array::new(&parts.get(i)).to_vec()
 }
 
-/// One request: `[request JSON, bytes...]` (see [`Request`]). Errors say whether they end a
-/// perturbation (the annotation stays valid) or an annotation.
-fn handle(data: JsValue) -> Result<(), (bool, String)> {
-    let parts: js_sys::Array = data
-        .dyn_into()
-        .map_err(|_| (false, "internal error: malformed request".to_string()))?;
+/// One request: `[request JSON, bytes...]` (see [`Request`]). Errors say which request failed.
+fn handle(data: JsValue) -> Result<(), (Failure, String)> {
+    let parts: js_sys::Array = data.dyn_into().map_err(|_| {
+        (
+            Failure::Annotate,
+            "internal error: malformed request".to_string(),
+        )
+    })?;
     let req: Request = serde_json::from_str(&parts.get(0).as_string().unwrap_or_default())
-        .map_err(|e| (false, format!("internal error: malformed request: {e}")))?;
+        .map_err(|e| {
+            (
+                Failure::Annotate,
+                format!("internal error: malformed request: {e}"),
+            )
+        })?;
     match req {
-        Request::Annotate(req) => handle_annotate(&parts, req).map_err(|m| (false, m)),
-        Request::Perturb(req) => perturb(&req).map_err(|m| (true, m)),
+        Request::Annotate(req) => handle_annotate(&parts, req).map_err(|m| (Failure::Annotate, m)),
+        Request::Perturb(req) => perturb(&req).map_err(|m| (Failure::Perturb, m)),
+        Request::WriteH5ad { file_name, replace } => {
+            write_h5ad(&file_name, bytes(&parts, 1), replace).map_err(|m| (Failure::H5ad, m))
+        }
+        Request::Truth { column } => truth(&column).map_err(|m| (Failure::Truth, m)),
     }
+}
+
+const ANNOTATE_FIRST: &str = "annotate a file first (the worker holding the last annotation \
+                              was stopped or has none)";
+
+/// Posts the labelled h5ad of the last annotation, built from `file` (its bytes again).
+fn write_h5ad(file_name: &str, file: Vec<u8>, replace: bool) -> Result<(), String> {
+    FINISHED.with_borrow(|f| {
+        let f = f.as_ref().ok_or(ANNOTATE_FIRST)?;
+        if sha256_hex(&file) != f.sha256 {
+            return Err(format!(
+                "{file_name} is not the file that was annotated ({}) or it changed since; \
+                 annotate it again",
+                f.file_name
+            ));
+        }
+        let by_row = predictions_by_row(f.n_obs, &f.rows, &f.predicted, &f.labels)?;
+        let filtered = by_row.iter().filter(|p| p.is_none()).count();
+        let out = labelled_h5ad(&file, file_name, &by_row, replace).map_err(|e| e.to_string())?;
+        drop(file);
+        let reply = Reply::H5ad {
+            file_name: labelled_file_name(file_name),
+            filtered,
+        };
+        let text = serde_json::to_string(&reply).expect("replies serialise");
+        let data = js_sys::Uint8Array::from(&out[..]);
+        drop(out);
+        let msg = js_sys::Array::of2(&JsValue::from_str(&text), &data);
+        // Transferred, not copied: the worker has no further use for it.
+        let transfer = js_sys::Array::of1(&data.buffer());
+        scope()
+            .post_message_with_transfer(&msg, &transfer)
+            .map_err(|e| format!("cannot hand the file to the page: {e:?}"))
+    })
+}
+
+/// Posts a label column's values for the annotated cells.
+fn truth(column: &str) -> Result<(), String> {
+    FINISHED.with_borrow(|f| {
+        let f = f.as_ref().ok_or(ANNOTATE_FIRST)?;
+        let values = truth_values(&f.obs, column, &f.rows)?;
+        post(&Reply::Truth {
+            column: column.to_string(),
+            values,
+        });
+        Ok(())
+    })
 }
 
 /// Perturbs genes in the cells of the last annotation, with its model.
@@ -118,8 +208,9 @@ fn perturb(req: &PerturbRequest) -> Result<(), String> {
 /// [`RunRequest`]).
 fn handle_annotate(parts: &js_sys::Array, req: RunRequest) -> Result<(), String> {
     let device = Device::flex();
-    // A new annotation replaces the cells perturbations run on.
+    // A new annotation replaces the cells perturbations run on, and the predictions.
     LAST.with_borrow_mut(|l| *l = None);
+    FINISHED.with_borrow_mut(|f| *f = None);
     MODEL.with_borrow_mut(|slot| {
         if slot.as_ref().is_none_or(|a| a.key != req.model.key) {
             stage("Loading the model");
@@ -128,6 +219,7 @@ fn handle_annotate(parts: &js_sys::Array, req: RunRequest) -> Result<(), String>
                 config_json: bytes(parts, 2),
                 weights: bytes(parts, 3),
                 token_dict: bytes(parts, 4),
+                weights_name: req.model.weights_name.clone(),
                 token_dict_name: req.model.token_dict_name.clone(),
                 medians: req.model.has_medians.then(|| bytes(parts, 5)),
             };
@@ -149,6 +241,7 @@ fn annotate(
     stage("Reading the file");
     let opened = open_file(&req.file_name, file, a)?;
     post(&Reply::Report(opened.report.clone()));
+    let report_sha = opened.report.sha256.clone();
     let species = species_named(&opened.report.species);
     opened.check()?;
     stage("Tokenizing (quality control, ranking)");
@@ -166,7 +259,7 @@ fn annotate(
     // Pooled embeddings, for the PCA plot: [cells, H].
     let mut pooled: Vec<f32> = Vec::new();
     let mut width = 0;
-    let mut before = vec![0usize; t.cells.len()];
+    let mut predicted = vec![(0usize, 0f32); t.cells.len()];
     for idx in runner.plan(&t.cells) {
         let b = runner.run(&t.cells, &idx, device);
         if width == 0 && !idx.is_empty() {
@@ -176,13 +269,14 @@ fn annotate(
         for (row, &ci) in idx.iter().enumerate() {
             pooled[ci * width..(ci + 1) * width]
                 .copy_from_slice(&b.pooled[row * width..(row + 1) * width]);
-            before[ci] = argmax(&b.probabilities[row * c..(row + 1) * c]).0;
+            predicted[ci] = argmax(&b.probabilities[row * c..(row + 1) * c]);
         }
         let rows = idx
             .iter()
             .enumerate()
             .map(|(row, &ci)| CellRow {
                 index: ci,
+                row: t.rows[ci],
                 name: t.names[ci].clone(),
                 probabilities: b.probabilities[row * c..(row + 1) * c].to_vec(),
             })
@@ -204,8 +298,19 @@ fn annotate(
         *l = Some(LastRun {
             cells: t.cells,
             species,
-            before,
+            before: predicted.iter().map(|p| p.0).collect(),
             basis,
+        });
+    });
+    FINISHED.with_borrow_mut(|f| {
+        *f = Some(Finished {
+            file_name: req.file_name.clone(),
+            sha256: report_sha,
+            n_obs: t.n_obs,
+            rows: t.rows,
+            predicted,
+            labels: a.labels.clone(),
+            obs: t.obs,
         });
     });
     post(&Reply::Done {

@@ -7,12 +7,14 @@ mod h5matrix;
 mod h5util;
 mod matrix;
 mod open;
+mod row_tagged;
 pub mod table;
 pub mod tenx;
 mod text;
 
 pub use error::DataError;
 pub use matrix::*;
+pub use row_tagged::RowTagged;
 
 pub use csr::{MemCsr, MemSource, ValueKind, value_kind};
 #[cfg(not(target_arch = "wasm32"))]

@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use genecompass_core::cells::CellSet;
 use genecompass_core::data::{
-    CONFIDENCE_COLUMN, CellSource, CellTable, CsrChunk, DataError, FILTERED_LABEL, GeneColumns,
-    IfExists, LABEL_COLUMN, MatrixChoice, MatrixInfo, ObsColumn, add_obs_columns_to_file,
-    prediction_columns,
+    CONFIDENCE_COLUMN, FILTERED_LABEL, IfExists, LABEL_COLUMN, MatrixChoice, RowTagged,
+    add_obs_columns_to_file, prediction_columns,
 };
 use genecompass_core::tokenize::{GeneMedians, TokenizeOptions, tokenize};
 use genecompass_trainer::train::model_setup::checkpoint_vocab;
@@ -50,36 +49,6 @@ pub struct TokenizeFor<'a> {
     pub max_len: usize,
     /// Refuse, before any work, a file that already has the prediction columns.
     pub refuse_existing: bool,
-}
-
-/// Name of the synthetic column carrying each cell's file row through tokenization.
-const ROW_COLUMN: &str = "__genecompass_row__";
-
-/// A source whose cell table gains [`ROW_COLUMN`].
-struct RowTagged {
-    inner: Box<dyn CellSource>,
-    cells: CellTable,
-}
-
-impl CellSource for RowTagged {
-    fn info(&self) -> &MatrixInfo {
-        self.inner.info()
-    }
-    fn genes(&self) -> &GeneColumns {
-        self.inner.genes()
-    }
-    fn cells(&self) -> &CellTable {
-        &self.cells
-    }
-    fn next_chunk(&mut self, max_cells: usize) -> Result<Option<CsrChunk>, DataError> {
-        self.inner.next_chunk(max_cells)
-    }
-    fn rewind(&mut self) -> Result<(), DataError> {
-        self.inner.rewind()
-    }
-    fn warnings(&self) -> &[String] {
-        self.inner.warnings()
-    }
 }
 
 /// Tokenizes `input` for the classifier described by `t`.
@@ -129,27 +98,16 @@ pub fn tokenize_h5ad(input: &Path, t: &TokenizeFor<'_>) -> anyhow::Result<H5adCe
         );
     }
     let n_obs = source.info().n_cells;
-    let mut cells = source.cells().clone();
-    let rows = (0..n_obs).map(|i| i.to_string()).collect();
-    cells
-        .columns
-        .push((ROW_COLUMN.into(), ObsColumn::Text(rows)));
-    let mut src = RowTagged {
-        inner: source,
-        cells,
-    };
+    let mut src = RowTagged::new(source);
     let opts = TokenizeOptions {
-        label_column: Some(ROW_COLUMN.into()),
+        label_column: Some(RowTagged::COLUMN.into()),
         max_len: Some(t.max_len),
         ..Default::default()
     };
     let (mut set, summary) =
         tokenize(&mut src, &vocab, &medians, &opts).map_err(|e| explain(e, input))?;
-    let rows = set
-        .cells
-        .iter_mut()
-        .map(|c| c.label.take().and_then(|l| l.parse().ok()))
-        .collect::<Option<Vec<usize>>>()
+    let rows = src
+        .take_rows(&mut set)
         .context("internal: a tokenized cell lost its file row")?;
     eprintln!(
         "{}: {} of {n_obs} cells passed QC and the vocabulary filter ({} genes matched)",

@@ -5,3 +5,4 @@ mod registry;
 
 pub use annotate::AnnotatePage;
 pub use registry::RegistryPage;
+pub(crate) use registry::stored_session;

@@ -20,17 +20,26 @@ use leptos::task::spawn_local;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::app::Shell;
 use crate::http;
-use api::{API, Dataset, Job, Membership, Model, format_metric, parse_list};
+pub(crate) use api::{API, Membership, format_bytes, format_metric};
+use api::{Dataset, Job, Model, parse_list};
 use finetune::FinetuneForm;
 use jobs::JobsPanel;
+pub(crate) use plan::{dataset_name, name_problem};
 use upload::UploadForm;
+pub(crate) use upload::{Progress as UploadProgress, chunk_size, send_file};
 use watch::Watch;
 
 const TOKEN_KEY: &str = "genecompass_token";
 
 fn storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?
+}
+
+/// The sign-in remembered from an earlier visit (`http::SESSION`), if any.
+pub(crate) fn stored_session() -> Option<String> {
+    storage().and_then(|s| s.get_item(TOKEN_KEY).ok().flatten())
 }
 
 /// The answer of `/auth/session` (its cookies carry the session; the body is checked only).
@@ -92,7 +101,10 @@ struct Registry {
 impl Registry {
     fn new() -> Self {
         Self {
-            token: RwSignal::new(storage().and_then(|s| s.get_item(TOKEN_KEY).ok().flatten())),
+            // Shared with the annotate page, which lists the team's models when signed in.
+            token: Shell::get()
+                .map(|s| s.session)
+                .unwrap_or_else(|| RwSignal::new(stored_session())),
             lists: RwSignal::new(None),
             jobs: RwSignal::new(Vec::new()),
             error: RwSignal::new(None),
@@ -189,6 +201,13 @@ impl Registry {
 fn cell(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
+        // Counts stored as floats (results are f64) read as counts.
+        Value::Number(n)
+            if n.as_f64()
+                .is_some_and(|f| f.fract() == 0.0 && f.abs() >= 1.0) =>
+        {
+            format!("{}", n.as_f64().unwrap_or_default())
+        }
         // Metrics: enough digits to compare, not 17.
         Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), format_metric),
         Value::Null => String::new(),
@@ -245,7 +264,14 @@ pub fn RegistryPage() -> impl IntoView {
     let name = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
 
-    reg.refresh();
+    // Loads the lists now, and again whenever another page asks (e.g. after saving results).
+    let reload = Shell::get().map(|s| s.reload);
+    Effect::new(move |_| {
+        if let Some(r) = reload {
+            r.track();
+        }
+        reg.refresh();
+    });
     let sign_in = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let body = json!({"name": name.get_untracked(), "password": password.get_untracked()});
@@ -356,6 +382,8 @@ mod tests {
     fn table_cells() {
         assert_eq!(cell(&json!(0.4110429447852761)), "0.411");
         assert_eq!(cell(&json!(822)), "822");
+        assert_eq!(cell(&json!(809.0)), "809");
+        assert_eq!(cell(&json!(0.0)), "0.000");
         assert_eq!(cell(&json!(null)), "");
         assert_eq!(cell(&json!([1, 2])), "1, 2");
         assert_eq!(cell(&json!({"latest": 1})), "latest: 1");

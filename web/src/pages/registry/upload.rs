@@ -31,13 +31,14 @@ struct UploadStatus {
     offset: u64,
 }
 
-/// What the form shows about the upload in progress.
+/// What the form shows about the upload in progress (also used by the annotate page's "also
+/// upload the file").
 #[derive(Clone, Copy)]
-struct Progress {
-    busy: RwSignal<bool>,
-    cancel: RwSignal<bool>,
-    sent: RwSignal<f64>,
-    size: RwSignal<f64>,
+pub(crate) struct Progress {
+    pub(crate) busy: RwSignal<bool>,
+    pub(crate) cancel: RwSignal<bool>,
+    pub(crate) sent: RwSignal<f64>,
+    pub(crate) size: RwSignal<f64>,
     rate: RwSignal<Option<f64>>,
     note: RwSignal<String>,
     error: RwSignal<Option<String>>,
@@ -45,7 +46,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             busy: RwSignal::new(false),
             cancel: RwSignal::new(false),
@@ -58,7 +59,8 @@ impl Progress {
         }
     }
 
-    fn text(self) -> String {
+    /// `3.4 MiB of 3.4 MiB (100 %), 1.2 MiB/s`.
+    pub(crate) fn text(self) -> String {
         let (sent, size) = (self.sent.get(), self.size.get());
         let pct = if size > 0.0 { sent / size * 100.0 } else { 0.0 };
         let mut s = format!(
@@ -77,7 +79,8 @@ impl Progress {
     }
 }
 
-fn chunk_size() -> u64 {
+/// The chunk size: 8 MiB, or `?upload_chunk=BYTES` in the page's URL.
+pub(crate) fn chunk_size() -> u64 {
     let search = web_sys::window()
         .and_then(|w| w.location().search().ok())
         .unwrap_or_default();
@@ -111,7 +114,7 @@ async fn abort(url: &str, token: &str) {
 }
 
 /// Uploads `file` as dataset `name`; returns the registered dataset's JSON.
-async fn send_file(
+pub(crate) async fn send_file(
     token: String,
     p: Progress,
     file: File,

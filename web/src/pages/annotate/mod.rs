@@ -1,11 +1,17 @@
-//! Annotate: pick a classifier and a local file; the worker reads, tokenizes and classifies it
-//! while this page shows the report, a progress bar, and results as batches arrive.
+//! Annotate: pick a classifier (from the model list or the registry, [`models`]) and a local
+//! file; the worker reads, tokenizes and classifies it while this page shows the report, a
+//! progress bar, and results as batches arrive. Afterwards: the run's numbers ([`summary`]),
+//! downloads ([`export`]: CSV, h5ad with the labels) and "Save to registry" ([`save`]).
+
+mod export;
+mod models;
+mod save;
+mod summary;
 
 use std::cell::RefCell;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{File, HtmlInputElement};
 
@@ -14,16 +20,18 @@ use crate::components::{
     EmbeddingPlot, FileReportView, LabelChart, PerturbPanel, PerturbState, QcReportView,
     ResultsTable,
 };
-use crate::model_store::{ModelEntry, fetch_model, load_manifest};
+use crate::model_store::{ModelEntry, fetch_model};
+use crate::pages::registry::format_bytes;
 use crate::perturb::parse_gene_list;
 use crate::protocol::{
     CellRow, FileReport, ModelMeta, PerturbMode, PerturbRequest, QcReport, Reply, Request,
     RunRequest,
 };
 use crate::results::{label_counts, to_csv};
-
-/// Where the model list is read from unless the user types another URL.
-const DEFAULT_MANIFEST: &str = "models/index.json";
+use export::{Export, H5adDownload, download};
+use models::{ModelList, ModelPicker};
+use save::SavePanel;
+use summary::{RunSummary, Truth};
 
 thread_local! {
     // Browser objects are not `Send`, so they live here rather than in signals.
@@ -49,6 +57,11 @@ struct RunState {
     points: RwSignal<Vec<[f32; 2]>>,
     explained: RwSignal<[f64; 2]>,
     perturb: PerturbState,
+    /// The model of this run, and where its files came from.
+    model: RwSignal<Option<ModelEntry>>,
+    model_source: RwSignal<Option<(String, bool)>>,
+    export: Export,
+    truth: Truth,
 }
 
 impl RunState {
@@ -69,6 +82,10 @@ impl RunState {
             points: RwSignal::new(Vec::new()),
             explained: RwSignal::new([0.0; 2]),
             perturb: PerturbState::new(),
+            model: RwSignal::new(None),
+            model_source: RwSignal::new(None),
+            export: Export::new(),
+            truth: Truth::new(),
         }
     }
 
@@ -85,6 +102,10 @@ impl RunState {
         self.points.set(Vec::new());
         self.explained.set([0.0; 2]);
         self.perturb.reset();
+        self.model.set(None);
+        self.model_source.set(None);
+        self.export.reset();
+        self.truth.reset();
     }
 
     fn fail(&self, message: String) {
@@ -93,11 +114,18 @@ impl RunState {
         self.running.set(false);
     }
 
-    fn apply(&self, reply: Reply) {
+    fn apply(&self, reply: Reply, bytes: Option<js_sys::Uint8Array>) {
         let Some(reply) = self.perturb.apply(reply) else {
             return;
         };
         match reply {
+            Reply::H5ad {
+                file_name,
+                filtered,
+            } => self.export.done(&file_name, filtered, bytes),
+            Reply::H5adFailed { message } => self.export.fail(message),
+            Reply::Truth { column, values } => self.truth.values.set(Some((column, values))),
+            Reply::TruthFailed { message } => self.truth.error.set(Some(message)),
             // Perturbation replies were taken by `self.perturb` above.
             Reply::Ready
             | Reply::PerturbProgress { .. }
@@ -146,6 +174,10 @@ impl RunState {
                     self.perturb.fail(format!(
                         "{message}. Annotate the file again to perturb its cells"
                     ));
+                } else if self.export.busy.get_untracked() {
+                    self.export.fail(format!(
+                        "{message}. Annotate the file again to download it with labels"
+                    ));
                 } else {
                     self.fail(message);
                 }
@@ -168,11 +200,20 @@ async fn start_run(state: RunState, entry: ModelEntry, batch_size: usize) -> Res
         .ok_or("choose a file first")?;
     state.stage.set(format!("Fetching model {}", entry.name));
     let fetched = fetch_model(&entry).await?;
-    state.stage.set(if fetched.from_cache {
-        "Model loaded from the browser cache".into()
+    let source = if fetched.from_cache {
+        "loaded from the browser cache".to_string()
     } else {
-        "Model downloaded and cached".into()
-    });
+        format!(
+            "downloaded ({}) and cached",
+            format_bytes(fetched.downloaded as f64)
+        )
+    };
+    state.stage.set(format!("Model {source}"));
+    state.model_source.set(Some((
+        format!("{}: {source}", entry.name),
+        fetched.from_cache,
+    )));
+    state.model.set(Some(entry.clone()));
     let data = file_bytes(&file).await?;
     let f = fetched.files;
     let mut parts = vec![
@@ -189,6 +230,7 @@ async fn start_run(state: RunState, entry: ModelEntry, batch_size: usize) -> Res
         model: ModelMeta {
             name: entry.name.clone(),
             key: entry.weights.sha256.clone(),
+            weights_name: f.weights_name.clone(),
             token_dict_name: f.token_dict_name.clone(),
             has_medians: f.medians.is_some(),
         },
@@ -196,7 +238,7 @@ async fn start_run(state: RunState, entry: ModelEntry, batch_size: usize) -> Res
     };
     WORKER.with_borrow_mut(|slot| {
         if slot.is_none() {
-            *slot = Some(WorkerHandle::spawn(move |r| state.apply(r))?);
+            *slot = Some(WorkerHandle::spawn(move |r, b| state.apply(r, b))?);
         }
         slot.as_ref()
             .expect("spawned above")
@@ -205,70 +247,22 @@ async fn start_run(state: RunState, entry: ModelEntry, batch_size: usize) -> Res
     })
 }
 
-fn download_csv(text: &str) -> Result<(), String> {
-    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(text));
-    let opts = web_sys::BlobPropertyBag::new();
-    opts.set_type("text/csv");
-    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts)
-        .map_err(|e| format!("{e:?}"))?;
-    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))?;
-    let doc = web_sys::window()
-        .and_then(|w| w.document())
-        .ok_or("no document")?;
-    let a: web_sys::HtmlAnchorElement = doc
-        .create_element("a")
-        .map_err(|e| format!("{e:?}"))?
-        .unchecked_into();
-    a.set_href(&url);
-    a.set_download("genecompass_annotation.csv");
-    a.click();
-    let _ = web_sys::Url::revoke_object_url(&url);
-    Ok(())
-}
-
 /// The annotate page.
 #[component]
 pub fn AnnotatePage() -> impl IntoView {
     let state = RunState::new();
-    let manifest_url = RwSignal::new(DEFAULT_MANIFEST.to_string());
-    let models = RwSignal::new(Vec::<ModelEntry>::new());
-    let model_error = RwSignal::new(None::<String>);
-    let selected = RwSignal::new(String::new());
+    let list = ModelList::new();
     let file_name = RwSignal::new(None::<String>);
     let threshold = RwSignal::new(0.0f32);
     let batch_size = RwSignal::new(16usize);
-
-    let reload_models = move || {
-        let url = manifest_url.get_untracked();
-        spawn_local(async move {
-            match load_manifest(&url).await {
-                Ok(list) => {
-                    model_error.set(None);
-                    if let Some(first) = list.first()
-                        && !list.iter().any(|m| m.id == selected.get_untracked())
-                    {
-                        selected.set(first.id.clone());
-                    }
-                    models.set(list);
-                }
-                Err(e) => {
-                    models.set(Vec::new());
-                    model_error.set(Some(format!("Cannot load the model list: {e}")));
-                }
-            }
-        });
-    };
-    reload_models();
 
     let run = move || {
         if state.running.get_untracked() {
             return;
         }
-        let Some(entry) =
-            models.with_untracked(|m| m.iter().find(|m| m.id == selected.get_untracked()).cloned())
-        else {
-            state.fail("Choose a model first (the model list may have failed to load).".into());
-            return;
+        let entry = match list.chosen() {
+            Ok(e) => e,
+            Err(why) => return state.fail(why),
         };
         state.reset();
         state.running.set(true);
@@ -337,7 +331,11 @@ pub fn AnnotatePage() -> impl IntoView {
         let text = state.rows.with_untracked(|r| {
             to_csv(r, &state.labels.get_untracked(), threshold.get_untracked())
         });
-        if let Err(e) = download_csv(&text) {
+        if let Err(e) = download(
+            &wasm_bindgen::JsValue::from_str(&text),
+            "text/csv",
+            "genecompass_annotation.csv",
+        ) {
             state
                 .error
                 .set(Some(format!("Cannot download the CSV: {e}")));
@@ -346,22 +344,7 @@ pub fn AnnotatePage() -> impl IntoView {
 
     view! {
         <section class="controls">
-            <label>
-                "Classifier "
-                <select id="model-select" on:change=move |ev| selected.set(event_target_value(&ev))
-                    prop:value=move || selected.get()>
-                    {move || models.get().into_iter().map(|m| {
-                        let title = m.description.clone();
-                        view! { <option value=m.id.clone() title=title>{m.name.clone()}</option> }
-                    }).collect_view()}
-                </select>
-            </label>
-            <label class="small">
-                "Model list "
-                <input id="manifest-url" type="text" prop:value=move || manifest_url.get()
-                    on:change=move |ev| { manifest_url.set(event_target_value(&ev)); reload_models(); } />
-            </label>
-            <p class="error" role="alert">{move || model_error.get()}</p>
+            <ModelPicker list=list />
             <label>
                 "Single-cell file (h5ad, 10x .h5, CSV/TSV) "
                 <input id="file-input" type="file" accept=".h5ad,.h5,.csv,.tsv,.txt,.gz"
@@ -379,6 +362,10 @@ pub fn AnnotatePage() -> impl IntoView {
         </section>
 
         <p id="stage" class="stage">{move || state.stage.get()}</p>
+        <p id="model-source" class="note"
+            data-from-cache=move || state.model_source.get().map(|s| s.1.to_string())>
+            {move || state.model_source.get().map(|s| format!("Model {}", s.0))}
+        </p>
         <div id="error" class="error" role="alert"
             style:display=move || if state.error.with(Option::is_some) { "block" } else { "none" }>
             {move || state.error.get()}
@@ -403,9 +390,19 @@ pub fn AnnotatePage() -> impl IntoView {
                     on:input=move |ev| threshold.set(event_target_value(&ev).parse().unwrap_or(0.0)) />
                 <span id="threshold-value">{move || format!("{:.2}", threshold.get())}</span>
             </label>
-            <button id="download-csv" on:click=csv disabled=move || !state.finished.get()>
-                "Download CSV (labels + probabilities)"
-            </button>
+            <Show when=move || state.finished.get()>
+                <RunSummary state=state threshold=threshold.into() />
+            </Show>
+            <div class="downloads">
+                <button id="download-csv" on:click=csv disabled=move || !state.finished.get()>
+                    "Download CSV (labels + probabilities)"
+                </button>
+                <H5adDownload state=state />
+            </div>
+            <Show when=move || state.finished.get()>
+                <h2>"Save to registry"</h2>
+                <SavePanel state=state threshold=threshold.into() teams=list.teams />
+            </Show>
             <LabelChart counts=counts />
             <Show when=move || state.points.with(|p| !p.is_empty())>
                 <EmbeddingPlot points=state.points explained=state.explained rows=state.rows
