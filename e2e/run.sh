@@ -13,6 +13,10 @@ if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
   echo "error: no Chromium at ${CHROMIUM:-/usr/bin/chromium}; apt-get install -y chromium (or set CHROMIUM)" >&2
   exit 1
 fi
+if [ ! -x "${FIREFOX:-/usr/bin/firefox-esr}" ]; then
+  echo "error: no Firefox at ${FIREFOX:-/usr/bin/firefox-esr}; apt-get install -y firefox-esr (or set FIREFOX)" >&2
+  exit 1
+fi
 if [ ! -d "$ROOT/../shared/data" ]; then
   echo "error: ../shared (fixtures and real data) must sit beside the checkout" >&2
   exit 1
