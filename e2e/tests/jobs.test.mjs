@@ -8,9 +8,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { signIn, uploadDataset, launchFinetune, watchJob } from '../lib/action.mjs';
-import { jobReaches, textMatches } from '../lib/check.mjs';
-import { ARTIFACTS, DATA, TINY, WEB_DIST, tempDir, startServer, addUser, launchBrowser } from '../lib/env.mjs';
+import { spawnSync } from 'node:child_process';
+import { signIn, uploadDataset, launchFinetune, watchJob, upload, downloadCsv } from '../lib/action.mjs';
+import { jobReaches, textMatches, runFinishes, csvMatchesNative } from '../lib/check.mjs';
+import { ARTIFACTS, DATA, TINY, TRAIN_BIN, WEB_DIST, tempDir, startServer, addUser, launchBrowser } from '../lib/env.mjs';
 import { find, jobRow } from '../lib/find.mjs';
 
 const BARON = path.join(DATA, 'h5ad/baron_mouse_pancreas_822.h5ad');
@@ -193,6 +194,44 @@ describe('registry: upload, fine-tune and watch a job', () => {
     assert.equal((await page.textContent(find.jobState)).trim(), 'succeeded');
     await page.click(find.jobLogButton);
     await textMatches(page, find.jobLog, /attempt 1 on local runner: .*finetune/);
+  });
+
+  test('the fine-tuned model annotates a real file in the browser, as the CLI does', async () => {
+    // The version the job registered, and its files as the registry serves them.
+    const models = await (await fetch(`${server.url}/api/v1/models`, { headers: auth(ed) })).json();
+    const model = models.find((m) => m.name === MODEL);
+    assert.ok(model, `no model ${MODEL}`);
+    const v = await (await fetch(`${server.url}/api/v1/models/${model.id}/versions/1`, { headers: auth(ed) })).json();
+    assert.equal(v.kind, 'classifier');
+    assert.equal(v.lineage.dataset.name, NAME, 'lineage names the dataset');
+    const modelDir = path.join(dir, 'finetuned');
+    for (const f of v.files) {
+      const r = await fetch(`${server.url}/api/v1/models/${model.id}/versions/1/files/${f.path}`, { headers: auth(ed) });
+      assert.equal(r.status, 200, f.path);
+      const bytes = Buffer.from(await r.arrayBuffer());
+      assert.equal(crypto.createHash('sha256').update(bytes).digest('hex'), f.sha256, f.path);
+      fs.mkdirSync(path.dirname(path.join(modelDir, f.path)), { recursive: true });
+      fs.writeFileSync(path.join(modelDir, f.path), bytes);
+    }
+
+    await page.click(find.tabAnnotate);
+    // The list was read at sign-in, before the job registered the model.
+    await page.click('#registry-models-reload');
+    const option = `${find.modelSelect} option[value="registry:${model.id}:1"]`;
+    await page.locator(option).waitFor({ state: 'attached', timeout: 30_000 });
+    await page.selectOption(find.modelSelect, `registry:${model.id}:1`);
+    await upload(page, BARON);
+    await runFinishes(page);
+    assert.equal((await page.textContent(find.progressText)).trim(), '809 / 809 cells');
+    const csv = await downloadCsv(page);
+    const out = path.join(dir, 'finetuned-classify.safetensors');
+    const run = spawnSync(TRAIN_BIN, ['classify', '--checkpoint', modelDir, '--input', BARON, '--output', out],
+      { encoding: 'utf8' });
+    assert.equal(run.status, 0, `genecompass-train classify failed:\n${run.stderr}`);
+    const { cells, worst } = csvMatchesNative(csv, out);
+    console.log(`fine-tuned model ${MODEL} v1 in the browser: ${cells} cells equal to the CLI (max |dp| ${worst.toExponential(1)})`);
+    await shot(page, 'annotate-finetuned');
+    await page.click(find.tabRegistry);
   });
 
   test('a running job is cancelled from the page', async () => {
