@@ -8,3 +8,4 @@ pub mod grn;
 pub mod infer;
 pub mod pca;
 pub mod perturb;
+pub mod umap;
