@@ -7,8 +7,8 @@
 //! see `core/assets/README.md` for provenance and licences.
 
 use super::TokenizeError;
+use super::fast_hash::{FastMap, fast_map};
 use crate::cells::Species;
-use std::collections::HashMap;
 use std::io::Read;
 use std::sync::OnceLock;
 
@@ -61,11 +61,19 @@ pub enum SymbolRule {
 pub struct GeneTable {
     /// The genes.
     pub records: Vec<GeneRecord>,
-    by_ensembl: HashMap<String, usize>,
-    by_symbol: HashMap<String, Vec<usize>>,
-    by_previous: HashMap<String, Vec<usize>>,
-    by_alias: HashMap<String, Vec<usize>>,
-    by_upper: HashMap<String, Vec<usize>>,
+    by_ensembl: FastMap<String, usize>,
+    by_symbol: FastMap<String, Vec<usize>>,
+    /// The fallback lookups, built on first use: most files resolve by Ensembl id or current
+    /// symbol, and building these for ~100k genes was most of a small file's start-up.
+    fallback: OnceLock<Fallback>,
+}
+
+/// Previous-symbol, alias and upper-cased-symbol lookups.
+#[derive(Debug, Clone, Default)]
+struct Fallback {
+    by_previous: FastMap<String, Vec<usize>>,
+    by_alias: FastMap<String, Vec<usize>>,
+    by_upper: FastMap<String, Vec<usize>>,
 }
 
 pub(crate) fn gunzip(bytes: &[u8], source: &str) -> Result<String, TokenizeError> {
@@ -93,25 +101,42 @@ fn split_list(s: &str) -> Vec<String> {
 impl GeneTable {
     /// Builds the lookups over `records`.
     pub fn new(records: Vec<GeneRecord>) -> Self {
+        let n = records.len();
         let mut t = GeneTable {
             records,
-            ..Default::default()
+            by_ensembl: fast_map(n),
+            by_symbol: fast_map(n),
+            fallback: OnceLock::new(),
         };
         for (i, r) in t.records.iter().enumerate() {
             t.by_ensembl.entry(r.ensembl_id.clone()).or_insert(i);
             t.by_symbol.entry(r.symbol.clone()).or_default().push(i);
-            t.by_upper
-                .entry(r.symbol.to_uppercase())
-                .or_default()
-                .push(i);
-            for p in &r.previous {
-                t.by_previous.entry(p.clone()).or_default().push(i);
-            }
-            for a in &r.aliases {
-                t.by_alias.entry(a.clone()).or_default().push(i);
-            }
         }
         t
+    }
+
+    fn fallback(&self) -> &Fallback {
+        self.fallback.get_or_init(|| {
+            let n = self.records.len();
+            let mut f = Fallback {
+                by_previous: fast_map(n),
+                by_alias: fast_map(2 * n),
+                by_upper: fast_map(n),
+            };
+            for (i, r) in self.records.iter().enumerate() {
+                f.by_upper
+                    .entry(r.symbol.to_uppercase())
+                    .or_default()
+                    .push(i);
+                for p in &r.previous {
+                    f.by_previous.entry(p.clone()).or_default().push(i);
+                }
+                for a in &r.aliases {
+                    f.by_alias.entry(a.clone()).or_default().push(i);
+                }
+            }
+            f
+        })
     }
 
     /// Parses the asset format: gzip'd TSV with header `ensembl_id symbol prev_symbols alias_symbols biotype`.
@@ -179,26 +204,26 @@ impl GeneTable {
             ids.dedup();
             ids
         };
-        type Rule<'a> = (&'a HashMap<String, Vec<usize>>, SymbolRule, String);
-        let rules: [Rule; 4] = [
-            (&self.by_symbol, SymbolRule::Current, symbol.to_string()),
-            (&self.by_previous, SymbolRule::Previous, symbol.to_string()),
-            (&self.by_alias, SymbolRule::Alias, symbol.to_string()),
-            (
-                &self.by_upper,
-                SymbolRule::CaseInsensitive,
-                symbol.to_uppercase(),
-            ),
-        ];
-        for (map, rule, key) in rules {
-            if let Some(v) = map.get(&key) {
-                let distinct = ids(v);
-                return if distinct.len() == 1 {
-                    SymbolHit::Found(v[0], rule)
-                } else {
-                    SymbolHit::Ambiguous(distinct)
-                };
+        let hit = |v: &Vec<usize>, rule: SymbolRule| {
+            let distinct = ids(v);
+            if distinct.len() == 1 {
+                SymbolHit::Found(v[0], rule)
+            } else {
+                SymbolHit::Ambiguous(distinct)
             }
+        };
+        if let Some(v) = self.by_symbol.get(symbol) {
+            return hit(v, SymbolRule::Current);
+        }
+        let f = self.fallback();
+        if let Some(v) = f.by_previous.get(symbol) {
+            return hit(v, SymbolRule::Previous);
+        }
+        if let Some(v) = f.by_alias.get(symbol) {
+            return hit(v, SymbolRule::Alias);
+        }
+        if let Some(v) = f.by_upper.get(&symbol.to_uppercase()) {
+            return hit(v, SymbolRule::CaseInsensitive);
         }
         SymbolHit::Missing
     }
@@ -209,16 +234,18 @@ impl GeneTable {
 pub struct Orthologs {
     /// `(human ENSG, mouse ENSMUSG, n HCOP sources (0 = BioMart only), BioMart homology type or "")`.
     pub pairs: Vec<(String, String, u8, String)>,
-    human_to_mouse: HashMap<String, Vec<usize>>,
-    mouse_to_human: HashMap<String, Vec<usize>>,
+    human_to_mouse: FastMap<String, Vec<usize>>,
+    mouse_to_human: FastMap<String, Vec<usize>>,
 }
 
 impl Orthologs {
     /// Builds the lookups over pairs.
     pub fn new(pairs: Vec<(String, String, u8, String)>) -> Self {
+        let n = pairs.len();
         let mut o = Orthologs {
             pairs,
-            ..Default::default()
+            human_to_mouse: fast_map(n),
+            mouse_to_human: fast_map(n),
         };
         for (i, p) in o.pairs.iter().enumerate() {
             o.human_to_mouse.entry(p.0.clone()).or_default().push(i);

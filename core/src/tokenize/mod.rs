@@ -8,6 +8,7 @@
 //! - [`qc`], [`transform`], [`pipeline`]: the official steps, from counts to [`crate::cells::CellSet`].
 
 pub mod assets_build;
+mod fast_hash;
 pub mod gene_tables;
 pub mod genes;
 pub mod medians;

@@ -5,13 +5,13 @@ use super::TokenizeError;
 use crate::cells::Species;
 use crate::pickle;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Gene token string → id. Ids are contiguous `0..len()`, `<pad>` is 0 (spec §2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenDictionary {
     tokens: Vec<String>,
-    index: HashMap<String, u32>,
+    index: super::fast_hash::FastMap<String, u32>,
     mask_id: Option<u32>,
     sha256: String,
 }
@@ -63,7 +63,7 @@ impl TokenDictionary {
                 ),
             });
         }
-        let mut index = HashMap::with_capacity(tokens.len());
+        let mut index = super::fast_hash::fast_map(tokens.len());
         let mut hasher = Sha256::new();
         for (i, t) in tokens.iter().enumerate() {
             if index.insert(t.clone(), i as u32).is_some() {
