@@ -40,6 +40,10 @@ export const find = {
   chartRows: '#label-chart g.chart-row',
   embeddingDots: '#embedding-plot circle',
   embeddingCaption: '#embedding-caption',
+  embeddingLayout: '#embedding-layout',
+  umapProgress: '#umap-progress',
+  umapStatus: '#umap-status',
+  umapError: '#umap-error',
   resultRows: '#results-table tbody tr',
   // Annotate: in-silico perturbation of the annotated cells.
   perturbPanel: '#perturb-panel',

@@ -57,6 +57,36 @@ describe('annotate page', () => {
     }
     await shot(page, 'annotate-baron');
 
+    // UMAP of the same pooled embeddings, computed in the worker: the same dots (one per cell,
+    // same labels), elsewhere; then back to the PCA, unchanged.
+    const coords = () => page.$$eval(find.embeddingDots, (ds) =>
+      Object.fromEntries(ds.map((d) => [d.dataset.index, `${d.getAttribute('cx')},${d.getAttribute('cy')}`])));
+    const pca = await coords();
+    const pcaCaption = await page.textContent(find.embeddingCaption);
+    const t0 = Date.now();
+    await page.selectOption(find.embeddingLayout, 'umap');
+    await textMatches(page, find.embeddingCaption, /^UMAP \(15 neighbours, min_dist 0\.1, cosine\)/, 120_000);
+    const umapMs = Date.now() - t0;
+    assert.ok(await page.locator(find.umapError).isHidden(), 'no UMAP error');
+    assert.ok(await page.locator(find.umapProgress).isHidden(), 'progress bar gone');
+    const umapStatus = await page.textContent(find.umapStatus);
+    assert.match(umapStatus, /^UMAP of 809 cells in \d+\.\d s/);
+    assert.equal(await page.locator(find.embeddingDots).count(), 809);
+    const umapDots = await page.$$eval(find.embeddingDots, (ds) => ds.map((d) => d.dataset.label));
+    for (const [label, count] of bars) {
+      assert.equal(umapDots.filter((l) => l === label).length, count, `UMAP dots labelled ${label}`);
+    }
+    const umap = await coords();
+    assert.deepEqual(Object.keys(umap).sort(), Object.keys(pca).sort(), 'the same cells');
+    const moved = Object.keys(umap).filter((i) => umap[i] !== pca[i]).length;
+    assert.ok(moved > 800, `UMAP moved ${moved} of 809 dots`);
+    console.log(`UMAP of 809 cells in the browser: ${umapMs} ms from the click (worker: ${umapStatus})`);
+    await shot(page, 'annotate-baron-umap');
+    await page.selectOption(find.embeddingLayout, 'pca');
+    await textMatches(page, find.embeddingCaption, /^PCA of/);
+    assert.equal(await page.textContent(find.embeddingCaption), pcaCaption);
+    assert.deepEqual(await coords(), pca, 'back on the PCA');
+
     // The model's three files are in the Cache API under their SHA-256.
     const cached = await page.evaluate(async () =>
       (await (await caches.open('genecompass-models-v1')).keys()).map((r) => new URL(r.url).pathname));
@@ -96,7 +126,10 @@ describe('annotate page', () => {
     assert.equal(await page.locator(find.embeddingDots).count(), 809);
     assert.equal(await page.locator(find.perturbedDots).count(), 0);
 
-    // Ins2 (ENSMUSG00000000215) is in the vocabulary and the beta cells express it.
+    // Ins2 (ENSMUSG00000000215) is in the vocabulary and the beta cells express it. Perturbing
+    // from the UMAP layout switches the plot back to the PCA the perturbed cells are projected on.
+    await page.selectOption(find.embeddingLayout, 'umap');
+    await textMatches(page, find.embeddingCaption, /^UMAP/);
     await perturb('Ins2');
     const gene = `${find.perturbGene}[data-gene="ENSMUSG00000000215"]`;
     await page.locator(gene).waitFor({ timeout: 300_000 });
@@ -113,7 +146,8 @@ describe('annotate page', () => {
     assert.equal(await page.locator(find.perturbedDots).count(), cells);
     assert.equal(await page.locator(find.perturbArrows).count(), cells);
     assert.equal(await page.locator(find.embeddingDots).count(), 809);
-    assert.match(await page.textContent(find.embeddingCaption), /after perturbing Ins2/);
+    assert.match(await page.textContent(find.embeddingCaption), /^PCA of .*after perturbing Ins2/);
+    assert.equal(await page.inputValue(find.embeddingLayout), 'pca');
     assert.match(await page.textContent(find.perturbStage), /^Perturbed 1 gene\(s\) in \d+ cells/);
     await shot(page, 'annotate-perturb');
 

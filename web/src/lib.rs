@@ -10,6 +10,7 @@
 //! - [`protocol`]: the page ↔ worker messages.
 //! - [`perturb`]: in-silico perturbation of the annotated cells (gene names → tokens, core's
 //!   perturber, the classifier on the perturbed cells).
+//! - [`layout`]: the embedding plot's PCA / UMAP choice (UMAP settings, captions, progress).
 //! - [`results`]: calls, threshold, label counts and the CSV download.
 //! - [`annotated`]: file rows of the annotated cells, the h5ad with the labels, label columns.
 //! - [`model_store`]: the model list, downloads checked by SHA-256, Cache API.
@@ -18,6 +19,7 @@
 
 pub mod annotated;
 pub mod engine;
+pub mod layout;
 pub mod model_store;
 pub mod perturb;
 pub mod protocol;

@@ -19,8 +19,8 @@ pub struct RunRequest {
 }
 
 /// Everything the page can ask the worker: annotate a file, or, on the last annotation (which
-/// the worker keeps, with the model), perturb genes, write the labelled h5ad, or read a label
-/// column of the file for comparison.
+/// the worker keeps, with the model), perturb genes, write the labelled h5ad, read a label
+/// column of the file for comparison, or lay the cells out by UMAP.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Request {
@@ -42,6 +42,13 @@ pub enum Request {
     Truth {
         /// Column name.
         column: String,
+    },
+    /// A 2-D UMAP of the last annotation's pooled embeddings (settings:
+    /// [`crate::layout::umap_options`]); answered by [`Reply::UmapProgress`] then [`Reply::Umap`]
+    /// or [`Reply::UmapFailed`].
+    Umap {
+        /// Echoed in the replies, so the page can drop those of an earlier annotation.
+        ticket: u64,
     },
 }
 
@@ -322,6 +329,29 @@ pub enum Reply {
         /// The message.
         message: String,
     },
+    /// UMAP progress (throttled).
+    UmapProgress {
+        /// The request's ticket.
+        ticket: u64,
+        /// Fraction done, 0 to 1.
+        fraction: f32,
+    },
+    /// The UMAP layout.
+    Umap {
+        /// The request's ticket.
+        ticket: u64,
+        /// Coordinates, indexed by [`CellRow::index`].
+        points: Vec<[f32; 2]>,
+        /// Seconds it took.
+        seconds: f64,
+    },
+    /// The UMAP was refused or failed; the PCA stays.
+    UmapFailed {
+        /// The request's ticket.
+        ticket: u64,
+        /// The message.
+        message: String,
+    },
     /// The run stopped; the message says why and what to do.
     Failed {
         /// The message.
@@ -358,5 +388,7 @@ mod tests {
         assert!(s.starts_with(r#"{"kind":"perturb""#), "{s}");
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), req);
         assert_eq!(ready, r#"{"kind":"ready"}"#);
+        let umap = serde_json::to_string(&Request::Umap { ticket: 3 }).unwrap();
+        assert_eq!(umap, r#"{"kind":"umap","ticket":3}"#);
     }
 }

@@ -9,12 +9,14 @@ use burn::prelude::Device;
 use genecompass_core::data::CellTable;
 use genecompass_core::tasks::infer::BatchClassifier;
 use genecompass_core::tasks::pca::pca_2d_fit;
+use genecompass_core::tasks::umap::umap;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::annotated::{labelled_file_name, labelled_h5ad, predictions_by_row, truth_values};
 use crate::engine::{AnnotateError, Annotator, ModelFiles, open_file};
+use crate::layout::{Throttle, umap_options};
 use crate::model_store::sha256_hex;
 use crate::perturb::{LastRun, run_perturbation, species_named};
 use crate::protocol::{CellRow, PerturbRequest, Reply, Request, RunRequest};
@@ -30,6 +32,15 @@ thread_local! {
     static LAST: RefCell<Option<LastRun>> = const { RefCell::new(None) };
     /// The predictions of the last finished annotation, by file row.
     static FINISHED: RefCell<Option<Finished>> = const { RefCell::new(None) };
+    /// The pooled embeddings of the last finished annotation, `[cells × width]`, for UMAP.
+    static POOLED: RefCell<Option<Pooled>> = const { RefCell::new(None) };
+}
+
+/// Cells' pooled embeddings, row-major.
+struct Pooled {
+    data: Vec<f32>,
+    cells: usize,
+    width: usize,
 }
 
 /// What a finished annotation leaves for writing the labelled h5ad and reading label columns.
@@ -56,6 +67,7 @@ enum Failure {
     Perturb,
     H5ad,
     Truth,
+    Umap(u64),
 }
 
 fn scope() -> DedicatedWorkerGlobalScope {
@@ -84,6 +96,7 @@ pub fn start() {
                 Failure::Perturb => Reply::PerturbFailed { message },
                 Failure::H5ad => Reply::H5adFailed { message },
                 Failure::Truth => Reply::TruthFailed { message },
+                Failure::Umap(ticket) => Reply::UmapFailed { ticket, message },
             });
         }
     });
@@ -119,7 +132,30 @@ fn handle(data: JsValue) -> Result<(), (Failure, String)> {
             write_h5ad(&file_name, bytes(&parts, 1), replace).map_err(|m| (Failure::H5ad, m))
         }
         Request::Truth { column } => truth(&column).map_err(|m| (Failure::Truth, m)),
+        Request::Umap { ticket } => layout_umap(ticket).map_err(|m| (Failure::Umap(ticket), m)),
     }
+}
+
+/// Posts a UMAP of the last annotation's pooled embeddings, with throttled progress.
+fn layout_umap(ticket: u64) -> Result<(), String> {
+    POOLED.with_borrow(|p| {
+        let p = p.as_ref().ok_or(ANNOTATE_FIRST)?;
+        let start = js_sys::Date::now();
+        // umap reports every ≥ 0.5 %: a message per 2 % and 100 ms is plenty for a bar.
+        let mut throttle = Throttle::new(0.02, 100.0);
+        let points = umap(&p.data, p.cells, p.width, &umap_options(), |fraction| {
+            if throttle.due(fraction, js_sys::Date::now()) {
+                post(&Reply::UmapProgress { ticket, fraction });
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        post(&Reply::Umap {
+            ticket,
+            points,
+            seconds: (js_sys::Date::now() - start) / 1e3,
+        });
+        Ok(())
+    })
 }
 
 const ANNOTATE_FIRST: &str = "annotate a file first (the worker holding the last annotation \
@@ -211,6 +247,7 @@ fn handle_annotate(parts: &js_sys::Array, req: RunRequest) -> Result<(), String>
     // A new annotation replaces the cells perturbations run on, and the predictions.
     LAST.with_borrow_mut(|l| *l = None);
     FINISHED.with_borrow_mut(|f| *f = None);
+    POOLED.with_borrow_mut(|p| *p = None);
     MODEL.with_borrow_mut(|slot| {
         if slot.as_ref().is_none_or(|a| a.key != req.model.key) {
             stage("Loading the model");
@@ -256,7 +293,7 @@ fn annotate(
     let c = a.labels.len();
     let start = js_sys::Date::now();
     let mut done = 0;
-    // Pooled embeddings, for the PCA plot: [cells, H].
+    // Pooled embeddings, for the PCA plot (and UMAP on request): [cells, H].
     let mut pooled: Vec<f32> = Vec::new();
     let mut width = 0;
     let mut predicted = vec![(0usize, 0f32); t.cells.len()];
@@ -289,10 +326,18 @@ fn annotate(
         });
     }
     stage("Projecting the cell embeddings (PCA)");
-    let (pca, basis) = pca_2d_fit(&pooled, if width == 0 { 0 } else { done }, width);
+    let cells = if width == 0 { 0 } else { done };
+    let (pca, basis) = pca_2d_fit(&pooled, cells, width);
     post(&Reply::Embedding {
         points: pca.points,
         explained: pca.explained,
+    });
+    POOLED.with_borrow_mut(|p| {
+        *p = Some(Pooled {
+            data: pooled,
+            cells,
+            width,
+        });
     });
     LAST.with_borrow_mut(|l| {
         *l = Some(LastRun {

@@ -1,5 +1,5 @@
-//! The cells' 2-D embedding (PCA computed in the worker) as an SVG scatter, coloured by call,
-//! with the cell, its label and confidence on hover.
+//! The cells' 2-D embedding (PCA or UMAP, computed in the worker) as an SVG scatter, coloured
+//! by call, with the cell, its label and confidence on hover.
 
 use leptos::prelude::*;
 
@@ -61,23 +61,37 @@ fn all_points(points: &[[f32; 2]], perturbed: &[GenePerturbation]) -> Vec<[f32; 
 }
 
 /// The scatter; `points` are indexed by cell index. Perturbed cells, when any, are drawn as
-/// diamonds (coloured by their new argmax label) with a line from where the cell was.
+/// diamonds (coloured by their new argmax label) with a line from where the cell was; only when
+/// `on_pca` (they are projected on the PCA axes, which another layout does not share).
 #[component]
 pub fn EmbeddingPlot(
     #[prop(into)] points: Signal<Vec<[f32; 2]>>,
-    #[prop(into)] explained: Signal<[f64; 2]>,
+    /// What the points are ([`crate::layout::caption`]); perturbations are appended.
+    #[prop(into)]
+    caption: Signal<String>,
+    /// Whether `points` are the PCA the perturbations are projected on.
+    #[prop(into)]
+    on_pca: Signal<bool>,
     rows: RwSignal<Vec<CellRow>>,
     labels: RwSignal<Vec<String>>,
     #[prop(into)] threshold: Signal<f32>,
     perturbed: RwSignal<Vec<GenePerturbation>>,
 ) -> impl IntoView {
+    // The perturbation layer drawn: none off the PCA axes.
+    let layer = move |f: &mut dyn FnMut(&[GenePerturbation])| {
+        if on_pca.get() {
+            perturbed.with(|g| f(g));
+        } else {
+            f(&[]);
+        }
+    };
     let moved = move || {
         let pts = points.get();
         let labels = labels.get();
-        perturbed.with(|genes| {
+        let mut out = Vec::new();
+        layer(&mut |genes| {
             let screen = to_screen(&all_points(&pts, genes));
             let mut k = pts.len();
-            let mut out = Vec::new();
             for g in genes {
                 let gene = g.display();
                 for p in &g.points {
@@ -112,12 +126,13 @@ pub fn EmbeddingPlot(
                     });
                 }
             }
-            out.collect_view()
-        })
+        });
+        out.collect_view()
     };
     let dots = move || {
         let pts = points.get();
-        let screen = perturbed.with(|g| to_screen(&all_points(&pts, g)));
+        let mut screen = Vec::new();
+        layer(&mut |g| screen = to_screen(&all_points(&pts, g)));
         let labels = labels.get();
         let t = threshold.get();
         rows.with(|rows| {
@@ -158,13 +173,18 @@ pub fn EmbeddingPlot(
             })
             .collect_view()
     };
-    let caption = move || {
-        let [a, b] = explained.get();
+    let full_caption = move || {
         let after = perturbed.with(|g| {
+            let names: Vec<String> = g.iter().map(GenePerturbation::display).collect();
             if g.is_empty() {
                 String::new()
+            } else if !on_pca.get() {
+                format!(
+                    ". The cells perturbed ({}) are drawn on the PCA layout only (they are \
+                     projected on its axes)",
+                    names.join(", ")
+                )
             } else {
-                let names: Vec<String> = g.iter().map(GenePerturbation::display).collect();
                 format!(
                     ". Diamonds: the perturbed cells after perturbing {} (same axes), coloured \
                      by their new predicted label; lines start where each cell was",
@@ -172,22 +192,22 @@ pub fn EmbeddingPlot(
                 )
             }
         });
-        format!(
-            "PCA of the classifier's pooled cell embeddings: PC1 {:.1} %, PC2 {:.1} % of the variance{after}",
-            a * 100.0,
-            b * 100.0
-        )
+        format!("{}{after}", caption.get())
+    };
+    let aria = move || {
+        let what = if on_pca.get() { "PCA" } else { "UMAP" };
+        format!("2-D {what} of the cell embeddings, coloured by predicted label")
     };
     view! {
         <figure class="embedding">
             <svg id="embedding-plot" class="chart" width=W height=H role="img"
-                aria-label="2-D PCA of the cell embeddings, coloured by predicted label">
+                aria-label=aria>
                 <rect class="plot-bg" x="0" y="0" width=W height=H></rect>
                 {dots}
                 {moved}
             </svg>
             <ul class="legend">{legend}</ul>
-            <figcaption id="embedding-caption">{caption}</figcaption>
+            <figcaption id="embedding-caption">{full_caption}</figcaption>
         </figure>
     }
 }

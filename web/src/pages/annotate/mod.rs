@@ -1,9 +1,11 @@
 //! Annotate: pick a classifier (from the model list or the registry, [`models`]) and a local
 //! file; the worker reads, tokenizes and classifies it while this page shows the report, a
 //! progress bar, and results as batches arrive. Afterwards: the run's numbers ([`summary`]),
-//! downloads ([`export`]: CSV, h5ad with the labels) and "Save to registry" ([`save`]).
+//! downloads ([`export`]: CSV, h5ad with the labels) and "Save to registry" ([`save`]). The
+//! embedding plot shows the PCA or, on request, a UMAP ([`layout`]).
 
 mod export;
+mod layout;
 mod models;
 mod save;
 mod summary;
@@ -20,6 +22,7 @@ use crate::components::{
     EmbeddingPlot, FileReportView, LabelChart, PerturbPanel, PerturbState, QcReportView,
     ResultsTable,
 };
+use crate::layout::{Layout, caption};
 use crate::model_store::{ModelEntry, fetch_model};
 use crate::pages::registry::format_bytes;
 use crate::perturb::parse_gene_list;
@@ -29,6 +32,7 @@ use crate::protocol::{
 };
 use crate::results::{label_counts, to_csv};
 use export::{Export, H5adDownload, download};
+use layout::{LayoutPicker, LayoutState};
 use models::{ModelList, ModelPicker};
 use save::SavePanel;
 use summary::{RunSummary, Truth};
@@ -56,6 +60,7 @@ struct RunState {
     finished: RwSignal<bool>,
     points: RwSignal<Vec<[f32; 2]>>,
     explained: RwSignal<[f64; 2]>,
+    layout: LayoutState,
     perturb: PerturbState,
     /// The model of this run, and where its files came from.
     model: RwSignal<Option<ModelEntry>>,
@@ -81,6 +86,7 @@ impl RunState {
             finished: RwSignal::new(false),
             points: RwSignal::new(Vec::new()),
             explained: RwSignal::new([0.0; 2]),
+            layout: LayoutState::new(),
             perturb: PerturbState::new(),
             model: RwSignal::new(None),
             model_source: RwSignal::new(None),
@@ -101,6 +107,7 @@ impl RunState {
         self.finished.set(false);
         self.points.set(Vec::new());
         self.explained.set([0.0; 2]);
+        self.layout.reset();
         self.perturb.reset();
         self.model.set(None);
         self.model_source.set(None);
@@ -115,7 +122,7 @@ impl RunState {
     }
 
     fn apply(&self, reply: Reply, bytes: Option<js_sys::Uint8Array>) {
-        let Some(reply) = self.perturb.apply(reply) else {
+        let Some(reply) = self.perturb.apply(reply).and_then(|r| self.layout.apply(r)) else {
             return;
         };
         match reply {
@@ -126,11 +133,14 @@ impl RunState {
             Reply::H5adFailed { message } => self.export.fail(message),
             Reply::Truth { column, values } => self.truth.values.set(Some((column, values))),
             Reply::TruthFailed { message } => self.truth.error.set(Some(message)),
-            // Perturbation replies were taken by `self.perturb` above.
+            // Perturbation and UMAP replies were taken by `self.perturb` and `self.layout` above.
             Reply::Ready
             | Reply::PerturbProgress { .. }
             | Reply::Perturbed { .. }
-            | Reply::PerturbFailed { .. } => {}
+            | Reply::PerturbFailed { .. }
+            | Reply::UmapProgress { .. }
+            | Reply::Umap { .. }
+            | Reply::UmapFailed { .. } => {}
             Reply::Stage { message } => self.stage.set(message),
             Reply::Report(r) => self.report.set(Some(r)),
             Reply::Qc(q) => self.qc.set(Some(q)),
@@ -169,6 +179,13 @@ impl RunState {
                 if message.starts_with("the annotation worker stopped") {
                     WORKER.with_borrow_mut(|w| *w = None);
                 }
+                let umap = self.layout.busy();
+                if umap {
+                    // The annotation's results stay; its embeddings went with the worker.
+                    self.layout.fail(format!(
+                        "{message}. Annotate the file again to lay its cells out by UMAP"
+                    ));
+                }
                 if self.perturb.running.get_untracked() {
                     // The annotation's results stay; its cells went with the worker.
                     self.perturb.fail(format!(
@@ -178,7 +195,7 @@ impl RunState {
                     self.export.fail(format!(
                         "{message}. Annotate the file again to download it with labels"
                     ));
-                } else {
+                } else if !umap {
                     self.fail(message);
                 }
             }
@@ -304,6 +321,8 @@ pub fn AnnotatePage() -> impl IntoView {
             return;
         }
         p.start(mode);
+        // The perturbed cells are projected on the annotation's PCA axes: show those.
+        state.layout.choice.set(Layout::Pca);
         let req = Request::Perturb(PerturbRequest {
             genes,
             mode,
@@ -323,6 +342,12 @@ pub fn AnnotatePage() -> impl IntoView {
         let t = threshold.get();
         state.rows.with(|r| label_counts(r, &labels, t))
     });
+    let shown_points = Signal::derive(move || match state.layout.shown() {
+        Layout::Umap => state.layout.umap.get().unwrap_or_default(),
+        Layout::Pca => state.points.get(),
+    });
+    let shown_caption =
+        Signal::derive(move || caption(state.layout.shown(), state.explained.get()));
     let speed = move || {
         let (d, s) = (state.done.get(), state.seconds.get());
         (s > 0.0).then(|| format!("{:.1} cells/s", d as f64 / s))
@@ -405,8 +430,11 @@ pub fn AnnotatePage() -> impl IntoView {
             </Show>
             <LabelChart counts=counts />
             <Show when=move || state.points.with(|p| !p.is_empty())>
-                <EmbeddingPlot points=state.points explained=state.explained rows=state.rows
-                    labels=state.labels threshold=threshold perturbed=state.perturb.results />
+                <LayoutPicker layout=state.layout cells=Signal::derive(move || state.points.with(Vec::len)) />
+                <EmbeddingPlot points=shown_points caption=shown_caption
+                    on_pca=Signal::derive(move || state.layout.shown() == Layout::Pca)
+                    rows=state.rows labels=state.labels threshold=threshold
+                    perturbed=state.perturb.results />
             </Show>
             <Show when=move || state.finished.get()>
                 <PerturbPanel state=state.perturb labels=state.labels
