@@ -133,12 +133,28 @@ async fn materialise_priors(
     Ok(())
 }
 
-async fn dataset_path(state: &AppState, dataset_id: &str) -> Result<PathBuf, AppError> {
-    let (sha,): (String,) = sqlx::query_as("SELECT sha256 FROM datasets WHERE id = $1")
-        .bind(dataset_id)
-        .fetch_one(&state.db.pool)
-        .await?;
-    Ok(absolute(&state.blobs.local_path(&sha).await?))
+/// The dataset file a job reads, and whether it is tokenized cells. A tokenized dataset is
+/// linked into the job folder as `cells.safetensors` (the trainer recognises cells files by
+/// that extension, and the task commands read that path).
+async fn dataset_input(
+    state: &AppState,
+    dataset_id: &str,
+    paths: &JobPaths,
+) -> Result<(PathBuf, bool), AppError> {
+    let (sha, kind): (String, String) =
+        sqlx::query_as("SELECT sha256, value_kind FROM datasets WHERE id = $1")
+            .bind(dataset_id)
+            .fetch_one(&state.db.pool)
+            .await?;
+    let blob = absolute(&state.blobs.local_path(&sha).await?);
+    if kind != crate::metadata::TOKENIZED {
+        return Ok((blob, false));
+    }
+    let link = paths.cells();
+    tokio::fs::create_dir_all(&paths.dir).await?;
+    let _ = tokio::fs::remove_file(&link).await;
+    tokio::fs::symlink(&blob, &link).await?;
+    Ok((link, true))
 }
 
 /// `p` made absolute against the working directory (unchanged if that fails).
@@ -217,7 +233,17 @@ pub async fn command_lines(
     for f in paths.outputs(kind) {
         let _ = tokio::fs::remove_file(f).await;
     }
-    let data = s(&dataset_path(state, job.dataset_id.as_deref().unwrap_or_default()).await?);
+    let (data, tokenized) =
+        dataset_input(state, job.dataset_id.as_deref().unwrap_or_default(), paths).await?;
+    let data = s(&data);
+    // A tokenized dataset is already the cells the task commands read: no tokenize step.
+    let steps = |tokenize: Vec<String>, argv: Vec<String>| {
+        if tokenized {
+            vec![argv]
+        } else {
+            vec![tokenize, argv]
+        }
+    };
     let base = match &job.base_version_id {
         Some(v) => {
             materialise_version(state, v, &paths.base_dir()).await?;
@@ -298,7 +324,7 @@ pub async fn command_lines(
             push(&["--output", &s(&paths.predictions())]);
             push(&["--batch-size", &p.batch_size.to_string()]);
             argv.extend_from_slice(device);
-            return Ok(vec![tokenize, argv]);
+            return Ok(steps(tokenize, argv));
         }
         JobKind::Grn | JobKind::Fate | JobKind::Perturb => {
             let model = base.ok_or_else(|| AppError::internal("task job without a model"))?;
@@ -367,7 +393,7 @@ pub async fn command_lines(
                 }
             };
             argv.extend_from_slice(device);
-            return Ok(vec![tokenize, argv]);
+            return Ok(steps(tokenize, argv));
         }
     }
     argv.extend_from_slice(device);

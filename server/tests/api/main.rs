@@ -12,4 +12,5 @@ mod priors;
 mod s3;
 mod security;
 mod sessions;
+mod tokenized;
 mod uploads;

@@ -137,7 +137,12 @@ pub fn load_labelled(req: DataRequest<'_>) -> anyhow::Result<LabelledData> {
     if !req.data.exists() {
         bail!("--data {} does not exist", req.data.display());
     }
-    if is_tokenized_folder(req.data) {
+    let cells_file = req.data.is_file()
+        && req
+            .data
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    if is_tokenized_folder(req.data) || cells_file {
         if req.train_where.is_some() || !req.exclude_where.is_empty() {
             bail!(
                 "{}: splitting or filtering by a column needs a count file (h5ad) with that \
@@ -278,7 +283,11 @@ pub fn load_labelled(req: DataRequest<'_>) -> anyhow::Result<LabelledData> {
 }
 
 fn load_tokenized(req: DataRequest<'_>) -> anyhow::Result<LabelledData> {
-    let mut set = read_tokenized(req.data, Some(req.label_column))?;
+    let mut set = if req.data.is_dir() {
+        read_tokenized(req.data, Some(req.label_column))?
+    } else {
+        read_cells_file(req.data, req.label_column)?
+    };
     let n = set.len();
     let mut rows: Vec<usize> = (0..n)
         .filter(|&i| set.cells[i].label.as_deref().is_some_and(|l| !l.is_empty()))
@@ -319,6 +328,38 @@ fn load_tokenized(req: DataRequest<'_>) -> anyhow::Result<LabelledData> {
         cells_in_input: n,
     })
     .context("preparing the tokenized dataset")
+}
+
+/// A CELLS safetensors file (`genecompass-train tokenize --label-column COL` output): its
+/// labels are the metadata's `labels`, and `label_column` must be the column they came from.
+fn read_cells_file(path: &std::path::Path, label_column: &str) -> anyhow::Result<CellSet> {
+    let set = crate::cells_io::read_cells(path, None)?;
+    let bytes = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len)?;
+        let n = u64::from_le_bytes(len).min(100 << 20) as usize;
+        let mut header = vec![0u8; n];
+        f.read_exact(&mut header)?;
+        header
+    };
+    let header: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let recorded = header["__metadata__"]["label_column"].as_str();
+    if set.cells.iter().all(|c| c.label.is_none()) {
+        anyhow::bail!(
+            "{} holds no labels; tokenize it with --label-column {label_column}",
+            path.display()
+        );
+    }
+    if let Some(r) = recorded.filter(|r| *r != label_column) {
+        anyhow::bail!(
+            "{} carries the labels of column `{r}`, not `{label_column}`; use --label-column {r} \
+             or tokenize again with --label-column {label_column}",
+            path.display()
+        );
+    }
+    Ok(set)
 }
 
 fn empty_cell() -> genecompass_core::cells::TokenizedCell {
