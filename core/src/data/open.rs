@@ -78,6 +78,32 @@ pub fn open_path_with(
         if let Some(what) = known_other(&head) {
             return Err(format_err(&name, what));
         }
+        // A table (not a Matrix Market file) is parsed as it streams from the disk.
+        let text_head = if is_gzip(&head) {
+            let mut out = Vec::new();
+            let mut d = flate2::read::MultiGzDecoder::new(&head[..]).take(SNIFF_BYTES as u64);
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = d.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            out
+        } else {
+            head.clone()
+        };
+        if let Some(what) = known_other(&text_head).filter(|_| is_gzip(&head)) {
+            return Err(format_err(&name, what));
+        }
+        if !head.is_empty()
+            && !text_head.is_empty()
+            && !text_head
+                .get(..14)
+                .is_some_and(|h| h.eq_ignore_ascii_case(b"%%MatrixMarket"))
+        {
+            return Ok(Box::new(super::table::open_table(path, opts.orientation)?));
+        }
     }
     let bytes = std::fs::read(path).map_err(io)?;
     if is_mtx(&bytes, &name)?

@@ -4,10 +4,14 @@
 //! from which axis' names look like gene symbols / Ensembl ids rather than barcodes, unless the
 //! caller says so.
 //!
-//! Memory: the decompressed text plus the non-zero values (tables are small by nature).
+//! Memory: the non-zero values and the names. The text is parsed as it streams from the file
+//! (decompressed on the fly), never held whole; the non-zeros are kept because a genes × cells
+//! table must be transposed before its first cell is known.
+
+use std::io::{BufRead, Read};
 
 use super::csr::{MemCsr, MemSource, duplicate_name_warnings, format_err};
-use super::text::{as_text, is_gzip, maybe_gunzip};
+use super::text::{GZIP_MAGIC, is_gzip};
 use super::{CellTable, DataError, GeneColumns, MatrixInfo};
 
 /// Which axis of a table holds cells.
@@ -28,19 +32,69 @@ pub fn open_table_bytes(
     name: &str,
     orientation: TableOrientation,
 ) -> Result<MemSource, DataError> {
-    let gz = is_gzip(bytes);
-    let raw = maybe_gunzip(bytes, name)?;
-    let text = as_text(&raw, name)?;
-    let first = text.lines().next().unwrap_or("");
-    let delim = if first.contains('\t') { b'\t' } else { b',' };
+    if is_gzip(bytes) {
+        parse_table(
+            flate2::read::MultiGzDecoder::new(bytes),
+            name,
+            true,
+            orientation,
+        )
+    } else {
+        parse_table(bytes, name, false, orientation)
+    }
+}
+
+/// A csv error as the user should read it: bad UTF-8 means "not a text file", an I/O error
+/// inside a gzip stream means a truncated download.
+fn record_err(name: &str, gz: bool, at: &str, e: csv::Error) -> DataError {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => format_err(
+            name,
+            format!(
+                "not a text file ({at}: invalid UTF-8); expected a tab- or comma-separated \
+                 table, .mtx or .tsv"
+            ),
+        ),
+        csv::ErrorKind::Io(io) if gz => format_err(
+            name,
+            format!(
+                "gzip data is truncated or corrupt ({io}); the download or upload was \
+                 probably incomplete: fetch the file again"
+            ),
+        ),
+        _ => format_err(name, format!("{at}: {e}")),
+    }
+}
+
+/// Parses a table streamed from `input` (already decompressed).
+fn parse_table(
+    input: impl Read,
+    name: &str,
+    gz: bool,
+    orientation: TableOrientation,
+) -> Result<MemSource, DataError> {
+    let mut input = std::io::BufReader::with_capacity(1 << 20, input);
+    // The delimiter is decided from the first line, which is then parsed with the rest.
+    let mut first = Vec::new();
+    input
+        .read_until(b'\n', &mut first)
+        .map_err(|e| record_err(name, gz, "reading the header line", csv::Error::from(e)))?;
+    if std::str::from_utf8(&first).is_err() {
+        return Err(format_err(
+            name,
+            "not a text file (invalid UTF-8 in the first line); expected a tab- or \
+             comma-separated table, .mtx or .tsv",
+        ));
+    }
+    let delim = if first.contains(&b'\t') { b'\t' } else { b',' };
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delim)
         .has_headers(false)
         .flexible(true)
-        .from_reader(text.as_bytes());
+        .from_reader(std::io::Cursor::new(first).chain(input));
     let mut records = rdr.records();
     let header = match records.next() {
-        Some(r) => r.map_err(|e| format_err(name, format!("cannot parse the header line: {e}")))?,
+        Some(r) => r.map_err(|e| record_err(name, gz, "the header line", e))?,
         None => {
             return Err(format_err(
                 name,
@@ -53,7 +107,7 @@ pub fn open_table_bytes(
     let mut width = None;
     for (r, rec) in records.enumerate() {
         let line = r + 2;
-        let rec = rec.map_err(|e| format_err(name, format!("line {line}: {e}")))?;
+        let rec = rec.map_err(|e| record_err(name, gz, &format!("line {line}"), e))?;
         if rec.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -164,17 +218,29 @@ pub fn open_table_bytes(
     })
 }
 
-/// Opens a count table on disk.
+/// Opens a count table on disk, streaming it (gzip decompressed on the fly).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn open_table(
     path: &std::path::Path,
     orientation: TableOrientation,
 ) -> Result<MemSource, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+    let io = |source| DataError::Io {
         path: path.display().to_string(),
         source,
-    })?;
-    open_table_bytes(&bytes, &path.display().to_string(), orientation)
+    };
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+    let gz = file.fill_buf().map_err(io)?.starts_with(&GZIP_MAGIC);
+    let name = path.display().to_string();
+    if gz {
+        parse_table(
+            flate2::read::MultiGzDecoder::new(file),
+            &name,
+            true,
+            orientation,
+        )
+    } else {
+        parse_table(file, &name, false, orientation)
+    }
 }
 
 /// Whether a name looks like a cell barcode / cell id rather than a gene.
@@ -242,6 +308,39 @@ mod tests {
         ] {
             assert!(looks_like_cell(c) && !looks_like_gene(c), "{c}");
         }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn streamed_gzip_file_equals_the_bytes_path_and_truncation_is_named() {
+        use std::io::Write;
+        let mut text = String::from("cell,CD3E,MS4A1,GAPDH\n");
+        for c in 0..3000 {
+            text.push_str(&format!("cell_{c},{},{},{}\n", c % 3, (c * 7) % 5, c % 11));
+        }
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(text.as_bytes()).unwrap();
+        let gz = enc.finish().unwrap();
+        let dir = std::env::temp_dir().join(format!("gc-table-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.csv.gz");
+        std::fs::write(&path, &gz).unwrap();
+        let a = open_table(&path, TableOrientation::Auto).unwrap();
+        let b = open_table_bytes(&gz, "t.csv.gz", TableOrientation::Auto).unwrap();
+        assert_eq!(a.info.n_cells, 3000);
+        assert_eq!(
+            (&a.matrix.indices, &a.matrix.data),
+            (&b.matrix.indices, &b.matrix.data)
+        );
+        assert_eq!(a.cells.names, b.cells.names);
+        assert!(a.info.format.contains("(gzip)"), "{}", a.info.format);
+        std::fs::write(&path, &gz[..gz.len() / 2]).unwrap();
+        let err = open_table(&path, TableOrientation::Auto)
+            .err()
+            .expect("truncated")
+            .to_string();
+        assert!(err.contains("truncated"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
