@@ -335,10 +335,10 @@ mod tests {
         assert_eq!(a.cells.names, b.cells.names);
         assert!(a.info.format.contains("(gzip)"), "{}", a.info.format);
         std::fs::write(&path, &gz[..gz.len() / 2]).unwrap();
-        let err = open_table(&path, TableOrientation::Auto)
-            .err()
-            .expect("truncated")
-            .to_string();
+        let Err(err) = open_table(&path, TableOrientation::Auto) else {
+            panic!("a truncated gzip table opened");
+        };
+        let err = err.to_string();
         assert!(err.contains("truncated"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
