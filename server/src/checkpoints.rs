@@ -107,11 +107,20 @@ pub struct Lineage {
     pub model_card: Option<String>,
 }
 
-/// The model card in `dir` (`model_card.md`, else a Hugging Face style `README.md`).
+/// The model card in `dir` (`model_card.md`, else a Hugging Face style `README.md`), or, for
+/// the `model/` folder of a `genecompass-train` run, the run's `model_card.md` beside it.
 fn read_card(dir: &Path) -> Option<String> {
+    let run_card = dir
+        .parent()
+        .filter(|run| {
+            dir.file_name().is_some_and(|n| n == "model") && run.join("job.json").is_file()
+        })
+        .map(|run| run.join("model_card.md"));
     ["model_card.md", "README.md"]
         .iter()
-        .find_map(|f| std::fs::read(dir.join(f)).ok())
+        .map(|f| dir.join(f))
+        .chain(run_card)
+        .find_map(|p| std::fs::read(p).ok())
         .map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 

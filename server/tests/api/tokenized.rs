@@ -131,6 +131,30 @@ async fn tokenized_cells_register_train_and_annotate() {
         .json();
     assert_eq!(v["lineage"]["dataset"]["name"], "baron-cells");
     assert_eq!(v["lineage"]["parent"]["model"], "tiny");
+    // Importing a run's model folder by hand picks up the run's card beside it.
+    let run_model = app.dir.path().join(format!(
+        "data/jobs/{}/run/model",
+        job["id"].as_str().unwrap()
+    ));
+    let res = app
+        .call(
+            Method::POST,
+            "/api/v1/checkpoints/import",
+            Some(&ada),
+            Some(json!({ "path": run_model, "name": "by-hand" })),
+        )
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&res.bytes)
+    );
+    let card = res.json()["model_card"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(card.contains("baseline"), "{card}");
 
     // Annotate the same cells with it: no tokenize step, one prediction per cell.
     let job = run_job(
