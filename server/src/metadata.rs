@@ -64,7 +64,9 @@ pub struct DatasetMeta {
 /// Matches the genes against every embedded human and mouse gene.
 fn gene_meta(genes: &genecompass_core::data::GeneColumns) -> Option<GeneMeta> {
     use genecompass_core::cells::Species;
-    use genecompass_core::tokenize::{GeneMatchOptions, GeneTable, TokenDictionary, match_genes};
+    use genecompass_core::tokenize::{
+        GeneMatchOptions, GeneTable, SpeciesEvidence, TokenDictionary, match_genes,
+    };
     use std::sync::OnceLock;
     static ALL: OnceLock<TokenDictionary> = OnceLock::new();
     let all = ALL.get_or_init(|| {
@@ -79,13 +81,14 @@ fn gene_meta(genes: &genecompass_core::data::GeneColumns) -> Option<GeneMeta> {
     });
     let m = match_genes(genes, all, &GeneMatchOptions::default()).ok()?;
     let r = &m.report;
-    let evidence = serde_json::to_value(&r.species_evidence)
-        .ok()
-        .and_then(|v| v["how"].as_str().map(String::from))
-        .unwrap_or_default();
+    let evidence = match r.species_evidence {
+        SpeciesEvidence::Override => "override",
+        SpeciesEvidence::EnsemblPrefix { .. } => "ensembl_prefix",
+        SpeciesEvidence::SymbolTables { .. } => "symbol_tables",
+    };
     Some(GeneMeta {
         species: r.species.name().to_string(),
-        species_evidence: evidence,
+        species_evidence: evidence.to_string(),
         identifier: r.identifier.clone(),
         recognised: r.mapped_to_ensembl,
         recognised_share: if r.genes_in_file > 0 {

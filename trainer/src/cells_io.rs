@@ -15,6 +15,12 @@ pub fn read_cells(path: &Path, label_column: Option<&str>) -> anyhow::Result<Cel
         return read_hf_dataset(path, label_column)
             .with_context(|| format!("reading tokenized dataset folder {}", path.display()));
     }
+    read_cells_file(path).map(|(cells, _)| cells)
+}
+
+/// Reads a CELLS safetensors file, with its string metadata (`labels` already applied;
+/// `label_column` names the column they came from when `tokenize` recorded it).
+pub fn read_cells_file(path: &Path) -> anyhow::Result<(CellSet, HashMap<String, String>)> {
     let not_cells = || {
         format!(
             "{} is neither a tokenized-dataset folder nor a safetensors file of cells \
@@ -49,7 +55,7 @@ pub fn read_cells(path: &Path, label_column: Option<&str>) -> anyhow::Result<Cel
             c.label = Some(l);
         }
     }
-    Ok(cells)
+    Ok((cells, meta.unwrap_or_default()))
 }
 
 fn cells_from_tensors(map: &TensorMap) -> anyhow::Result<CellSet> {

@@ -100,13 +100,6 @@ impl BlobStore {
         })
     }
 
-    /// `"local"` or the bucket URL (for health and logs).
-    pub fn describe(&self) -> String {
-        self.remote
-            .as_ref()
-            .map_or_else(|| "local".into(), |r| r.url().to_string())
-    }
-
     /// The bucket, when blobs live in one.
     pub fn remote(&self) -> Option<&Remote> {
         self.remote.as_ref()
@@ -128,14 +121,6 @@ impl BlobStore {
     /// Number of files in the temp folder (tests check that failed uploads leave none).
     pub fn temp_files(&self) -> usize {
         std::fs::read_dir(&self.tmp).map(|d| d.count()).unwrap_or(0)
-    }
-
-    /// Whether the store holds the blob.
-    pub async fn contains(&self, sha256: &str) -> Result<bool, BlobError> {
-        match &self.remote {
-            Some(r) => Ok(r.size_of(sha256).await?.is_some()),
-            None => Ok(self.local_of(sha256).is_file()),
-        }
     }
 
     /// A local file holding the blob, for readers that need a path (the trainer). For a bucket

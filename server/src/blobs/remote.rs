@@ -90,11 +90,6 @@ impl Remote {
         })
     }
 
-    /// The URL it was opened with (for messages).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     fn key(&self, sha256: &str) -> Path {
         let name = format!("sha256/{}/{}", &sha256[..2], &sha256[2..]);
         if self.prefix.as_ref().is_empty() {

@@ -315,6 +315,45 @@ impl TestApp {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
+
+    /// Queues a job, waits (up to 10 min) for it to end and asserts it succeeded, with its
+    /// log in the failure message; returns the finished job.
+    pub async fn run_job(&self, token: &str, body: Value) -> Value {
+        let res = self
+            .call(Method::POST, "/api/v1/jobs", Some(token), Some(body))
+            .await;
+        assert_eq!(
+            res.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&res.bytes)
+        );
+        let id = res.json()["id"].as_str().unwrap().to_string();
+        let job = self
+            .wait_job(token, &id, std::time::Duration::from_secs(600), |j| {
+                !matches!(j["state"].as_str(), Some("queued" | "running"))
+            })
+            .await;
+        let logs = self.get(&format!("/api/v1/jobs/{id}/logs"), token).await;
+        assert_eq!(
+            job["state"],
+            "succeeded",
+            "{job:#}\n{}",
+            String::from_utf8_lossy(&logs.bytes)
+        );
+        job
+    }
+
+    /// The model a model version belongs to.
+    pub async fn model_of_version(&self, version_id: &str) -> String {
+        let (model_id,): (String,) =
+            sqlx::query_as("SELECT model_id FROM model_versions WHERE id = $1")
+                .bind(version_id)
+                .fetch_one(&self.state.db.pool)
+                .await
+                .unwrap();
+        model_id
+    }
 }
 
 /// Runs each listed scenario `async fn name(app: TestApp)` against SQLite and Postgres.

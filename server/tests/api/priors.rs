@@ -261,54 +261,14 @@ async fn pretrain_job_with_a_registered_prior_store() {
         json!({ "dataset": "baron", "config": "tiny", "epochs": 1, "max_cells": 40,
                 "batch_size": 8, "max_genes": 64, "seed": 3, "model_name": name })
     };
-    let run = |params: Value| {
-        let app = &app;
-        let admin = admin.clone();
-        async move {
-            let res = app
-                .call(
-                    Method::POST,
-                    "/api/v1/jobs",
-                    Some(&admin),
-                    Some(json!({ "kind": "pretrain", "params": params })),
-                )
-                .await;
-            assert_eq!(
-                res.status,
-                StatusCode::CREATED,
-                "{}",
-                String::from_utf8_lossy(&res.bytes)
-            );
-            let id = res.json()["id"].as_str().unwrap().to_string();
-            let job = app
-                .wait_job(&admin, &id, Duration::from_secs(600), |j| {
-                    !matches!(j["state"].as_str(), Some("queued" | "running"))
-                })
-                .await;
-            let logs = app.get(&format!("/api/v1/jobs/{id}/logs"), &admin).await;
-            assert_eq!(
-                job["state"],
-                "succeeded",
-                "{job:#}\n{}",
-                String::from_utf8_lossy(&logs.bytes)
-            );
-            job
-        }
-    };
-    let first = run(params("plain")).await;
-    let v: Value =
-        sqlx::query_as::<_, (String,)>("SELECT model_id FROM model_versions WHERE id = $1")
-            .bind(first["model_version_id"].as_str().unwrap())
-            .fetch_one(&app.state.db.pool)
-            .await
-            .map(|(m,)| json!(m))
-            .unwrap();
+    let pretrain = |params: Value| json!({ "kind": "pretrain", "params": params });
+    let first = app.run_job(&admin, pretrain(params("plain"))).await;
+    let plain = app
+        .model_of_version(first["model_version_id"].as_str().unwrap())
+        .await;
     let dict = app
         .get(
-            &format!(
-                "/api/v1/models/{}/versions/1/files/token_dict.json",
-                v.as_str().unwrap()
-            ),
+            &format!("/api/v1/models/{plain}/versions/1/files/token_dict.json"),
             &admin,
         )
         .await;
@@ -345,13 +305,10 @@ async fn pretrain_job_with_a_registered_prior_store() {
 
     let mut p = params("with-grn");
     p["priors"] = json!("omnipath-grn");
-    let job = run(p).await;
-    let (model_id,): (String,) =
-        sqlx::query_as("SELECT model_id FROM model_versions WHERE id = $1")
-            .bind(job["model_version_id"].as_str().unwrap())
-            .fetch_one(&app.state.db.pool)
-            .await
-            .unwrap();
+    let job = app.run_job(&admin, pretrain(p)).await;
+    let model_id = app
+        .model_of_version(job["model_version_id"].as_str().unwrap())
+        .await;
     let mv = app
         .get(&format!("/api/v1/models/{model_id}/versions/1"), &admin)
         .await
@@ -377,34 +334,16 @@ async fn pretrain_job_with_a_registered_prior_store() {
         "dataset": "baron", "label_column": "cell_type", "base_model": "with-grn", "epochs": 1,
         "max_cells": 60, "batch_size": 16, "max_genes": 64, "seed": 3, "model_name": "grn-annotator"
     } });
-    let res = app
-        .call(Method::POST, "/api/v1/jobs", Some(&admin), Some(ft))
+    let job = app.run_job(&admin, ft).await;
+    let child_model = app
+        .model_of_version(job["model_version_id"].as_str().unwrap())
         .await;
-    assert_eq!(
-        res.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&res.bytes)
-    );
-    let id = res.json()["id"].as_str().unwrap().to_string();
-    let job = app
-        .wait_job(&admin, &id, Duration::from_secs(600), |j| {
-            !matches!(j["state"].as_str(), Some("queued" | "running"))
-        })
-        .await;
-    assert_eq!(job["state"], "succeeded", "{job:#}");
-    let (child_model,): (String,) =
-        sqlx::query_as("SELECT model_id FROM model_versions WHERE id = $1")
-            .bind(job["model_version_id"].as_str().unwrap())
-            .fetch_one(&app.state.db.pool)
-            .await
-            .unwrap();
     let child = app
         .get(&format!("/api/v1/models/{child_model}/versions/1"), &admin)
         .await
         .json();
     assert_eq!(child["lineage"]["parent"]["model"], "with-grn");
     assert_eq!(child["lineage"]["parent"]["version_id"], mv["id"]);
-    assert_eq!(child["lineage"]["job_id"], id.as_str());
+    assert_eq!(child["lineage"]["job_id"], job["id"]);
     assert_eq!(child["priors"]["version_id"], pv["id"]);
 }

@@ -8,35 +8,9 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use genecompass_server::db::Role;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::common::{BARON, Backend, CHECKPOINT, TestApp, trainer_bin};
-
-async fn run_job(app: &TestApp, token: &str, body: Value) -> Value {
-    let res = app
-        .call(Method::POST, "/api/v1/jobs", Some(token), Some(body))
-        .await;
-    assert_eq!(
-        res.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&res.bytes)
-    );
-    let id = res.json()["id"].as_str().unwrap().to_string();
-    let job = app
-        .wait_job(token, &id, Duration::from_secs(600), |j| {
-            !matches!(j["state"].as_str(), Some("queued" | "running"))
-        })
-        .await;
-    let logs = app.get(&format!("/api/v1/jobs/{id}/logs"), token).await;
-    assert_eq!(
-        job["state"],
-        "succeeded",
-        "{job:#}\n{}",
-        String::from_utf8_lossy(&logs.bytes)
-    );
-    job
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokenized_cells_register_train_and_annotate() {
@@ -108,23 +82,18 @@ async fn tokenized_cells_register_train_and_annotate() {
         )
         .await;
     assert_eq!(res.status, StatusCode::CREATED);
-    let job = run_job(
-        &app,
-        &ada,
-        json!({ "kind": "finetune", "params": {
+    let job = app
+        .run_job(
+            &ada,
+            json!({ "kind": "finetune", "params": {
             "dataset": "baron-cells", "label_column": "cell_type", "base_model": "tiny",
             "epochs": 1, "max_cells": 120, "batch_size": 16, "max_genes": 64, "seed": 5,
             "model_name": "tiny-baron"
         } }),
-    )
-    .await;
+        )
+        .await;
     let version_id = job["model_version_id"].as_str().unwrap().to_string();
-    let (model_id,): (String,) =
-        sqlx::query_as("SELECT model_id FROM model_versions WHERE id = $1")
-            .bind(&version_id)
-            .fetch_one(&app.state.db.pool)
-            .await
-            .unwrap();
+    let model_id = app.model_of_version(&version_id).await;
     let v = app
         .get(&format!("/api/v1/models/{model_id}/versions/1"), &ada)
         .await
@@ -157,14 +126,14 @@ async fn tokenized_cells_register_train_and_annotate() {
     assert!(card.contains("baseline"), "{card}");
 
     // Annotate the same cells with it: no tokenize step, one prediction per cell.
-    let job = run_job(
-        &app,
-        &ada,
-        json!({ "kind": "annotate", "params": {
+    let job = app
+        .run_job(
+            &ada,
+            json!({ "kind": "annotate", "params": {
             "dataset": "baron-cells", "model": "tiny-baron"
         } }),
-    )
-    .await;
+        )
+        .await;
     let logs = app
         .get(
             &format!("/api/v1/jobs/{}/logs", job["id"].as_str().unwrap()),

@@ -16,5 +16,6 @@ pub mod medians;
 pub mod perturb;
 pub mod pretrain;
 pub mod priors;
+mod species_arg;
 pub mod tokenize;
 pub mod vocab;

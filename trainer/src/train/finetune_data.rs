@@ -286,7 +286,7 @@ fn load_tokenized(req: DataRequest<'_>) -> anyhow::Result<LabelledData> {
     let mut set = if req.data.is_dir() {
         read_tokenized(req.data, Some(req.label_column))?
     } else {
-        read_cells_file(req.data, req.label_column)?
+        read_labelled_cells_file(req.data, req.label_column)?
     };
     let n = set.len();
     let mut rows: Vec<usize> = (0..n)
@@ -332,20 +332,9 @@ fn load_tokenized(req: DataRequest<'_>) -> anyhow::Result<LabelledData> {
 
 /// A CELLS safetensors file (`genecompass-train tokenize --label-column COL` output): its
 /// labels are the metadata's `labels`, and `label_column` must be the column they came from.
-fn read_cells_file(path: &std::path::Path, label_column: &str) -> anyhow::Result<CellSet> {
-    let set = crate::cells_io::read_cells(path, None)?;
-    let bytes = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path)?;
-        let mut len = [0u8; 8];
-        f.read_exact(&mut len)?;
-        let n = u64::from_le_bytes(len).min(100 << 20) as usize;
-        let mut header = vec![0u8; n];
-        f.read_exact(&mut header)?;
-        header
-    };
-    let header: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    let recorded = header["__metadata__"]["label_column"].as_str();
+fn read_labelled_cells_file(path: &std::path::Path, label_column: &str) -> anyhow::Result<CellSet> {
+    let (set, meta) = crate::cells_io::read_cells_file(path)?;
+    let recorded = meta.get("label_column").map(String::as_str);
     if set.cells.iter().all(|c| c.label.is_none()) {
         anyhow::bail!(
             "{} holds no labels; tokenize it with --label-column {label_column}",
