@@ -249,6 +249,46 @@ fn check_mlm(format: WeightsFormat) {
         want(&f, "embeddings_output"),
         ATOL,
     );
+
+    // Folded over only the fixture's genes (what the CLI and the browser do per file): the
+    // same numbers from far fewer rows.
+    let b = f.species.len();
+    let l = f.ids.len() / b;
+    let mouse_ids = (0..b)
+        .filter(|&i| f.species[i] != 0)
+        .flat_map(|i| f.ids[i * l..(i + 1) * l].iter().map(|&id| id as u32));
+    let subset = FoldedEmbedding::fold_for_ids(
+        &m.bert.embeddings,
+        f.ids.iter().map(|&id| id as u32),
+        mouse_ids,
+    );
+    let vocab = m.bert.embeddings.word_embeddings.weight.dims()[0];
+    let mut unique: Vec<i64> = f.ids.iter().copied().chain([0, 1]).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        subset.word_part.dims()[0],
+        unique.len(),
+        "one row per used id"
+    );
+    assert!(
+        unique.len() < vocab,
+        "the fixture uses {} of {vocab} ids",
+        unique.len()
+    );
+    let e = subset.forward(
+        &m.bert.embeddings,
+        full.input_ids.clone(),
+        full.values.clone(),
+        full.species.clone(),
+        1.0,
+    );
+    assert_close(
+        "embeddings_output (folded over the batch's genes)",
+        &vec3(e),
+        want(&f, "embeddings_output"),
+        ATOL,
+    );
 }
 
 #[test]

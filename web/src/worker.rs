@@ -289,7 +289,7 @@ fn annotate(
         labels: a.labels.clone(),
         backend: BACKEND.into(),
     });
-    let runner = BatchClassifier::new(&a.model, &a.options(req.batch_size));
+    let runner = BatchClassifier::for_cells(&a.model, &a.options(req.batch_size), &t.cells);
     let c = a.labels.len();
     let start = js_sys::Date::now();
     let mut done = 0;

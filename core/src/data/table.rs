@@ -11,7 +11,7 @@
 use std::io::{BufRead, Read};
 
 use super::csr::{MemCsr, MemSource, duplicate_name_warnings, format_err};
-use super::text::{GZIP_MAGIC, is_gzip};
+use super::text::is_gzip;
 use super::{CellTable, DataError, GeneColumns, MatrixInfo};
 
 /// Which axis of a table holds cells.
@@ -229,7 +229,10 @@ pub fn open_table(
         source,
     };
     let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
-    let gz = file.fill_buf().map_err(io)?.starts_with(&GZIP_MAGIC);
+    let gz = file
+        .fill_buf()
+        .map_err(io)?
+        .starts_with(&super::text::GZIP_MAGIC);
     let name = path.display().to_string();
     if gz {
         parse_table(

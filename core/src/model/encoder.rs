@@ -8,6 +8,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::{GeneCompassConfig, HiddenAct};
 use super::embeddings::quick_gelu;
+use super::host_attention::{self, AttentionShape, Keys};
 use super::init::normal_linear;
 
 /// Applies the configured activation.
@@ -41,8 +42,18 @@ impl BertSelfAttention {
         let [b, s, h] = x.dims();
         let nh = self.num_heads;
         let d = h / nh;
+        let device = x.device();
+        let fused = !device.is_autodiff();
+        // `Device` equality ignores autodiff, so that is checked first: the host kernel has no
+        // backward pass and would cut the attention out of the gradient.
+        if fused && device == Device::flex() && x.dtype() == burn::tensor::DType::F32 {
+            // Inference on the CPU: each cell attends over exactly its own keys.
+            let q = self.query.forward(x.clone());
+            let k = self.key.forward(x.clone());
+            let v = self.value.forward(x);
+            return host_attention_forward(q, k, v, mask, nh);
+        }
         let split = |t: Tensor<3>| t.reshape([b, s, nh, d]).swap_dims(1, 2);
-        let fused = !x.device().is_autodiff();
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x));
@@ -62,6 +73,44 @@ impl BertSelfAttention {
         let probs = self.dropout.forward(softmax(scores, 3));
         probs.matmul(v).swap_dims(1, 2).reshape([b, s, h])
     }
+}
+
+/// [`host_attention::attention`] on `[B, S, H]` projections; `mask` additive `[B, 1, 1, S]`.
+fn host_attention_forward(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    mask: Option<Tensor<4>>,
+    heads: usize,
+) -> Tensor<3> {
+    let [b, s, h] = q.dims();
+    let device = q.device();
+    let host = |t: Tensor<3>| {
+        t.into_data()
+            .try_into_vec::<f32>()
+            .expect("flex f32 tensor reads back as f32")
+    };
+    let keys: Vec<Keys> = match mask {
+        Some(mask) => host_mask(mask, b, s),
+        None => vec![Keys::Prefix(s); b],
+    };
+    let shape = AttentionShape {
+        batch: b,
+        seq: s,
+        heads,
+        head_dim: h / heads,
+    };
+    let out = host_attention::attention(&host(q), &host(k), &host(v), shape, &keys);
+    Tensor::from_data(TensorData::new(out, [b, s, h]), &device)
+}
+
+fn host_mask(mask: Tensor<4>, b: usize, s: usize) -> Vec<Keys> {
+    let mask = mask
+        .reshape([b, s])
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("flex f32 mask reads back as f32");
+    mask.chunks(s).map(Keys::from_additive_mask).collect()
 }
 
 /// `Linear → dropout → LayerNorm(residual + ·)`: HF `BertSelfOutput` and `BertOutput`.

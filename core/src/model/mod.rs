@@ -2,7 +2,8 @@
 //!
 //! One file per reference block: [`embeddings`] (knowledge embedding), [`encoder`]
 //! (post-LN BERT layers), [`bert`] (species CLS + pooler), [`heads`] (MLM heads and loss),
-//! [`classifier`], and [`folded`] (the inference-only folded embedding).
+//! [`classifier`], [`folded`] (the inference-only folded embedding) and [`host_attention`]
+//! (the CPU attention kernel used for inference on flex).
 
 pub mod bert;
 pub mod classifier;
@@ -12,12 +13,14 @@ pub mod encoder;
 pub mod extend;
 pub mod folded;
 pub mod heads;
+pub mod host_attention;
 mod init;
 pub mod input;
 
 pub use bert::{BertModel, BertOutput, BertPooler};
 pub use classifier::{GeneCompassForSequenceClassification, init_classifier};
 pub use config::{GeneCompassConfig, HiddenAct, PriorKind};
+pub use embeddings::KnowledgeBertEmbeddings;
 pub use folded::FoldedEmbedding;
 pub use heads::{GeneCompassForMaskedLm, MlmLoss, MlmOutput, MlmTargets, init_mlm};
 pub use input::{ForwardOptions, ModelInput};

@@ -14,7 +14,7 @@ use super::forward::last_layer;
 use super::infer::{Embeddings, InferOptions};
 use crate::batch::{make_batch, plan_batches};
 use crate::cells::CellSet;
-use crate::model::{BertModel, FoldedEmbedding};
+use crate::model::BertModel;
 
 /// Per-gene averages of the last layer.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -90,7 +90,7 @@ pub fn embed_genes(
     let n = cells.len();
     let folded = options
         .folded
-        .then(|| FoldedEmbedding::fold(&bert.embeddings));
+        .then(|| super::infer::fold_for_cells(&bert.embeddings, cells));
     let mut acc = Accumulator::default();
     let mut e = Embeddings {
         hidden: h,

@@ -4,9 +4,10 @@
 use burn::prelude::*;
 
 use crate::batch::{BatchOptions, Padding, make_batch, plan_batches};
-use crate::cells::CellSet;
+use crate::cells::{CellSet, Species};
 use crate::model::{
-    BertModel, FoldedEmbedding, ForwardOptions, GeneCompassForSequenceClassification, ModelInput,
+    BertModel, FoldedEmbedding, ForwardOptions, GeneCompassForSequenceClassification,
+    KnowledgeBertEmbeddings, ModelInput,
 };
 
 /// Inference settings.
@@ -79,6 +80,19 @@ fn encode_batch(
     (input, out.last_hidden_state, out.pooled)
 }
 
+/// The embedding folded over the genes of `cells` only (see [`FoldedEmbedding::fold_for_ids`]).
+pub fn fold_for_cells(emb: &KnowledgeBertEmbeddings, cells: &CellSet) -> FoldedEmbedding {
+    let ids = |human: bool| {
+        cells
+            .cells
+            .iter()
+            .filter(move |c| (c.species == Species::Human) == human)
+            .flat_map(|c| c.input_ids.iter().copied())
+    };
+    let all = cells.cells.iter().flat_map(|c| c.input_ids.iter().copied());
+    FoldedEmbedding::fold_for_ids(emb, all, ids(false))
+}
+
 /// Runs `bert` over batches, calling `run` on each batch's encoder input.
 fn for_each_batch(
     bert: &BertModel,
@@ -89,7 +103,7 @@ fn for_each_batch(
 ) {
     let folded = options
         .folded
-        .then(|| FoldedEmbedding::fold(&bert.embeddings));
+        .then(|| fold_for_cells(&bert.embeddings, cells));
     for idx in plan_batches(cells, &options.batch) {
         let (input, last, pooled) =
             encode_batch(bert, folded.as_ref(), cells, &idx, options, device);
@@ -226,6 +240,22 @@ impl<'m> BatchClassifier<'m> {
         }
     }
 
+    /// Like [`BatchClassifier::new`], folding only the rows that `cells` use: far less work
+    /// than the whole vocabulary. Only batches of `cells` may then be run.
+    pub fn for_cells(
+        model: &'m GeneCompassForSequenceClassification,
+        options: &InferOptions,
+        cells: &CellSet,
+    ) -> Self {
+        Self {
+            model,
+            folded: options
+                .folded
+                .then(|| fold_for_cells(&model.bert.embeddings, cells)),
+            options: *options,
+        }
+    }
+
     /// The batches to run, as cell indices (see [`plan_batches`]).
     pub fn plan(&self, cells: &CellSet) -> Vec<Vec<usize>> {
         plan_batches(cells, &self.options.batch)
@@ -279,7 +309,7 @@ pub fn classify_cells(
         probabilities: vec![0.0; n * c],
         pooled: vec![0.0; n * h],
     };
-    let runner = BatchClassifier::new(model, options);
+    let runner = BatchClassifier::for_cells(model, options, cells);
     for idx in runner.plan(cells) {
         let b = runner.run(cells, &idx, device);
         for (row, &ci) in idx.iter().enumerate() {
