@@ -207,6 +207,7 @@ pub fn load_bert(
             )?,
             output: residual(l, &format!("{lp}.output"), c.intermediate_size, c)?,
             act: c.hidden_act,
+            layer_norm_eps: c.layer_norm_eps,
         });
     }
     let extra_layer = format!(

@@ -9,6 +9,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use super::config::{GeneCompassConfig, HiddenAct};
 use super::embeddings::quick_gelu;
 use super::host_attention::{self, AttentionShape, Keys};
+use super::host_encoder;
 use super::init::normal_linear;
 
 /// Applies the configured activation.
@@ -44,9 +45,7 @@ impl BertSelfAttention {
         let d = h / nh;
         let device = x.device();
         let fused = !device.is_autodiff();
-        // `Device` equality ignores autodiff, so that is checked first: the host kernel has no
-        // backward pass and would cut the attention out of the gradient.
-        if fused && device == Device::flex() && x.dtype() == burn::tensor::DType::F32 {
+        if host_inference(&device, &x) {
             // Inference on the CPU: each cell attends over exactly its own keys.
             let q = self.query.forward(x.clone());
             let k = self.key.forward(x.clone());
@@ -73,6 +72,13 @@ impl BertSelfAttention {
         let probs = self.dropout.forward(softmax(scores, 3));
         probs.matmul(v).swap_dims(1, 2).reshape([b, s, h])
     }
+}
+
+/// Whether `x` runs through the host kernels: f32 on flex, without autodiff. `Device`
+/// equality ignores autodiff, so that is checked first: the host kernels have no backward
+/// pass and would cut the encoder out of the gradient.
+fn host_inference(device: &Device, x: &Tensor<3>) -> bool {
+    !device.is_autodiff() && *device == Device::flex() && x.dtype() == burn::tensor::DType::F32
 }
 
 /// [`host_attention::attention`] on `[B, S, H]` projections; `mask` additive `[B, 1, 1, S]`.
@@ -154,6 +160,9 @@ pub struct BertLayer {
     /// Activation after `intermediate`.
     #[module(skip)]
     pub act: HiddenAct,
+    /// The LayerNorms' epsilon (config `layer_norm_eps`), for the host path.
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl BertLayer {
@@ -185,6 +194,11 @@ impl BertEncoder {
         mask: Option<Tensor<4>>,
         keep_all: bool,
     ) -> (Tensor<3>, Vec<Tensor<3>>) {
+        let device = x.device();
+        let heads = self.layer.first().map(|l| l.attention.attn.num_heads);
+        if let Some(heads) = heads.filter(|_| host_inference(&device, &x)) {
+            return host_encoder::encoder_forward(&self.layer, x, mask, heads, keep_all);
+        }
         let mut all = Vec::new();
         for layer in &self.layer {
             x = layer.forward(x, mask.clone());
@@ -231,6 +245,7 @@ pub fn init_encoder(config: &GeneCompassConfig, device: &Device) -> BertEncoder 
             intermediate: normal_linear(h, config.intermediate_size, std, device),
             output: init_residual(config.intermediate_size, config, device),
             act: config.hidden_act,
+            layer_norm_eps: config.layer_norm_eps,
         })
         .collect();
     BertEncoder { layer }

@@ -62,6 +62,20 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+/// Projected queries, keys and values: `[batch · seq]` rows `row_stride` floats apart, each
+/// slice starting at its own column (so one `[rows, 3H]` QKV buffer serves all three).
+#[derive(Debug, Clone, Copy)]
+pub struct Qkv<'a> {
+    /// Queries, `[rows, heads · head_dim]` at `row_stride`.
+    pub q: &'a [f32],
+    /// Keys, same layout.
+    pub k: &'a [f32],
+    /// Values, same layout.
+    pub v: &'a [f32],
+    /// Floats between consecutive rows.
+    pub row_stride: usize,
+}
+
 /// `softmax(q kᵀ / √d) v` per cell and head, over each cell's `keys`.
 ///
 /// `q`, `k` and `v` are `[batch, seq, heads * head_dim]` row-major (the linear projections'
@@ -76,6 +90,23 @@ pub fn attention(
     shape: AttentionShape,
     keys: &[Keys],
 ) -> Vec<f32> {
+    let h = shape.heads * shape.head_dim;
+    let mut out = vec![0f32; shape.batch * shape.seq * h];
+    let qkv = Qkv {
+        q,
+        k,
+        v,
+        row_stride: h,
+    };
+    attention_into(qkv, shape, keys, &mut out);
+    out
+}
+
+/// [`attention`] from a strided [`Qkv`] into `out` (`[batch, seq, heads · head_dim]`).
+///
+/// # Panics
+/// When the slices or `keys` do not match `shape`.
+pub fn attention_into(qkv: Qkv<'_>, shape: AttentionShape, keys: &[Keys], out: &mut [f32]) {
     let AttentionShape {
         batch,
         seq,
@@ -83,13 +114,16 @@ pub fn attention(
         head_dim: d,
     } = shape;
     let h = heads * d;
-    let n = batch * seq * h;
+    let stride = qkv.row_stride;
+    let rows = batch * seq;
+    let fits = |m: &[f32]| rows == 0 || m.len() >= (rows - 1) * stride + h;
     assert!(
-        q.len() == n && k.len() == n && v.len() == n,
-        "attention: q/k/v are not [B, S, H]"
+        stride >= h && fits(qkv.q) && fits(qkv.k) && fits(qkv.v),
+        "attention: q/k/v are not [B, S, H] rows"
     );
+    assert_eq!(out.len(), rows * h, "attention: output is not [B, S, H]");
     assert_eq!(keys.len(), batch, "attention: one key set per cell");
-    // A cell whose keys are not a prefix gets its kept K and V rows gathered once.
+    // A cell whose keys are not a prefix gets its kept K and V rows gathered once (stride h).
     let gathered: Vec<Option<(Vec<f32>, Vec<f32>)>> = keys
         .iter()
         .enumerate()
@@ -97,127 +131,142 @@ pub fn attention(
             Keys::Indices(ix) if !ix.is_empty() => {
                 let rows = |m: &[f32]| {
                     ix.iter()
-                        .flat_map(|&j| &m[(cell * seq + j) * h..(cell * seq + j + 1) * h])
+                        .flat_map(|&j| &m[(cell * seq + j) * stride..][..h])
                         .copied()
                         .collect::<Vec<f32>>()
                 };
-                Some((rows(k), rows(v)))
+                Some((rows(qkv.k), rows(qkv.v)))
             }
             _ => None,
         })
         .collect();
-    let softmax = softmax_kernel();
+    let exp_row = exp_row_kernel();
     let scale = 1.0 / (d as f32).sqrt();
-    let mut out = vec![0f32; n];
     let out_ptr = SharedOut(out.as_mut_ptr());
     let blocks = seq.div_ceil(QUERY_BLOCK);
     (0..batch * heads * blocks)
         .into_par_iter()
-        .for_each_init(Vec::<f32>::new, |scores, task| {
-            let out_ptr = &out_ptr;
-            let cell = task / (heads * blocks);
-            let head = (task / blocks) % heads;
-            let r0 = (task % blocks) * QUERY_BLOCK;
-            let rows = QUERY_BLOCK.min(seq - r0);
-            // Keys: a prefix of this cell's rows, or its gathered rows (both row stride h).
-            let (k_rows, v_rows, n_keys) = match &gathered[cell] {
-                Some((gk, gv)) => (&gk[head * d..], &gv[head * d..], keys[cell].len()),
-                None => {
-                    let base = cell * seq * h + head * d;
-                    // No kept key at all: HF's additive mask then spreads the row evenly over
-                    // every position, which a uniform score row reproduces.
-                    let n_keys = match keys[cell].len() {
-                        0 => seq,
-                        n => n,
-                    };
-                    (&k[base..], &v[base..], n_keys)
-                }
-            };
-            let uniform = keys[cell].len() == 0;
-            scores.clear();
-            scores.resize(rows * n_keys, 0.0);
-            let q_block = &q[(cell * seq + r0) * h + head * d..];
-            // SAFETY: the pointers and strides address `rows × d` (q), `n_keys × d` (k, v) and
-            // `rows × n_keys` (scores) elements inside their slices.
-            unsafe {
-                if !uniform {
+        .for_each(|task| {
+            SCORES.with_borrow_mut(|scores| {
+                let out_ptr = &out_ptr;
+                let cell = task / (heads * blocks);
+                let head = (task / blocks) % heads;
+                let r0 = (task % blocks) * QUERY_BLOCK;
+                let rows = QUERY_BLOCK.min(seq - r0);
+                // Keys: a prefix of this cell's rows, or its gathered rows.
+                let (k_rows, v_rows, kv_stride, n_keys) = match &gathered[cell] {
+                    Some((gk, gv)) => (&gk[head * d..], &gv[head * d..], h, keys[cell].len()),
+                    None => {
+                        let base = cell * seq * stride + head * d;
+                        // No kept key at all: HF's additive mask then spreads the row evenly over
+                        // every position, which a uniform score row reproduces.
+                        let n_keys = match keys[cell].len() {
+                            0 => seq,
+                            n => n,
+                        };
+                        (&qkv.k[base..], &qkv.v[base..], stride, n_keys)
+                    }
+                };
+                let uniform = keys[cell].len() == 0;
+                scores.clear();
+                scores.resize(rows * n_keys, 0.0);
+                let q_block = &qkv.q[(cell * seq + r0) * stride + head * d..];
+                // SAFETY: the pointers and strides address `rows × d` (q), `n_keys × d` (k, v) and
+                // `rows × n_keys` (scores) elements inside their slices, and this task's disjoint
+                // `rows × d` block of `out`.
+                unsafe {
+                    if !uniform {
+                        gemm::gemm(
+                            rows,
+                            n_keys,
+                            d,
+                            scores.as_mut_ptr(),
+                            1,
+                            n_keys as isize,
+                            false,
+                            q_block.as_ptr(),
+                            1,
+                            stride as isize,
+                            k_rows.as_ptr(),
+                            kv_stride as isize,
+                            1,
+                            0.0,
+                            scale,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                    // Unnormalised: each output row is divided by its sum after the product
+                    // (d multiplications per row instead of one per key).
+                    let mut inv = [0f32; QUERY_BLOCK];
+                    for (row, inv) in scores.chunks_exact_mut(n_keys).zip(&mut inv) {
+                        *inv = 1.0 / exp_row(row);
+                    }
+                    let out_block = out_ptr.0.add((cell * seq + r0) * h + head * d);
                     gemm::gemm(
                         rows,
-                        n_keys,
                         d,
-                        scores.as_mut_ptr(),
+                        n_keys,
+                        out_block,
+                        1,
+                        h as isize,
+                        false,
+                        scores.as_ptr(),
                         1,
                         n_keys as isize,
-                        false,
-                        q_block.as_ptr(),
+                        v_rows.as_ptr(),
                         1,
-                        h as isize,
-                        k_rows.as_ptr(),
-                        h as isize,
-                        1,
+                        kv_stride as isize,
                         0.0,
-                        scale,
+                        1.0,
                         false,
                         false,
                         false,
                         gemm::Parallelism::None,
                     );
+                    for (r, inv) in inv.iter().take(rows).enumerate() {
+                        let row = std::slice::from_raw_parts_mut(out_block.add(r * h), d);
+                        row.iter_mut().for_each(|v| *v *= inv);
+                    }
                 }
-                for row in scores.chunks_exact_mut(n_keys) {
-                    softmax(row);
-                }
-                gemm::gemm(
-                    rows,
-                    d,
-                    n_keys,
-                    out_ptr.0.add((cell * seq + r0) * h + head * d),
-                    1,
-                    h as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    n_keys as isize,
-                    v_rows.as_ptr(),
-                    1,
-                    h as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            })
         });
-    out
 }
 
-/// The softmax for this CPU: AVX2+FMA code where the processor has it (checked at run time,
+thread_local! {
+    /// One `[QUERY_BLOCK, keys]` score block per worker thread, reused across calls.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`exp_row`] for this CPU: AVX2+FMA code where the processor has it (checked at run time,
 /// as builds target baseline x86-64), else the same code compiled for the baseline.
-fn softmax_kernel() -> fn(&mut [f32]) {
+fn exp_row_kernel() -> fn(&mut [f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             return |row| {
                 // SAFETY: the features were detected above.
-                unsafe { softmax_avx2(row) }
+                unsafe { exp_row_avx2(row) }
             };
         }
     }
-    softmax_row
+    exp_row
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_avx2(row: &mut [f32]) {
-    softmax_row(row)
+unsafe fn exp_row_avx2(row: &mut [f32]) -> f32 {
+    exp_row(row)
 }
 
 const LANES: usize = 8;
 
-/// In-place softmax of one score row, written in 8-lane chunks so that it vectorises.
+/// The unnormalised softmax of one score row in place, `exp(x - max)`, returning its sum;
+/// written in 8-lane chunks so that it vectorises.
 #[inline(always)]
-pub fn softmax_row(row: &mut [f32]) {
+pub fn exp_row(row: &mut [f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let mut chunks = row.chunks_exact(LANES);
     for c in &mut chunks {
@@ -247,10 +296,7 @@ pub fn softmax_row(row: &mut [f32]) {
         *x = exp_lanes([*x - max; LANES])[0];
         sum += *x;
     }
-    let inv = 1.0 / sum;
-    for x in row.iter_mut() {
-        *x *= inv;
-    }
+    sum
 }
 
 /// `exp` of 8 values (Cephes' single-precision polynomial, relative error about 1e-7),
@@ -264,17 +310,19 @@ pub fn exp_lanes(x: [f32; LANES]) -> [f32; LANES] {
     const ROUND: f32 = 12_582_912.0;
     let mut out = [0f32; LANES];
     for i in 0..LANES {
+        // Plain `a * b + c`, not `mul_add`: without FMA in the build target, `mul_add` is a
+        // libm call per element.
         let x = x[i].clamp(-87.0, 88.0);
-        let t = x.mul_add(LOG2E, ROUND);
+        let t = x * LOG2E + ROUND;
         let n = t - ROUND;
-        let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
+        let r = (x - n * LN2_HI) - n * LN2_LO;
         let mut p = 1.987_569_1e-4f32;
-        p = p.mul_add(r, 1.398_199_9e-3);
-        p = p.mul_add(r, 8.333_452e-3);
-        p = p.mul_add(r, 4.166_579_6e-2);
-        p = p.mul_add(r, 1.666_666_5e-1);
-        p = p.mul_add(r, 0.5);
-        let y = p.mul_add(r * r, r) + 1.0;
+        p = p * r + 1.398_199_9e-3;
+        p = p * r + 8.333_452e-3;
+        p = p * r + 4.166_579_6e-2;
+        p = p * r + 1.666_666_5e-1;
+        p = p * r + 0.5;
+        let y = p * (r * r) + r + 1.0;
         // 2ⁿ: n sits in t's low mantissa bits, offset by 0x4B40_0000.
         let pow2 = f32::from_bits((t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23);
         out[i] = y * pow2;
@@ -376,6 +424,22 @@ mod tests {
         assert!(matches!(&keys[2], Keys::Indices(ix) if ix.len() == 50));
         assert_eq!(keys[3], Keys::Prefix(0));
         let got = attention(&q, &k, &v, shape, &keys);
+        // The same from one interleaved [rows, 3H] buffer.
+        let mut qkv = Vec::with_capacity(3 * n);
+        for r in 0..4 * 150 {
+            for m in [&q, &k, &v] {
+                qkv.extend_from_slice(&m[r * 48..(r + 1) * 48]);
+            }
+        }
+        let mut strided = vec![0f32; n];
+        let view = Qkv {
+            q: &qkv,
+            k: &qkv[48..],
+            v: &qkv[96..],
+            row_stride: 144,
+        };
+        attention_into(view, shape, &keys, &mut strided);
+        assert_eq!(got, strided);
         let want = naive(&q, &k, &v, shape, &mask);
         let worst = got
             .iter()

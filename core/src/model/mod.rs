@@ -3,7 +3,7 @@
 //! One file per reference block: [`embeddings`] (knowledge embedding), [`encoder`]
 //! (post-LN BERT layers), [`bert`] (species CLS + pooler), [`heads`] (MLM heads and loss),
 //! [`classifier`], [`folded`] (the inference-only folded embedding) and [`host_attention`]
-//! (the CPU attention kernel used for inference on flex).
+//! and [`host_encoder`] (the CPU kernels used for inference on flex).
 
 pub mod bert;
 pub mod classifier;
@@ -14,6 +14,7 @@ pub mod extend;
 pub mod folded;
 pub mod heads;
 pub mod host_attention;
+pub mod host_encoder;
 mod init;
 pub mod input;
 
