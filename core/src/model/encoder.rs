@@ -8,7 +8,6 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::{GeneCompassConfig, HiddenAct};
 use super::embeddings::quick_gelu;
-use super::host_attention::{self, AttentionShape, Keys};
 use super::host_encoder;
 use super::init::normal_linear;
 
@@ -43,15 +42,7 @@ impl BertSelfAttention {
         let [b, s, h] = x.dims();
         let nh = self.num_heads;
         let d = h / nh;
-        let device = x.device();
-        let fused = !device.is_autodiff();
-        if host_inference(&device, &x) {
-            // Inference on the CPU: each cell attends over exactly its own keys.
-            let q = self.query.forward(x.clone());
-            let k = self.key.forward(x.clone());
-            let v = self.value.forward(x);
-            return host_attention_forward(q, k, v, mask, nh);
-        }
+        let fused = !x.device().is_autodiff();
         let split = |t: Tensor<3>| t.reshape([b, s, nh, d]).swap_dims(1, 2);
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
@@ -74,49 +65,11 @@ impl BertSelfAttention {
     }
 }
 
-/// Whether `x` runs through the host kernels: f32 on flex, without autodiff. `Device`
+/// Whether `x` runs through the host kernels ([`host_encoder`]): f32 on flex, without autodiff. `Device`
 /// equality ignores autodiff, so that is checked first: the host kernels have no backward
 /// pass and would cut the encoder out of the gradient.
 fn host_inference(device: &Device, x: &Tensor<3>) -> bool {
     !device.is_autodiff() && *device == Device::flex() && x.dtype() == burn::tensor::DType::F32
-}
-
-/// [`host_attention::attention`] on `[B, S, H]` projections; `mask` additive `[B, 1, 1, S]`.
-fn host_attention_forward(
-    q: Tensor<3>,
-    k: Tensor<3>,
-    v: Tensor<3>,
-    mask: Option<Tensor<4>>,
-    heads: usize,
-) -> Tensor<3> {
-    let [b, s, h] = q.dims();
-    let device = q.device();
-    let host = |t: Tensor<3>| {
-        t.into_data()
-            .try_into_vec::<f32>()
-            .expect("flex f32 tensor reads back as f32")
-    };
-    let keys: Vec<Keys> = match mask {
-        Some(mask) => host_mask(mask, b, s),
-        None => vec![Keys::Prefix(s); b],
-    };
-    let shape = AttentionShape {
-        batch: b,
-        seq: s,
-        heads,
-        head_dim: h / heads,
-    };
-    let out = host_attention::attention(&host(q), &host(k), &host(v), shape, &keys);
-    Tensor::from_data(TensorData::new(out, [b, s, h]), &device)
-}
-
-fn host_mask(mask: Tensor<4>, b: usize, s: usize) -> Vec<Keys> {
-    let mask = mask
-        .reshape([b, s])
-        .into_data()
-        .try_into_vec::<f32>()
-        .expect("flex f32 mask reads back as f32");
-    mask.chunks(s).map(Keys::from_additive_mask).collect()
 }
 
 /// `Linear → dropout → LayerNorm(residual + ·)`: HF `BertSelfOutput` and `BertOutput`.

@@ -76,33 +76,8 @@ pub struct Qkv<'a> {
     pub row_stride: usize,
 }
 
-/// `softmax(q kᵀ / √d) v` per cell and head, over each cell's `keys`.
-///
-/// `q`, `k` and `v` are `[batch, seq, heads * head_dim]` row-major (the linear projections'
-/// output, heads side by side); so is the result.
-///
-/// # Panics
-/// When the slices or `keys` do not match `shape`.
-pub fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    shape: AttentionShape,
-    keys: &[Keys],
-) -> Vec<f32> {
-    let h = shape.heads * shape.head_dim;
-    let mut out = vec![0f32; shape.batch * shape.seq * h];
-    let qkv = Qkv {
-        q,
-        k,
-        v,
-        row_stride: h,
-    };
-    attention_into(qkv, shape, keys, &mut out);
-    out
-}
-
-/// [`attention`] from a strided [`Qkv`] into `out` (`[batch, seq, heads · head_dim]`).
+/// `softmax(q kᵀ / √d) v` per cell and head, over each cell's `keys`, from a strided [`Qkv`]
+/// into `out` (`[batch, seq, heads · head_dim]`, heads side by side).
 ///
 /// # Panics
 /// When the slices or `keys` do not match `shape`.
@@ -423,7 +398,14 @@ mod tests {
         assert_eq!(keys[1], Keys::Prefix(97));
         assert!(matches!(&keys[2], Keys::Indices(ix) if ix.len() == 50));
         assert_eq!(keys[3], Keys::Prefix(0));
-        let got = attention(&q, &k, &v, shape, &keys);
+        let mut got = vec![0f32; n];
+        let separate = Qkv {
+            q: &q,
+            k: &k,
+            v: &v,
+            row_stride: 48,
+        };
+        attention_into(separate, shape, &keys, &mut got);
         // The same from one interleaved [rows, 3H] buffer.
         let mut qkv = Vec::with_capacity(3 * n);
         for r in 0..4 * 150 {

@@ -82,15 +82,13 @@ fn encode_batch(
 
 /// The embedding folded over the genes of `cells` only (see [`FoldedEmbedding::fold_for_ids`]).
 pub fn fold_for_cells(emb: &KnowledgeBertEmbeddings, cells: &CellSet) -> FoldedEmbedding {
-    let ids = |human: bool| {
-        cells
-            .cells
-            .iter()
-            .filter(move |c| (c.species == Species::Human) == human)
-            .flat_map(|c| c.input_ids.iter().copied())
-    };
-    let all = cells.cells.iter().flat_map(|c| c.input_ids.iter().copied());
-    FoldedEmbedding::fold_for_ids(emb, all, ids(false))
+    let all = cells.cells.iter();
+    let remapped = all.clone().filter(|c| c.species != Species::Human);
+    FoldedEmbedding::fold_for_ids(
+        emb,
+        all.flat_map(|c| c.input_ids.iter().copied()),
+        remapped.flat_map(|c| c.input_ids.iter().copied()),
+    )
 }
 
 /// Runs `bert` over batches, calling `run` on each batch's encoder input.
