@@ -21,6 +21,35 @@ pub enum Padding {
     Fixed(usize),
     /// To the length the source stored (`CellSet::padded_len`), else dynamic.
     Stored,
+    /// To the longest cell of each batch rounded up to a multiple of `of`, never past
+    /// `max` (the model's positions): exact like `Dynamic`, with far fewer distinct shapes,
+    /// which GPU backends compile and autotune kernels for one by one.
+    Multiple {
+        /// Round up to a multiple of this.
+        of: usize,
+        /// Upper bound (unless a cell is longer).
+        max: usize,
+    },
+}
+
+impl Padding {
+    /// The padded length of a batch whose longest cell has `longest` genes.
+    pub fn length(self, longest: usize, stored: Option<usize>) -> usize {
+        match self {
+            Padding::Dynamic => longest,
+            Padding::Fixed(n) => n.max(longest),
+            Padding::Stored => stored.unwrap_or(longest).max(longest),
+            Padding::Multiple { of, max } => {
+                let of = of.max(1);
+                (longest.div_ceil(of) * of).min(max.max(longest))
+            }
+        }
+    }
+
+    /// Whether padding depends only on each batch's own cells (no stored or fixed length).
+    pub fn is_dynamic(self) -> bool {
+        matches!(self, Padding::Dynamic | Padding::Multiple { .. })
+    }
 }
 
 /// Batching and input conventions.
@@ -132,12 +161,7 @@ pub fn make_batch(
         .map(|&i| cells.cells[i].len())
         .max()
         .unwrap_or(0);
-    let len = match options.padding {
-        Padding::Dynamic => longest,
-        Padding::Fixed(n) => n.max(longest),
-        Padding::Stored => cells.padded_len.unwrap_or(longest).max(longest),
-    }
-    .max(1);
+    let len = options.padding.length(longest, cells.padded_len).max(1);
     let b = indices.len();
     let mut ids = vec![0i64; b * len];
     let mut values = vec![0f32; b * len];

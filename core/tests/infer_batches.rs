@@ -84,3 +84,36 @@ fn batch_classifier_matches_classify_cells_and_reference_logits() {
     assert_eq!(seen, 6);
     assert_close("batched logits", &logits, want, 1e-4);
 }
+
+/// Rounding batch lengths up (the GPU default) pads more but changes no number.
+#[test]
+fn padding_to_a_multiple_is_exact() {
+    let dev = Device::flex();
+    let ck = load_checkpoint(&tiny().join("classifier"), WeightsFormat::Safetensors, &dev)
+        .expect("load classifier");
+    let LoadedModel::Classifier(model) = &ck.model else {
+        panic!("expected a classifier")
+    };
+    let cells = fixture_cells();
+    let want = &read_f32(tiny().join("outputs.safetensors"))["cls_logits"].1;
+    let mut o = options(2);
+    o.batch.padding = Padding::Multiple { of: 8, max: 64 };
+    let got = classify_cells(model, &cells, &o, &dev, |_| {});
+    assert_close("logits, lengths rounded to 8", &got.logits, want, 1e-4);
+
+    let p = Padding::Multiple { of: 64, max: 2048 };
+    assert_eq!(p.length(1169, Some(2048)), 1216);
+    assert_eq!(p.length(2048, None), 2048);
+    assert_eq!(p.length(1, None), 64);
+    let tiny_model = Padding::Multiple { of: 64, max: 16 };
+    assert_eq!(
+        tiny_model.length(12, Some(16)),
+        16,
+        "never past the model's positions"
+    );
+    assert_eq!(
+        tiny_model.length(20, None),
+        20,
+        "a longer cell is never cut"
+    );
+}

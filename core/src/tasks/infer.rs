@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 
-use crate::batch::{BatchOptions, Padding, make_batch, plan_batches};
+use crate::batch::{BatchOptions, make_batch, plan_batches};
 use crate::cells::{CellSet, Species};
 use crate::model::{
     BertModel, FoldedEmbedding, ForwardOptions, GeneCompassForSequenceClassification,
@@ -122,11 +122,7 @@ pub fn embed_cells(
     let has_cls = bert.cls_embedding.is_some();
     let seq_len = if options.keep_hidden_states {
         let longest = cells.cells.iter().map(|c| c.len()).max().unwrap_or(0);
-        match options.batch.padding {
-            Padding::Fixed(l) => l.max(longest),
-            Padding::Stored => cells.padded_len.unwrap_or(longest).max(longest),
-            Padding::Dynamic => longest,
-        }
+        options.batch.padding.length(longest, cells.padded_len)
     } else {
         0
     };

@@ -102,7 +102,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     let truncate = args
         .truncate_values
         .unwrap_or(c.genecompass_truncate_values.unwrap_or(true));
-    let options = a.options(species, truncate);
+    let options = a.options(species, truncate, c.max_position_embeddings);
     let bar = cells_bar(cells.len(), "classify");
     let start = std::time::Instant::now();
     let p = classify_cells(model, cells, &options, &dev, |n| bar.inc(n as u64));

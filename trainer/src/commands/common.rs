@@ -44,6 +44,11 @@ pub struct InferArgs {
     /// Padding policy.
     #[arg(long, value_enum, default_value_t = PaddingArg::Dynamic)]
     pub padding: PaddingArg,
+    /// With dynamic padding, round each batch's length up to a multiple of N (results are
+    /// identical). GPUs compile and autotune kernels per distinct shape, so fewer shapes run
+    /// faster there. Default: 64 on --backend cuda/wgpu, 1 (no rounding) on the CPU.
+    #[arg(long, value_name = "N")]
+    pub pad_multiple: Option<usize>,
     /// Use the unfolded embedding (the training path) instead of the folded tables.
     #[arg(long)]
     pub unfolded: bool,
@@ -56,10 +61,24 @@ pub struct InferArgs {
 }
 
 impl InferArgs {
-    /// The inference options these arguments describe.
-    pub fn options(&self, species_default: bool, truncate_values: bool) -> InferOptions {
+    /// The inference options these arguments describe, for a model of `max_positions`.
+    pub fn options(
+        &self,
+        species_default: bool,
+        truncate_values: bool,
+        max_positions: usize,
+    ) -> InferOptions {
+        let multiple = self.pad_multiple.unwrap_or(match self.backend {
+            Backend::Cpu => 1,
+            Backend::Cuda | Backend::Wgpu => 64,
+        });
         let padding = if self.no_attention_mask || self.padding == PaddingArg::Stored {
             Padding::Stored
+        } else if multiple > 1 {
+            Padding::Multiple {
+                of: multiple,
+                max: max_positions,
+            }
         } else {
             Padding::Dynamic
         };

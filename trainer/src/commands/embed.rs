@@ -43,7 +43,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
         &a.input.display().to_string(),
         &c.species_names(),
     )?;
-    let mut options = a.options(true, false);
+    let mut options = a.options(true, false, c.max_position_embeddings);
     options.keep_hidden_states = !args.cells_only;
     if let LoadedModel::MaskedLm(_, w) = &ck.model {
         options.alpha = w.alpha;

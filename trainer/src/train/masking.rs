@@ -6,6 +6,7 @@
 //! official loss would be NaN).
 
 use burn::prelude::*;
+use genecompass_core::batch::Padding;
 use genecompass_core::cells::CellSet;
 use genecompass_core::model::{MlmTargets, ModelInput};
 
@@ -28,6 +29,10 @@ pub struct MaskingOptions {
     pub vocab_size: usize,
     /// Pass species to the model.
     pub use_species: bool,
+    /// Round the batch length up to a multiple of this (1: the longest cell).
+    pub pad_multiple: usize,
+    /// Never round past this (the model's positions).
+    pub max_len: usize,
 }
 
 /// One corrupted batch on the host.
@@ -58,12 +63,17 @@ pub fn mask_batch(
     o: &MaskingOptions,
     rng: &mut Rng,
 ) -> MaskedBatch {
-    let len = indices
+    let longest = indices
         .iter()
         .map(|&i| cells.cells[i].len())
         .max()
-        .unwrap_or(0)
-        .max(1);
+        .unwrap_or(0);
+    let len = Padding::Multiple {
+        of: o.pad_multiple,
+        max: o.max_len,
+    }
+    .length(longest, None)
+    .max(1);
     let b = indices.len();
     let mut m = MaskedBatch {
         input_ids: vec![o.pad_id as i64; b * len],
@@ -165,6 +175,8 @@ mod tests {
             pad_id: 0,
             vocab_size: 110,
             use_species: false,
+            pad_multiple: 1,
+            max_len: 2048,
         };
         let idx: Vec<usize> = (0..200).collect();
         let m = mask_batch(&cells, &idx, &o, &mut Rng::new(3, 0));
@@ -192,5 +204,52 @@ mod tests {
             assert!(m.values[p] == -1.0 || m.values[p] == v);
         }
         assert_eq!(m, mask_batch(&cells, &idx, &o, &mut Rng::new(3, 0)));
+    }
+
+    /// Rounding the length up (the GPU default) pads more and corrupts the same genes.
+    #[test]
+    fn rounding_the_length_up_masks_the_same_genes() {
+        let cells = CellSet {
+            cells: [37usize, 50, 21]
+                .iter()
+                .map(|&n| TokenizedCell {
+                    input_ids: (2..2 + n as u32).collect(),
+                    values: (0..n).map(|i| 5.0 - i as f32 * 0.01).collect(),
+                    species: Species::Human,
+                    label: None,
+                })
+                .collect(),
+            padded_len: None,
+        };
+        let mut o = MaskingOptions {
+            mlm_probability: 0.15,
+            mask_share: 0.8,
+            random_share: 0.5,
+            mask_id: 1,
+            pad_id: 0,
+            vocab_size: 60,
+            use_species: false,
+            pad_multiple: 1,
+            max_len: 64,
+        };
+        let idx = [0, 1, 2];
+        let exact = mask_batch(&cells, &idx, &o, &mut Rng::new(5, 0));
+        o.pad_multiple = 16;
+        let rounded = mask_batch(&cells, &idx, &o, &mut Rng::new(5, 0));
+        assert_eq!(exact.dims, [3, 50]);
+        assert_eq!(
+            rounded.dims,
+            [3, 64],
+            "50 rounded up to 64, capped at max_len"
+        );
+        let rows_cols = |m: &MaskedBatch| -> Vec<(i64, i64)> {
+            let l = m.dims[1] as i64;
+            m.positions.iter().map(|&p| (p / l, p % l)).collect()
+        };
+        assert_eq!(rows_cols(&exact), rows_cols(&rounded));
+        assert_eq!(exact.label_ids, rounded.label_ids);
+        assert_eq!(exact.label_values, rounded.label_values);
+        let real: f32 = rounded.attention_mask.iter().sum();
+        assert_eq!(real, (37 + 50 + 21) as f32, "padding is masked out");
     }
 }

@@ -78,6 +78,8 @@ pub struct PretrainSpec {
     pub backend: String,
     /// GPU index.
     pub gpu: usize,
+    /// Round batch lengths up to a multiple of this (default: 64 on a GPU, 1 on the CPU).
+    pub pad_multiple: Option<usize>,
 }
 
 impl Default for PretrainSpec {
@@ -106,6 +108,7 @@ impl Default for PretrainSpec {
             priors: None,
             backend: "cpu".into(),
             gpu: 0,
+            pad_multiple: None,
         }
     }
 }
@@ -307,6 +310,10 @@ pub fn run_pretrain(
         pad_id: config.pad_token_id as u32,
         vocab_size: config.vocab_size,
         use_species: spec.use_species,
+        pad_multiple: spec
+            .pad_multiple
+            .unwrap_or(if spec.backend == "cpu" { 1 } else { 64 }),
+        max_len: config.max_position_embeddings,
     };
     let mut progress = Progress::new(total, state.step);
     while state.epoch < spec.epochs {

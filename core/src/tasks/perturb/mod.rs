@@ -263,9 +263,10 @@ pub fn perturb_cells(
                     .iter()
                     .find(|t| cell.input_ids.contains(t))
                     .expect("touched");
-                let padded_rows = match batch.padding {
-                    Padding::Dynamic => edit.cell.len(),
-                    _ => orig_len - edit.deleted(),
+                let padded_rows = if batch.padding.is_dynamic() {
+                    edit.cell.len()
+                } else {
+                    orig_len - edit.deleted()
                 };
                 variants.push(Variant {
                     cell: *ci,
@@ -296,9 +297,10 @@ pub fn perturb_cells(
                 .max()
                 .unwrap_or(1);
             let vb = BatchOptions {
-                padding: match batch.padding {
-                    Padding::Dynamic => Padding::Dynamic,
-                    _ => Padding::Fixed(len),
+                padding: if batch.padding.is_dynamic() {
+                    batch.padding
+                } else {
+                    Padding::Fixed(len)
                 },
                 ..batch
             };
