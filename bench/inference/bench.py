@@ -4,12 +4,18 @@
 (b) peer dynamic : PyTorch peer, length-sorted batches padded to the batch max
 (c) rust folded  : `genecompass-train embed --cells-only` (dynamic padding, folded embedding)
 (d) rust unfolded: the same with `--unfolded`
+(e) rust again   : (c) run a second time (on a GPU: warm kernel and autotune caches)
+(f) rust, no rounding: (c) with `--pad-multiple 1` (the GPU default rounds lengths up to 64)
+(g) rust, stored : (c) with `--padding stored` (every cell padded to 2048, one shape)
+
+`--device cuda` runs the peer on the GPU and the Rust CLI with `--backend cuda`.
 
 Each mode is a separate process under `/usr/bin/time -v` (peak RSS = its max resident set).
 cells/s is the forward-loop time each program reports (model loading excluded; the Rust time
 includes folding the embedding tables). CLS embeddings of every mode are compared with (b).
 
 usage: bench.py SHAPE MODEL_DIR CELLS OUT_DIR BIN [--batch-size B] [--threads T] [--modes abcd]
+                [--device cpu|cuda]
 """
 
 import argparse
@@ -25,8 +31,11 @@ from safetensors.numpy import load_file
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
+
+
 def run(name, cmd, env):
-    full = ["/usr/bin/time", "-v"] + cmd
+    full = ([TIME, "-v"] if TIME else []) + cmd
     print(f"[{name}] {' '.join(cmd)}", file=sys.stderr, flush=True)
     p = subprocess.run(full, env=env, capture_output=True, text=True)
     text = p.stdout + p.stderr
@@ -36,8 +45,11 @@ def run(name, cmd, env):
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text)
     n, secs = int(m.group(1)), float(m.group(2))
-    print(f"[{name}] {n} cells in {secs:.2f}s, peak RSS {int(rss.group(1)) / 1024:.0f} MiB", file=sys.stderr, flush=True)
-    return {"cells": n, "secs": secs, "rss_mib": int(rss.group(1)) / 1024, "wall": wall.group(1)}
+    rss_mib = int(rss.group(1)) / 1024 if rss else float("nan")
+    print(f"[{name}] {n} cells in {secs:.2f}s, peak RSS {rss_mib:.0f} MiB", file=sys.stderr, flush=True)
+    gpu = re.search(r"peak GPU memory (\d+) MiB", text)
+    return {"cells": n, "secs": secs, "rss_mib": rss_mib, "wall": wall.group(1) if wall else "",
+            "gpu_mib": int(gpu.group(1)) if gpu else None}
 
 
 def main():
@@ -50,6 +62,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--modes", default="abcd")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (peer on torch's GPU, Rust --backend cuda)")
     a = ap.parse_args()
     os.makedirs(a.out_dir, exist_ok=True)
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads),
@@ -58,14 +71,18 @@ def main():
     out = lambda m: os.path.join(a.out_dir, f"{a.shape}_{m}.safetensors")  # noqa: E731
     peer = [py, os.path.join(HERE, "peer.py"), a.model_dir, a.cells]
     rust = [a.bin, "embed", "--cells-only", "--checkpoint", a.model_dir, "--input", a.cells,
-            "--batch-size", str(a.batch_size)]
+            "--batch-size", str(a.batch_size), "--backend", a.device]
+    dev = ["--device", a.device]
     modes = {
         "a": ("(a) peer, padded to 2048", peer + [out("a"), "--mode", "padded", "--batch-size", str(a.batch_size),
-                                                 "--threads", str(a.threads)]),
+                                                 "--threads", str(a.threads)] + dev),
         "b": ("(b) peer, dynamic padding", peer + [out("b"), "--mode", "dynamic", "--batch-size", str(a.batch_size),
-                                                  "--threads", str(a.threads)]),
+                                                  "--threads", str(a.threads)] + dev),
         "c": ("(c) rust, dynamic + folded", rust + ["--output", out("c")]),
         "d": ("(d) rust, dynamic, unfolded", rust + ["--output", out("d"), "--unfolded"]),
+        "e": ("(e) rust, (c) again", rust + ["--output", out("e")]),
+        "f": ("(f) rust, lengths not rounded", rust + ["--output", out("f"), "--pad-multiple", "1"]),
+        "g": ("(g) rust, padded to 2048", rust + ["--output", out("g"), "--padding", "stored"]),
     }
     results = {}
     for key in a.modes:
@@ -78,14 +95,16 @@ def main():
     cells = load_file(a.cells)
     lengths = cells["attention_mask"].sum(1)
     print(f"\n### {a.shape}: {len(lengths)} cells, genes/cell median {int(np.median(lengths))}, "
-          f"mean {lengths.mean():.0f}, max {lengths.max()}; batch size {a.batch_size}; {a.threads} threads\n")
-    print("| mode | cells/s | forward s | peak RSS MiB | max abs diff of CLS vs (b) |")
-    print("|---|---:|---:|---:|---:|")
+          f"mean {lengths.mean():.0f}, max {lengths.max()}; batch size {a.batch_size}; "
+          f"{'GPU (cuda)' if a.device == 'cuda' else f'{a.threads} threads'}\n")
+    print("| mode | cells/s | forward s | peak RSS MiB | peak GPU MiB (torch) | max abs diff of CLS vs (b) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for key, r in results.items():
-        print(f"| {r['label']} | {r['cells'] / r['secs']:.3f} | {r['secs']:.2f} | {r['rss_mib']:.0f} | "
+        gpu = "—" if r["gpu_mib"] is None else str(r["gpu_mib"])
+        print(f"| {r['label']} | {r['cells'] / r['secs']:.3f} | {r['secs']:.2f} | {r['rss_mib']:.0f} | {gpu} | "
               f"{r['max_abs_diff_vs_b']:.2e} |")
     rate = {k: r["cells"] / r["secs"] for k, r in results.items()}
-    for rk in "cd":
+    for rk in "cdefg":
         for pk in "ab":
             if rk in rate and pk in rate:
                 print(f"\nratio {rk}/{pk} (Rust cells/s ÷ peer cells/s): {rate[rk] / rate[pk]:.2f}", end="")

@@ -12,7 +12,10 @@ the same weights. Timing covers the batched forward passes only (not loading), l
 `embedded N cells in Xs` line of `genecompass-train embed`.
 
 usage: peer.py MODEL_DIR CELLS.safetensors OUT.safetensors --mode padded|dynamic
-               [--batch-size B] [--threads T] [--attn sdpa|eager]
+               [--batch-size B] [--threads T] [--attn sdpa|eager] [--device cpu|cuda]
+
+On `--device cuda` the model runs in float32 with PyTorch's default matmul precision (no TF32),
+and each batch's CLS rows are copied back to the host before the next batch, as the Rust CLI does.
 """
 
 import argparse
@@ -54,7 +57,7 @@ class ConcatEmbeddings(nn.Module):
 class KnowledgeBertEmbeddings(nn.Module):
     """`genecompass/knowledge_embeddings.py`, spec §6.2."""
 
-    def __init__(self, c, k):
+    def __init__(self, c, k, train=False):
         super().__init__()
         h, v = c["hidden_size"], c["vocab_size"]
         self.word_embeddings = nn.Embedding(v, h, padding_idx=c.get("pad_token_id", 0))
@@ -66,6 +69,7 @@ class KnowledgeBertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(c["max_position_embeddings"], h)
         self.token_type_embeddings = nn.Embedding(c.get("type_vocab_size", 2), h)
         self.LayerNorm = nn.LayerNorm(h, eps=c.get("layer_norm_eps", 1e-12))
+        self.dropout = nn.Dropout(c.get("hidden_dropout_prob", 0.1) if train else 0.0)
         self.register_buffer("position_ids", torch.arange(c["max_position_embeddings"]).unsqueeze(0))
 
     def forward(self, input_ids, values, species, alpha=1.0):
@@ -80,13 +84,13 @@ class KnowledgeBertEmbeddings(nn.Module):
         x = self.concat_embeddings(x)
         token_type = self.token_type_embeddings(torch.zeros_like(input_ids))
         pos = self.position_embeddings(self.position_ids[:, :seq_len])
-        return self.LayerNorm(x + token_type + pos)  # dropout: identity in eval
+        return self.dropout(self.LayerNorm(x + token_type + pos))
 
 
 class GeneCompassBert(nn.Module):
     """`BertModel` with the species CLS (§6.3); the encoder is transformers' BertEncoder."""
 
-    def __init__(self, c, k, attn):
+    def __init__(self, c, k, attn, train=False):
         super().__init__()
         cfg = BertConfig(
             vocab_size=c["vocab_size"],
@@ -97,12 +101,14 @@ class GeneCompassBert(nn.Module):
             hidden_act="gelu",  # exact erf GELU
             layer_norm_eps=c.get("layer_norm_eps", 1e-12),
             max_position_embeddings=c["max_position_embeddings"],
-            hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0,
+            # Training uses the checkpoint's dropout, as the official pretraining and the Rust
+            # trainer do; inference has none.
+            hidden_dropout_prob=c.get("hidden_dropout_prob", 0.1) if train else 0.0,
+            attention_probs_dropout_prob=c.get("attention_probs_dropout_prob", 0.1) if train else 0.0,
             attn_implementation=attn,
         )
         cfg._attn_implementation = attn
-        self.embeddings = KnowledgeBertEmbeddings(c, k)
+        self.embeddings = KnowledgeBertEmbeddings(c, k, train)
         self.cls_embedding = nn.Embedding(2, c["hidden_size"])
         self.encoder = BertEncoder(cfg)
 
@@ -110,18 +116,19 @@ class GeneCompassBert(nn.Module):
         b = input_ids.shape[0]
         h0 = self.embeddings(input_ids, values, species)
         h0 = torch.cat([self.cls_embedding(species), h0], dim=1)
-        mask = torch.cat([torch.ones(b, 1, dtype=attention_mask.dtype), attention_mask], dim=1)
+        ones = torch.ones(b, 1, dtype=attention_mask.dtype, device=attention_mask.device)
+        mask = torch.cat([ones, attention_mask], dim=1)
         ext = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
         out = self.encoder(h0, attention_mask=ext)
         return out[0] if isinstance(out, tuple) else out.last_hidden_state
 
 
-def load_model(model_dir, attn):
+def load_model(model_dir, attn, train=False):
     with open(os.path.join(model_dir, "config.json")) as f:
         c = json.load(f)
     sd = load_file(os.path.join(model_dir, "model.safetensors"))
     k = sd["bert.embeddings.promoter_knowledge"].shape[1]
-    model = GeneCompassBert(c, k, attn)
+    model = GeneCompassBert(c, k, attn, train)
     bert = {key[len("bert."):]: t for key, t in sd.items() if key.startswith("bert.")}
     missing, unexpected = model.load_state_dict(bert, strict=False)
     if missing or unexpected:
@@ -152,10 +159,12 @@ def main():
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
+    dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
-    model = load_model(a.model_dir, a.attn)
+    model = load_model(a.model_dir, a.attn).to(dev)
     cells = load_file(a.cells)
     ids, values, species, mask = cells["input_ids"], cells["values"], cells["species"], cells["attention_mask"]
     lengths = mask.sum(1)
@@ -166,11 +175,14 @@ def main():
         for idx, length in plan(lengths, a.batch_size, a.mode):
             t = torch.tensor(idx)
             sl = slice(None) if length is None else slice(0, length)
-            last = model(ids[t][:, sl], values[t][:, sl], species[t], mask[t][:, sl])
-            cls[t] = last[:, 0]
+            batch = [x.to(dev) for x in (ids[t][:, sl], values[t][:, sl], species[t], mask[t][:, sl])]
+            cls[t] = model(*batch)[:, 0].cpu()
     secs = time.perf_counter() - start
     save_file({"cell_embedding": cls.contiguous()}, a.output)
-    print(f"peer {a.mode}: embedded {n} cells in {secs:.2f}s ({n / secs:.2f} cells/s)", flush=True)
+    extra = ""
+    if dev.type == "cuda":
+        extra = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB"
+    print(f"peer {a.mode}: embedded {n} cells in {secs:.2f}s ({n / secs:.2f} cells/s){extra}", flush=True)
 
 
 if __name__ == "__main__":

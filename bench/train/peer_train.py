@@ -3,7 +3,8 @@
 Same weights (the inference bench's official-layout model.safetensors), same cells, same
 objective: 15 % of real gene positions masked (80 % <mask>, 10 % random id, 10 % kept; value
 -1 at every masked position), loss 0.2 * CE(id) + 0.8 * MSE(value) over masked positions, AdamW,
-gradient clipping at 1.0 (the HF Trainer default the official run used).
+gradient clipping at 1.0 (the HF Trainer default the official run used), and the checkpoint's
+hidden and attention-probability dropout (config.json), as in the official pretraining.
 
 Modes:
   official  every cell padded to 2048 and both heads run on every position (the official
@@ -75,15 +76,17 @@ def main():
     ap.add_argument("--mode", choices=["official", "dynamic"], required=True)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (float32, no TF32)")
     a = ap.parse_args()
+    dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
     torch.manual_seed(0)
     with open(os.path.join(a.model_dir, "config.json")) as f:
         c = json.load(f)
-    model = peer.load_model(a.model_dir, "sdpa").train()
+    model = peer.load_model(a.model_dir, "sdpa", train=True).to(dev).train()
     h, v = c["hidden_size"], c["vocab_size"]
-    heads = MlmHeads(model.embeddings.word_embeddings, h, v, c.get("layer_norm_eps", 1e-12))
+    heads = MlmHeads(model.embeddings.word_embeddings, h, v, c.get("layer_norm_eps", 1e-12)).to(dev)
     params = [p for p in list(model.parameters()) + list(heads.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01)
     cells = load_file(a.cells)
@@ -99,8 +102,13 @@ def main():
         sl = slice(None) if length is None else slice(0, length)
         b_ids, b_vals, b_attn = ids[t][:, sl], values[t][:, sl], attn[t][:, sl]
         m_ids, m_vals, chosen = mask(b_ids, b_vals, lengths[t], v, gen)
+        b_ids, b_vals, b_attn, m_ids, m_vals, chosen, b_species = (
+            x.to(dev) for x in (b_ids, b_vals, b_attn, m_ids, m_vals, chosen, species[t])
+        )
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         start = time.perf_counter()
-        genes = model(m_ids, m_vals, species[t], b_attn)[:, 1:]
+        genes = model(m_ids, m_vals, b_species, b_attn)[:, 1:]
         if a.mode == "official":
             logits, vpred = heads(genes)
             logits, vpred = logits[chosen], vpred[chosen]
@@ -113,12 +121,14 @@ def main():
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        loss_value = float(loss)  # waits for the step, as the Rust trainer's loss report does
         secs = time.perf_counter() - start
         if step > 0:
             timed_cells += len(idx)
             timed += secs
     print(json.dumps({"side": "peer", "mode": a.mode, "cells": timed_cells, "seconds": timed,
                       "cells_per_s": timed_cells / timed, "batch_size": a.batch_size,
+                      "last_loss": loss_value, "device": str(dev),
                       "padded_to": "2048" if a.mode == "official" else "longest in batch"}))
 
 

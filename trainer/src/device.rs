@@ -21,7 +21,10 @@ pub fn device(backend: Backend, gpu: usize) -> anyhow::Result<Device> {
         #[cfg(feature = "flex")]
         Backend::Cpu => Ok(Device::flex()),
         #[cfg(feature = "cuda")]
-        Backend::Cuda => Ok(Device::cuda(gpu)),
+        Backend::Cuda => {
+            check_cuda_libraries()?;
+            Ok(Device::cuda(gpu))
+        }
         #[cfg(feature = "wgpu")]
         Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
         #[allow(unreachable_patterns)]
@@ -34,4 +37,27 @@ pub fn device(backend: Backend, gpu: usize) -> anyhow::Result<Device> {
             )
         }
     }
+}
+
+/// cubecl loads the CUDA libraries on its device thread and panics there when one is missing;
+/// this says which one and what to do before any work starts.
+#[cfg(feature = "cuda")]
+fn check_cuda_libraries() -> anyhow::Result<()> {
+    // SAFETY: these only try to dlopen the libraries by name and close them again.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        anyhow::bail!(
+            "--backend cuda: the NVIDIA driver library (libcuda.so.1) was not found. Install the \
+             NVIDIA driver (or add the folder holding libcuda.so.1 to LD_LIBRARY_PATH), or run \
+             with --backend cpu"
+        );
+    }
+    #[cfg(feature = "cuda-nvrtc")]
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        anyhow::bail!(
+            "--backend cuda: NVRTC (libnvrtc.so, CUDA's run-time compiler) was not found. Install \
+             the CUDA toolkit or the `nvidia-cuda-nvrtc` wheel and add the folder holding \
+             libnvrtc.so to LD_LIBRARY_PATH, or run with --backend cpu"
+        );
+    }
+    Ok(())
 }
