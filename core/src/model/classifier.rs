@@ -63,7 +63,7 @@ impl GeneCompassForSequenceClassification {
             .expect("a classifier's BertModel always has a pooler");
         (
             self.classifier
-                .forward(self.dropout.forward(pooled.clone())),
+                .forward(super::dropout::forward(&self.dropout, pooled.clone())),
             pooled,
         )
     }

@@ -194,6 +194,6 @@ impl KnowledgeBertEmbeddings {
             .val()
             .narrow(0, 0, 1)
             .reshape([1, 1, h]);
-        self.dropout.forward(self.layer_norm.forward(x + pos + tt))
+        super::dropout::forward(&self.dropout, self.layer_norm.forward(x + pos + tt))
     }
 }

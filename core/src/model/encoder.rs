@@ -60,7 +60,7 @@ impl BertSelfAttention {
         if let Some(mask) = mask {
             scores = scores + mask;
         }
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = super::dropout::forward(&self.dropout, softmax(scores, 3));
         probs.matmul(v).swap_dims(1, 2).reshape([b, s, h])
     }
 }
@@ -88,7 +88,7 @@ impl BertResidualOutput {
     /// - `x`: `[B, S, in]`, `residual`: `[B, S, H]` → `[B, S, H]`
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
         self.layer_norm
-            .forward(self.dropout.forward(self.dense.forward(x)) + residual)
+            .forward(super::dropout::forward(&self.dropout, self.dense.forward(x)) + residual)
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod bert;
 pub mod classifier;
 pub mod config;
+pub mod dropout;
 pub mod embeddings;
 pub mod encoder;
 pub mod extend;

@@ -223,7 +223,7 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
         bail!("no training cells after the split");
     }
     let ad = device.clone().autodiff();
-    ad.seed(spec.seed);
+    super::seed_all(&ad, spec.seed);
     let (mut config, bert) = match (&spec.checkpoint, &spec.config) {
         (Some(dir), _) => {
             let (c, b) = checkpoint_bert(dir, &ad)?;
@@ -300,7 +300,10 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
             }
             let t0 = Instant::now();
             let idx = batches[state.batch];
-            ad.seed(spec.seed ^ (state.step as u64 + 1).wrapping_mul(0x9E37_79B9));
+            super::seed_all(
+                &ad,
+                spec.seed ^ (state.step as u64 + 1).wrapping_mul(0x9E37_79B9),
+            );
             let input = make_batch(&data.cells, idx, &bo, &ad);
             let targets: Vec<i64> = idx.iter().map(|&i| data.labels[i] as i64).collect();
             let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [idx.len()]), &ad);

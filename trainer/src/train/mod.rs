@@ -4,6 +4,7 @@
 //! step or epoch ([`rng`]), and a checkpoint stores the weights, the optimiser state and the
 //! data position ([`run_dir`]), so `--resume` reproduces the uninterrupted loss curve.
 
+pub mod alloc;
 pub mod baseline;
 pub mod data;
 pub mod finetune;
@@ -19,3 +20,10 @@ pub mod report;
 pub mod rng;
 pub mod run_dir;
 pub mod split;
+
+/// Seeds the device's generator and this thread's host dropout masks
+/// ([`genecompass_core::model::dropout`]) together.
+pub(crate) fn seed_all(device: &burn::prelude::Device, seed: u64) {
+    device.seed(seed);
+    genecompass_core::model::dropout::seed(seed);
+}

@@ -212,7 +212,7 @@ pub fn run_pretrain(
         bail!("no cells to train on");
     }
     let ad = device.clone().autodiff();
-    ad.seed(spec.seed);
+    super::seed_all(&ad, spec.seed);
     if spec.priors.is_some() && spec.checkpoint.is_some() {
         bail!(
             "--priors sets the knowledge tables of a model from scratch; a --checkpoint keeps its \
@@ -340,7 +340,8 @@ pub fn run_pretrain(
                     (state.epoch as u64) << 32 | mb as u64,
                 );
                 let batch = mask_batch(&cells, batches[mb], &mo, &mut rng);
-                ad.seed(
+                super::seed_all(
+                    &ad,
                     spec.seed ^ ((state.epoch as u64) << 32 | mb as u64).wrapping_mul(0x9E37_79B9),
                 );
                 let (vals, grads) = mlm_micro_step(&model, &batch, spec.use_species, &ad);
