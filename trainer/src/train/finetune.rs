@@ -93,6 +93,8 @@ pub struct FinetuneSpec {
     pub backend: String,
     /// GPU index.
     pub gpu: usize,
+    /// Round batch lengths up to a multiple of this (default: 64 on a GPU, 1 on the CPU).
+    pub pad_multiple: Option<usize>,
 }
 
 impl Default for FinetuneSpec {
@@ -126,6 +128,7 @@ impl Default for FinetuneSpec {
             baseline_features: 4000,
             backend: "cpu".into(),
             gpu: 0,
+            pad_multiple: None,
         }
     }
 }
@@ -139,12 +142,15 @@ pub enum Outcome {
     Interrupted,
 }
 
-pub(crate) fn batch_options(spec_bs: usize, with_species: bool) -> BatchOptions {
+pub(crate) fn batch_options(spec: &FinetuneSpec, max_positions: usize) -> BatchOptions {
     BatchOptions {
-        batch_size: spec_bs.max(1),
-        padding: Padding::Dynamic,
+        batch_size: spec.batch_size.max(1),
+        padding: Padding::Multiple {
+            of: super::pad_multiple(&spec.backend, spec.pad_multiple),
+            max: max_positions,
+        },
         sort_by_length: false,
-        use_species: with_species,
+        use_species: spec.with_species,
         attention_mask: true,
         truncate_values: false,
     }
@@ -284,7 +290,7 @@ pub fn run_finetune(spec: FinetuneSpec, device: Device, resume: bool) -> anyhow:
     } else {
         let _ = std::fs::remove_file(run.file("metrics.jsonl"));
     }
-    let bo = batch_options(spec.batch_size, spec.with_species);
+    let bo = batch_options(&spec, config.max_position_embeddings);
     let mut progress = Progress::new(oo.total_steps, state.step);
     while state.epoch < spec.epochs && !state.finished {
         let mut order = data.split.train.clone();

@@ -22,7 +22,7 @@ pub fn finish_finetune(
     state: &TrainState,
     device: &Device,
 ) -> anyhow::Result<()> {
-    let bo = batch_options(spec.batch_size, spec.with_species);
+    let bo = batch_options(spec, config.max_position_embeddings);
     let val = evaluate(model, data, &data.split.val, &bo, device);
     let test = evaluate(model, data, &data.split.test, &bo, device);
     let baseline = fit_baseline(
