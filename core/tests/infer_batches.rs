@@ -8,6 +8,7 @@ use common::{assert_close, read_f32, read_i64, tiny};
 use genecompass_core::batch::{BatchOptions, Padding};
 use genecompass_core::cells::{CellSet, Species, TokenizedCell};
 use genecompass_core::checkpoint::{LoadedModel, WeightsFormat, load_checkpoint};
+use genecompass_core::model::GeneCompassForSequenceClassification;
 use genecompass_core::tasks::infer::{BatchClassifier, InferOptions, classify_cells};
 
 /// The fixture's six cells without padding.
@@ -32,6 +33,16 @@ fn fixture_cells() -> CellSet {
     }
 }
 
+/// The fixture's fine-tuned classifier.
+fn tiny_classifier(dev: &Device) -> GeneCompassForSequenceClassification {
+    let ck = load_checkpoint(&tiny().join("classifier"), WeightsFormat::Safetensors, dev)
+        .expect("load classifier");
+    let LoadedModel::Classifier(model) = ck.model else {
+        panic!("expected a classifier")
+    };
+    model
+}
+
 fn options(batch_size: usize) -> InferOptions {
     InferOptions {
         batch: BatchOptions {
@@ -50,11 +61,7 @@ fn options(batch_size: usize) -> InferOptions {
 #[test]
 fn batch_classifier_matches_classify_cells_and_reference_logits() {
     let dev = Device::flex();
-    let ck = load_checkpoint(&tiny().join("classifier"), WeightsFormat::Safetensors, &dev)
-        .expect("load classifier");
-    let LoadedModel::Classifier(model) = &ck.model else {
-        panic!("expected a classifier")
-    };
+    let model = &tiny_classifier(&dev);
     let cells = fixture_cells();
     let whole = classify_cells(model, &cells, &options(16), &dev, |_| {});
     let want = &read_f32(tiny().join("outputs.safetensors"))["cls_logits"].1;
@@ -89,11 +96,7 @@ fn batch_classifier_matches_classify_cells_and_reference_logits() {
 #[test]
 fn padding_to_a_multiple_is_exact() {
     let dev = Device::flex();
-    let ck = load_checkpoint(&tiny().join("classifier"), WeightsFormat::Safetensors, &dev)
-        .expect("load classifier");
-    let LoadedModel::Classifier(model) = &ck.model else {
-        panic!("expected a classifier")
-    };
+    let model = &tiny_classifier(&dev);
     let cells = fixture_cells();
     let want = &read_f32(tiny().join("outputs.safetensors"))["cls_logits"].1;
     let mut o = options(2);

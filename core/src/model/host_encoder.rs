@@ -275,13 +275,19 @@ const LANES: usize = 8;
 /// Exact (erf) GELU, `x · Φ(x)`, in 8-lane chunks.
 #[inline(always)]
 fn gelu_slice(x: &mut [f32]) {
+    map_lanes(x, gelu_lanes);
+}
+
+/// `f` over `x` in 8-lane chunks (the tail one value at a time, broadcast to 8 lanes).
+#[inline(always)]
+fn map_lanes(x: &mut [f32], f: impl Fn([f32; LANES]) -> [f32; LANES]) {
     let mut chunks = x.chunks_exact_mut(LANES);
     for c in &mut chunks {
         let v: [f32; LANES] = c.try_into().expect("8 lanes");
-        c.copy_from_slice(&gelu_lanes(v));
+        c.copy_from_slice(&f(v));
     }
     for v in chunks.into_remainder() {
-        *v = gelu_lanes([*v; LANES])[0];
+        *v = f([*v; LANES])[0];
     }
 }
 
@@ -326,22 +332,14 @@ fn gelu_lanes(x: [f32; LANES]) -> [f32; LANES] {
 /// `x · sigmoid(1.702 x)` in 8-lane chunks.
 #[inline(always)]
 fn quick_gelu_slice(x: &mut [f32]) {
-    let one = |c: [f32; LANES]| {
+    map_lanes(x, |c| {
         let e = exp_lanes(c.map(|v| -1.702 * v));
         let mut out = [0f32; LANES];
         for i in 0..LANES {
             out[i] = c[i] / (1.0 + e[i]);
         }
         out
-    };
-    let mut chunks = x.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        let v: [f32; LANES] = c.try_into().expect("8 lanes");
-        c.copy_from_slice(&one(v));
-    }
-    for v in chunks.into_remainder() {
-        *v = one([*v; LANES])[0];
-    }
+    });
 }
 
 #[cfg(test)]

@@ -68,10 +68,10 @@ impl InferArgs {
         truncate_values: bool,
         max_positions: usize,
     ) -> InferOptions {
-        let multiple = self.pad_multiple.unwrap_or(match self.backend {
-            Backend::Cpu => 1,
-            Backend::Cuda | Backend::Wgpu => 64,
-        });
+        let multiple = genecompass_trainer::train::pad_multiple(
+            self.backend == Backend::Cpu,
+            self.pad_multiple,
+        );
         let padding = if self.no_attention_mask || self.padding == PaddingArg::Stored {
             Padding::Stored
         } else if multiple > 1 {

@@ -146,7 +146,7 @@ pub(crate) fn batch_options(spec: &FinetuneSpec, max_positions: usize) -> BatchO
     BatchOptions {
         batch_size: spec.batch_size.max(1),
         padding: Padding::Multiple {
-            of: super::pad_multiple(&spec.backend, spec.pad_multiple),
+            of: super::pad_multiple(spec.backend == "cpu", spec.pad_multiple),
             max: max_positions,
         },
         sort_by_length: false,

@@ -30,8 +30,6 @@ pub(crate) fn seed_all(device: &burn::prelude::Device, seed: u64) {
 
 /// The batch-length rounding a job asked for, else 64 on a GPU backend (each new shape costs
 /// a kernel compile and autotune there) and 1 on the CPU.
-pub(crate) fn pad_multiple(backend: &str, asked: Option<usize>) -> usize {
-    asked
-        .unwrap_or(if backend == "cpu" { 1 } else { 64 })
-        .max(1)
+pub fn pad_multiple(on_cpu: bool, asked: Option<usize>) -> usize {
+    asked.unwrap_or(if on_cpu { 1 } else { 64 }).max(1)
 }

@@ -310,7 +310,7 @@ pub fn run_pretrain(
         pad_id: config.pad_token_id as u32,
         vocab_size: config.vocab_size,
         use_species: spec.use_species,
-        pad_multiple: super::pad_multiple(&spec.backend, spec.pad_multiple),
+        pad_multiple: super::pad_multiple(spec.backend == "cpu", spec.pad_multiple),
         max_len: config.max_position_embeddings,
     };
     let mut progress = Progress::new(total, state.step);
