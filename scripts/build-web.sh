@@ -32,7 +32,7 @@ cargo build -p genecompass-web --target wasm32-unknown-unknown --release
 echo "== wasm-bindgen --target web -> $DIST"
 rm -rf "$DIST"
 mkdir -p "$DIST"
-wasm-bindgen --target web --no-typescript --out-dir "$DIST" \
+wasm-bindgen --target web --no-typescript --remove-name-section --out-dir "$DIST" \
   "$TARGET_DIR/wasm32-unknown-unknown/release/genecompass_web.wasm"
 cp web/static/index.html web/static/worker.js web/static/style.css "$DIST/"
 mkdir -p "$DIST/models"

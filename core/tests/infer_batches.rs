@@ -120,3 +120,40 @@ fn padding_to_a_multiple_is_exact() {
         "a longer cell is never cut"
     );
 }
+
+/// Polls a future to completion on this thread. flex answers read-backs at once, so this is
+/// all the executor the async path needs natively (a browser's event loop drives it there).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// The browser's WebGPU path (folding after an awaited homolog read, results read back
+/// asynchronously) gives exactly the numbers of the synchronous path, mouse cells included.
+#[test]
+fn async_read_back_equals_the_synchronous_path() {
+    let dev = Device::flex();
+    let model = &tiny_classifier(&dev);
+    let cells = fixture_cells();
+    assert!(
+        cells.cells.iter().any(|c| c.species == Species::Mouse),
+        "the fixture has mouse cells, so the homolog index is used"
+    );
+    let mut o = options(2);
+    o.batch.use_species = true;
+    let sync = BatchClassifier::for_cells(model, &o, &cells);
+    let asynch = block_on(BatchClassifier::for_cells_async(model, &o, &cells)).expect("homolog");
+    for idx in sync.plan(&cells) {
+        let a = sync.run(&cells, &idx, &dev);
+        let b = block_on(asynch.start(&cells, &idx, &dev).read_async()).expect("read back");
+        assert_eq!(a.logits, b.logits, "logits of batch {idx:?}");
+        assert_eq!(a.probabilities, b.probabilities);
+        assert_eq!(a.pooled, b.pooled);
+    }
+}

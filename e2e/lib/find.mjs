@@ -14,6 +14,8 @@ export const find = {
   progressText: '#progress-text',
   speed: '#speed',
   backend: '#backend',
+  backendChoice: '#backend-choice',
+  runButton: '#run-button',
   threshold: '#threshold',
   downloadCsv: '#download-csv',
   // Annotate: registry models, the labelled h5ad, the run's numbers, saving to the registry.

@@ -44,7 +44,9 @@ describe('annotate page', () => {
     assert.equal((await page.textContent(find.progressText)).trim(), '809 / 809 cells');
     const speed = await page.textContent(find.speed);
     const backend = await page.textContent(find.backend);
-    assert.match(backend, /flex/);
+    // Auto: headless Chromium's only adapter is SwiftShader, a software renderer, so the CPU.
+    assert.equal(await page.inputValue(find.backendChoice), 'auto');
+    assert.match(backend, /^CPU: burn flex .*google swiftshader.* software renderer/);
     assert.equal(await page.locator(find.resultRows).count(), 200, 'first 200 cells shown');
     assert.ok(await page.locator(find.chartRows).count() >= 1, 'label chart drawn');
     // The PCA plot has one dot per cell, coloured by the same calls the bar chart counts.
@@ -178,5 +180,30 @@ describe('annotate page', () => {
     await upload(page, BARON);
     await runFinishes(page);
     assert.equal((await page.textContent(find.progressText)).trim(), '809 / 809 cells');
+  });
+
+  test('WebGPU (SwiftShader): labels equal the CLI; perturbation still runs (on the CPU)', async () => {
+    await page.selectOption(find.backendChoice, 'webgpu');
+    await page.click(find.runButton);
+    await runFinishes(page, 600_000);
+    const backend = (await page.textContent(find.backend)).trim();
+    assert.match(backend, /^WebGPU: google swiftshader/);
+    assert.equal((await page.textContent(find.progressText)).trim(), '809 / 809 cells');
+    const speed = (await page.textContent(find.speed)).trim();
+    await shot(page, 'annotate-webgpu');
+    const native = classifyNative(BARON, dir);
+    const csv = await downloadCsv(page);
+    fs.writeFileSync(path.join(ARTIFACTS, 'baron_annotation_webgpu.csv'), csv);
+    const { cells, worst } = csvMatchesNative(csv, native.path);
+    console.log(`browser WebGPU: ${speed} (${backend}); ${cells} cells equal to the CLI, ` +
+      `max |p diff| ${worst.toExponential(2)}`);
+
+    // The model ran on the GPU; perturbations build its CPU twin and run there.
+    await page.fill(find.perturbGenes, 'Ins2');
+    await page.selectOption(find.perturbMode, 'delete');
+    await page.click(find.perturbButton);
+    await textMatches(page, find.perturbStage, /^Perturbed 1 gene/, 300_000);
+    assert.ok(await page.locator(find.perturbError).isHidden(), 'no perturbation error');
+    await page.selectOption(find.backendChoice, 'cpu');
   });
 });

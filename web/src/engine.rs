@@ -88,6 +88,9 @@ pub enum AnnotateError {
         /// The model's `vocab_size`.
         vocab_size: usize,
     },
+    /// The GPU's results could not be read back.
+    #[error("{0}")]
+    ReadBack(#[from] genecompass_core::model::ReadBackError),
     /// Quality control removed every cell.
     #[error(
         "{file}: no cell passed quality control and the vocabulary filter ({cells_in} cells read)"

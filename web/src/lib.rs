@@ -1,6 +1,6 @@
 //! `genecompass-web`: cell-type annotation in the browser with the same `genecompass-core`
 //! code as the CLI: core's readers open the uploaded file, core's tokenizer ranks genes, and
-//! core's classifier runs on burn's flex CPU backend compiled to wasm.
+//! core's classifier runs on WebGPU (burn wgpu) or on burn's flex CPU backend compiled to wasm.
 //!
 //! One wasm bundle has two entry points: [`start_app`] mounts the Leptos (CSR) page, and
 //! [`start_worker`] runs inside a dedicated Web Worker (`static/worker.js`) that does the heavy
@@ -13,6 +13,7 @@
 //! - [`layout`]: the embedding plot's PCA / UMAP choice (UMAP settings, captions, progress).
 //! - [`results`]: calls, threshold, label counts and the CSV download.
 //! - [`annotated`]: file rows of the annotated cells, the h5ad with the labels, label columns.
+//! - [`webgpu`]: the backend of a run (WebGPU probing, the Auto policy, one wgpu device).
 //! - [`model_store`]: the model list, downloads checked by SHA-256, Cache API.
 //! - [`registry_models`]: the registry's classifier versions as models.
 //! - `pages/`, `components/`: the UI.
@@ -31,6 +32,7 @@ mod bridge;
 mod components;
 mod http;
 mod pages;
+pub mod webgpu;
 mod worker;
 
 use wasm_bindgen::prelude::*;

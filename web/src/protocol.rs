@@ -16,6 +16,44 @@ pub struct RunRequest {
     pub model: ModelMeta,
     /// Cells per forward pass.
     pub batch_size: usize,
+    /// Where the model runs.
+    #[serde(default)]
+    pub backend: BackendChoice,
+}
+
+/// Where the worker runs the model. The tokenizer and everything after inference run on the
+/// CPU either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendChoice {
+    /// WebGPU on a hardware adapter, else the CPU: a software adapter (SwiftShader, llvmpipe,
+    /// WARP) emulates the GPU on the CPU and is far slower than the CPU backend.
+    #[default]
+    Auto,
+    /// WebGPU whatever the adapter; the CPU when the browser has none (the page says why).
+    Webgpu,
+    /// burn's flex CPU backend.
+    Cpu,
+}
+
+impl BackendChoice {
+    /// The `<select>` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Webgpu => "webgpu",
+            Self::Cpu => "cpu",
+        }
+    }
+
+    /// From a `<select>` value; anything else is `Auto`.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "webgpu" => Self::Webgpu,
+            "cpu" => Self::Cpu,
+            _ => Self::Auto,
+        }
+    }
 }
 
 /// Everything the page can ask the worker: annotate a file, or, on the last annotation (which
@@ -390,5 +428,23 @@ mod tests {
         assert_eq!(ready, r#"{"kind":"ready"}"#);
         let umap = serde_json::to_string(&Request::Umap { ticket: 3 }).unwrap();
         assert_eq!(umap, r#"{"kind":"umap","ticket":3}"#);
+    }
+
+    #[test]
+    fn backend_choice_defaults_to_auto_and_round_trips() {
+        for b in [
+            BackendChoice::Auto,
+            BackendChoice::Webgpu,
+            BackendChoice::Cpu,
+        ] {
+            assert_eq!(BackendChoice::parse(b.as_str()), b);
+            let s = serde_json::to_string(&b).unwrap();
+            assert_eq!(s, format!("\"{}\"", b.as_str()));
+        }
+        assert_eq!(BackendChoice::parse("gpu?"), BackendChoice::Auto);
+        // A request from before the choice existed still reads.
+        let old = r#"{"file_name":"a.h5ad","model":{"name":"m","key":"k","weights_name":"model.safetensors","token_dict_name":"t.json","has_medians":false},"batch_size":4}"#;
+        let req: RunRequest = serde_json::from_str(old).unwrap();
+        assert_eq!(req.backend, BackendChoice::Auto);
     }
 }

@@ -1,9 +1,14 @@
 //! The annotation worker: a dedicated Web Worker that loads the same wasm bundle as the page
-//! (`static/worker.js`) and runs [`crate::engine`] synchronously. Running in a worker keeps the
-//! page responsive during the long CPU passes (wasm on stable Rust has no threads), and a run is
+//! (`static/worker.js`) and runs [`crate::engine`]. Running in a worker keeps the page
+//! responsive during the long CPU passes (wasm on stable Rust has no threads), and a run is
 //! cancelled by terminating the worker.
+//!
+//! Requests run one at a time, in order: an annotation on WebGPU awaits each batch's read-back,
+//! and requests that arrive meanwhile wait in a queue instead of interleaving with it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
 
 use burn::prelude::Device;
 use genecompass_core::data::CellTable;
@@ -21,19 +26,29 @@ use crate::model_store::sha256_hex;
 use crate::perturb::{LastRun, run_perturbation, species_named};
 use crate::protocol::{CellRow, PerturbRequest, Reply, Request, RunRequest};
 use crate::results::argmax;
-
-/// Shown on the page next to the speed.
-pub const BACKEND: &str = "CPU: burn flex (wasm, single thread)";
+use crate::webgpu::{self, Chosen};
 
 thread_local! {
+    /// Requests not yet handled, oldest first, and whether one is running.
+    static QUEUE: RefCell<VecDeque<JsValue>> = const { RefCell::new(VecDeque::new()) };
+    static BUSY: Cell<bool> = const { Cell::new(false) };
     /// The last model loaded, reused while the page asks for the same weights.
-    static MODEL: RefCell<Option<Annotator>> = const { RefCell::new(None) };
+    static MODEL: RefCell<Option<Loaded>> = const { RefCell::new(None) };
     /// The cells of the last finished annotation, for perturbations.
     static LAST: RefCell<Option<LastRun>> = const { RefCell::new(None) };
     /// The predictions of the last finished annotation, by file row.
     static FINISHED: RefCell<Option<Finished>> = const { RefCell::new(None) };
     /// The pooled embeddings of the last finished annotation, `[cells × width]`, for UMAP.
     static POOLED: RefCell<Option<Pooled>> = const { RefCell::new(None) };
+}
+
+/// One model's instances: one per device it ran on. Perturbations always run on the CPU, so
+/// after a WebGPU annotation the files stay, to build the CPU instance if one is asked for.
+struct Loaded {
+    key: String,
+    files: Option<Rc<ModelFiles>>,
+    cpu: Option<Rc<Annotator>>,
+    gpu: Option<Rc<Annotator>>,
 }
 
 /// Cells' pooled embeddings, row-major.
@@ -90,14 +105,9 @@ fn stage(message: &str) {
 pub fn start() {
     console_error_panic_hook::set_once();
     let handler = Closure::<dyn FnMut(MessageEvent)>::new(|e: MessageEvent| {
-        if let Err((kind, message)) = handle(e.data()) {
-            post(&match kind {
-                Failure::Annotate => Reply::Failed { message },
-                Failure::Perturb => Reply::PerturbFailed { message },
-                Failure::H5ad => Reply::H5adFailed { message },
-                Failure::Truth => Reply::TruthFailed { message },
-                Failure::Umap(ticket) => Reply::UmapFailed { ticket, message },
-            });
+        QUEUE.with_borrow_mut(|q| q.push_back(e.data()));
+        if !BUSY.replace(true) {
+            wasm_bindgen_futures::spawn_local(drain());
         }
     });
     scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
@@ -106,12 +116,28 @@ pub fn start() {
     post(&Reply::Ready);
 }
 
+/// Handles queued requests in order until none is left.
+async fn drain() {
+    while let Some(data) = QUEUE.with_borrow_mut(VecDeque::pop_front) {
+        if let Err((kind, message)) = handle(data).await {
+            post(&match kind {
+                Failure::Annotate => Reply::Failed { message },
+                Failure::Perturb => Reply::PerturbFailed { message },
+                Failure::H5ad => Reply::H5adFailed { message },
+                Failure::Truth => Reply::TruthFailed { message },
+                Failure::Umap(ticket) => Reply::UmapFailed { ticket, message },
+            });
+        }
+    }
+    BUSY.set(false);
+}
+
 fn bytes(parts: &js_sys::Array, i: u32) -> Vec<u8> {
     js_sys::Uint8Array::new(&parts.get(i)).to_vec()
 }
 
 /// One request: `[request JSON, bytes...]` (see [`Request`]). Errors say which request failed.
-fn handle(data: JsValue) -> Result<(), (Failure, String)> {
+async fn handle(data: JsValue) -> Result<(), (Failure, String)> {
     let parts: js_sys::Array = data.dyn_into().map_err(|_| {
         (
             Failure::Annotate,
@@ -126,7 +152,9 @@ fn handle(data: JsValue) -> Result<(), (Failure, String)> {
             )
         })?;
     match req {
-        Request::Annotate(req) => handle_annotate(&parts, req).map_err(|m| (Failure::Annotate, m)),
+        Request::Annotate(req) => handle_annotate(&parts, req)
+            .await
+            .map_err(|m| (Failure::Annotate, m)),
         Request::Perturb(req) => perturb(&req).map_err(|m| (Failure::Perturb, m)),
         Request::WriteH5ad { file_name, replace } => {
             write_h5ad(&file_name, bytes(&parts, 1), replace).map_err(|m| (Failure::H5ad, m))
@@ -205,76 +233,130 @@ fn truth(column: &str) -> Result<(), String> {
     })
 }
 
-/// Perturbs genes in the cells of the last annotation, with its model.
+/// The CPU instance of the loaded model, built from the kept files after a WebGPU annotation.
+fn cpu_model() -> Result<Rc<Annotator>, String> {
+    MODEL.with_borrow_mut(|slot| {
+        let loaded = slot.as_mut().ok_or(ANNOTATE_FIRST)?;
+        if let Some(a) = &loaded.cpu {
+            return Ok(a.clone());
+        }
+        let files = loaded.files.clone().ok_or(ANNOTATE_FIRST)?;
+        stage("Loading the model on the CPU (perturbations run there)");
+        let gpu = loaded.gpu.as_ref().ok_or(ANNOTATE_FIRST)?;
+        let a = Rc::new(
+            Annotator::load(&gpu.name, &loaded.key, &files, &Device::flex())
+                .map_err(|e| e.to_string())?,
+        );
+        loaded.cpu = Some(a.clone());
+        Ok(a)
+    })
+}
+
+/// Perturbs genes in the cells of the last annotation, with its model (on the CPU).
 fn perturb(req: &PerturbRequest) -> Result<(), String> {
     let device = Device::flex();
-    MODEL.with_borrow(|model| {
-        LAST.with_borrow(|last| {
-            let (Some(a), Some(last)) = (model.as_ref(), last.as_ref()) else {
-                return Err(
-                    "annotate a file first: perturbations run on the cells of the last \
-                            finished annotation"
-                        .to_string(),
-                );
-            };
-            let start = js_sys::Date::now();
-            let mut stage_start = (String::new(), start);
-            let (genes, notes) = run_perturbation(a, last, req, &device, |stage, done, total| {
-                if stage_start.0 != stage {
-                    stage_start = (stage.to_string(), js_sys::Date::now());
-                }
-                post(&Reply::PerturbProgress {
-                    stage: stage.to_string(),
-                    done,
-                    total,
-                    seconds: (js_sys::Date::now() - stage_start.1) / 1e3,
-                });
-            })?;
-            post(&Reply::Perturbed {
-                genes,
-                notes,
-                seconds: (js_sys::Date::now() - start) / 1e3,
+    let no_cells = "annotate a file first: perturbations run on the cells of the last finished \
+                    annotation";
+    if LAST.with_borrow(Option::is_none) {
+        return Err(no_cells.into());
+    }
+    let a = cpu_model().map_err(|_| no_cells.to_string())?;
+    LAST.with_borrow(|last| {
+        let last = last.as_ref().ok_or(no_cells)?;
+        let start = js_sys::Date::now();
+        let mut stage_start = (String::new(), start);
+        let (genes, notes) = run_perturbation(&a, last, req, &device, |stage, done, total| {
+            if stage_start.0 != stage {
+                stage_start = (stage.to_string(), js_sys::Date::now());
+            }
+            post(&Reply::PerturbProgress {
+                stage: stage.to_string(),
+                done,
+                total,
+                seconds: (js_sys::Date::now() - stage_start.1) / 1e3,
             });
-            Ok(())
-        })
+        })?;
+        post(&Reply::Perturbed {
+            genes,
+            notes,
+            seconds: (js_sys::Date::now() - start) / 1e3,
+        });
+        Ok(())
+    })
+}
+
+/// The model of `req` on `chosen`'s device: reused when already loaded there, else built from
+/// the request's files.
+fn model_for(
+    parts: &js_sys::Array,
+    req: &RunRequest,
+    chosen: &Chosen,
+) -> Result<Rc<Annotator>, String> {
+    MODEL.with_borrow_mut(|slot| {
+        if slot.as_ref().is_none_or(|l| l.key != req.model.key) {
+            *slot = Some(Loaded {
+                key: req.model.key.clone(),
+                files: None,
+                cpu: None,
+                gpu: None,
+            });
+        }
+        let loaded = slot.as_mut().expect("set above");
+        let have = if chosen.gpu { &loaded.gpu } else { &loaded.cpu };
+        if let Some(a) = have {
+            return Ok(a.clone());
+        }
+        stage(if chosen.gpu {
+            "Loading the model onto the GPU"
+        } else {
+            "Loading the model"
+        });
+        let files = ModelFiles {
+            config_json: bytes(parts, 2),
+            weights: bytes(parts, 3),
+            token_dict: bytes(parts, 4),
+            weights_name: req.model.weights_name.clone(),
+            token_dict_name: req.model.token_dict_name.clone(),
+            medians: req.model.has_medians.then(|| bytes(parts, 5)),
+        };
+        let a = Rc::new(
+            Annotator::load(&req.model.name, &req.model.key, &files, &chosen.device)
+                .map_err(|e| e.to_string())?,
+        );
+        if chosen.gpu {
+            loaded.files = Some(Rc::new(files));
+            loaded.gpu = Some(a.clone());
+        } else {
+            loaded.cpu = Some(a.clone());
+        }
+        Ok(a)
     })
 }
 
 /// An annotation: `[request JSON, file, config, weights, token dict, medians?]` (see
 /// [`RunRequest`]).
-fn handle_annotate(parts: &js_sys::Array, req: RunRequest) -> Result<(), String> {
-    let device = Device::flex();
+async fn handle_annotate(parts: &js_sys::Array, req: RunRequest) -> Result<(), String> {
     // A new annotation replaces the cells perturbations run on, and the predictions.
     LAST.with_borrow_mut(|l| *l = None);
     FINISHED.with_borrow_mut(|f| *f = None);
     POOLED.with_borrow_mut(|p| *p = None);
-    MODEL.with_borrow_mut(|slot| {
-        if slot.as_ref().is_none_or(|a| a.key != req.model.key) {
-            stage("Loading the model");
-            *slot = None;
-            let files = ModelFiles {
-                config_json: bytes(parts, 2),
-                weights: bytes(parts, 3),
-                token_dict: bytes(parts, 4),
-                weights_name: req.model.weights_name.clone(),
-                token_dict_name: req.model.token_dict_name.clone(),
-                medians: req.model.has_medians.then(|| bytes(parts, 5)),
-            };
-            let a = Annotator::load(&req.model.name, &req.model.key, &files, &device)
-                .map_err(|e| e.to_string())?;
-            *slot = Some(a);
-        }
-        let a = slot.as_ref().expect("loaded above");
-        annotate(a, &req, bytes(parts, 1), &device).map_err(|e| e.to_string())
-    })
+    if req.backend != crate::protocol::BackendChoice::Cpu {
+        stage("Looking for a WebGPU adapter");
+    }
+    let chosen = webgpu::choose(req.backend).await;
+    let a = model_for(parts, &req, &chosen)?;
+    annotate(&a, &req, bytes(parts, 1), &chosen)
+        .await
+        .map_err(|e| e.to_string())
 }
 
-fn annotate(
+async fn annotate(
     a: &Annotator,
     req: &RunRequest,
     file: Vec<u8>,
-    device: &Device,
+    chosen: &Chosen,
 ) -> Result<(), AnnotateError> {
+    let device = &chosen.device;
     stage("Reading the file");
     let opened = open_file(&req.file_name, file, a)?;
     post(&Reply::Report(opened.report.clone()));
@@ -287,9 +369,14 @@ fn annotate(
     post(&Reply::Started {
         cells: t.cells.len(),
         labels: a.labels.clone(),
-        backend: BACKEND.into(),
+        backend: chosen.label.clone(),
     });
-    let runner = BatchClassifier::for_cells(&a.model, &a.options(req.batch_size), &t.cells);
+    let options = a.options(req.batch_size);
+    let runner = if chosen.gpu {
+        BatchClassifier::for_cells_async(&a.model, &options, &t.cells).await?
+    } else {
+        BatchClassifier::for_cells(&a.model, &options, &t.cells)
+    };
     let c = a.labels.len();
     let start = js_sys::Date::now();
     let mut done = 0;
@@ -298,7 +385,12 @@ fn annotate(
     let mut width = 0;
     let mut predicted = vec![(0usize, 0f32); t.cells.len()];
     for idx in runner.plan(&t.cells) {
-        let b = runner.run(&t.cells, &idx, device);
+        let pending = runner.start(&t.cells, &idx, device);
+        let b = if chosen.gpu {
+            pending.read_async().await?
+        } else {
+            pending.read()
+        };
         if width == 0 && !idx.is_empty() {
             width = b.pooled.len() / idx.len();
             pooled = vec![0.0; t.cells.len() * width];

@@ -112,6 +112,18 @@ pub fn init_embeddings(config: &GeneCompassConfig, device: &Device) -> Knowledge
 }
 
 impl KnowledgeBertEmbeddings {
+    /// The homolog index on the host, read synchronously (native backends).
+    pub fn homolog_ids(&self) -> Vec<i64> {
+        homolog_vec(self.homologous_index.val().into_data())
+    }
+
+    /// The homolog index on the host, read without blocking: the only way to read a browser's
+    /// WebGPU device.
+    pub async fn homolog_ids_async(&self) -> Result<Vec<i64>, crate::model::ReadBackError> {
+        let data = self.homologous_index.val().into_data_async().await;
+        Ok(homolog_vec(data.map_err(crate::model::ReadBackError::new)?))
+    }
+
     /// Token ids used for the knowledge lookup: mouse cells (and cells of species added to the
     /// checkpoint) go through the homolog index; human cells do not (official: `species == 1`).
     ///
@@ -196,4 +208,10 @@ impl KnowledgeBertEmbeddings {
             .reshape([1, 1, h]);
         super::dropout::forward(&self.dropout, self.layer_norm.forward(x + pos + tt))
     }
+}
+
+fn homolog_vec(data: TensorData) -> Vec<i64> {
+    data.convert::<i64>()
+        .try_into_vec()
+        .expect("homolog index reads back as i64")
 }

@@ -46,14 +46,19 @@ impl FoldedEmbedding {
         word_ids: impl IntoIterator<Item = u32>,
         remapped_ids: impl IntoIterator<Item = u32>,
     ) -> Self {
+        Self::fold_for_ids_with(emb, &emb.homolog_ids(), word_ids, remapped_ids)
+    }
+
+    /// [`FoldedEmbedding::fold_for_ids`] with the homolog index already on the host
+    /// ([`KnowledgeBertEmbeddings::homolog_ids_async`]): a browser's WebGPU device cannot be
+    /// read synchronously.
+    pub fn fold_for_ids_with(
+        emb: &KnowledgeBertEmbeddings,
+        homolog: &[i64],
+        word_ids: impl IntoIterator<Item = u32>,
+        remapped_ids: impl IntoIterator<Item = u32>,
+    ) -> Self {
         let v = emb.word_embeddings.weight.dims()[0];
-        let homolog: Vec<i64> = emb
-            .homologous_index
-            .val()
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec()
-            .expect("homolog index reads back as i64");
         // Padding and mask ids are always reachable (batches pad with them).
         let mut words = vec![false; v];
         let mut priors = vec![false; v];

@@ -26,3 +26,18 @@ pub use embeddings::KnowledgeBertEmbeddings;
 pub use folded::FoldedEmbedding;
 pub use heads::{GeneCompassForMaskedLm, MlmLoss, MlmOutput, MlmTargets, init_mlm};
 pub use input::{ForwardOptions, ModelInput};
+
+/// Reading a tensor back from its device failed (a lost WebGPU device, a failed kernel).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "reading results back from the compute device failed: {0}. On WebGPU, reload the page or \
+     choose the CPU backend"
+)]
+pub struct ReadBackError(pub String);
+
+impl ReadBackError {
+    /// Wraps a backend error.
+    pub fn new(e: impl std::fmt::Debug) -> Self {
+        Self(format!("{e:?}"))
+    }
+}

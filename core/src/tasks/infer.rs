@@ -7,7 +7,7 @@ use crate::batch::{BatchOptions, make_batch, plan_batches};
 use crate::cells::{CellSet, Species};
 use crate::model::{
     BertModel, FoldedEmbedding, ForwardOptions, GeneCompassForSequenceClassification,
-    KnowledgeBertEmbeddings, ModelInput,
+    KnowledgeBertEmbeddings, ModelInput, ReadBackError,
 };
 
 /// Inference settings.
@@ -82,10 +82,20 @@ fn encode_batch(
 
 /// The embedding folded over the genes of `cells` only (see [`FoldedEmbedding::fold_for_ids`]).
 pub fn fold_for_cells(emb: &KnowledgeBertEmbeddings, cells: &CellSet) -> FoldedEmbedding {
+    fold_for_cells_with(emb, &emb.homolog_ids(), cells)
+}
+
+/// [`fold_for_cells`] with the homolog index already read ([`FoldedEmbedding::fold_for_ids_with`]).
+fn fold_for_cells_with(
+    emb: &KnowledgeBertEmbeddings,
+    homolog: &[i64],
+    cells: &CellSet,
+) -> FoldedEmbedding {
     let all = cells.cells.iter();
     let remapped = all.clone().filter(|c| c.species != Species::Human);
-    FoldedEmbedding::fold_for_ids(
+    FoldedEmbedding::fold_for_ids_with(
         emb,
+        homolog,
         all.flat_map(|c| c.input_ids.iter().copied()),
         remapped.flat_map(|c| c.input_ids.iter().copied()),
     )
@@ -250,13 +260,35 @@ impl<'m> BatchClassifier<'m> {
         }
     }
 
+    /// [`BatchClassifier::for_cells`] for devices that cannot be read synchronously (a
+    /// browser's WebGPU): the one read-back it needs is awaited.
+    pub async fn for_cells_async(
+        model: &'m GeneCompassForSequenceClassification,
+        options: &InferOptions,
+        cells: &CellSet,
+    ) -> Result<Self, ReadBackError> {
+        let folded = if options.folded {
+            let emb = &model.bert.embeddings;
+            let homolog = emb.homolog_ids_async().await?;
+            Some(fold_for_cells_with(emb, &homolog, cells))
+        } else {
+            None
+        };
+        Ok(Self {
+            model,
+            folded,
+            options: *options,
+        })
+    }
+
     /// The batches to run, as cell indices (see [`plan_batches`]).
     pub fn plan(&self, cells: &CellSet) -> Vec<Vec<usize>> {
         plan_batches(cells, &self.options.batch)
     }
 
-    /// Classifies the cells `idx` of `cells` as one batch.
-    pub fn run(&self, cells: &CellSet, idx: &[usize], device: &Device) -> BatchPredictions {
+    /// Queues the cells `idx` of `cells` as one batch on the device; the results are read with
+    /// [`PendingBatch::read`] or [`PendingBatch::read_async`].
+    pub fn start(&self, cells: &CellSet, idx: &[usize], device: &Device) -> PendingBatch {
         let bert = &self.model.bert;
         let (_, _, pooled) = encode_batch(
             bert,
@@ -267,22 +299,60 @@ impl<'m> BatchClassifier<'m> {
             device,
         );
         let pooled = pooled.expect("classifier has a pooler");
-        let logits = self.model.classifier.forward(pooled.clone());
-        let c = self.model.num_labels();
-        let logits = logits.into_data().try_to_vec::<f32>().expect("f32");
-        let mut probabilities = Vec::with_capacity(logits.len());
-        for r in logits.chunks(c.max(1)) {
-            let max = r.iter().cloned().fold(f32::MIN, f32::max);
-            let exp: Vec<f32> = r.iter().map(|v| (v - max).exp()).collect();
-            let sum: f32 = exp.iter().sum();
-            probabilities.extend(exp.iter().map(|v| v / sum));
+        PendingBatch {
+            logits: self.model.classifier.forward(pooled.clone()),
+            pooled,
+            classes: self.model.num_labels(),
         }
-        BatchPredictions {
-            classes: c,
-            logits,
-            probabilities,
-            pooled: pooled.into_data().try_to_vec::<f32>().expect("f32"),
-        }
+    }
+
+    /// Classifies the cells `idx` of `cells` as one batch.
+    pub fn run(&self, cells: &CellSet, idx: &[usize], device: &Device) -> BatchPredictions {
+        self.start(cells, idx, device).read()
+    }
+}
+
+/// A batch queued on its device, not yet read back.
+pub struct PendingBatch {
+    logits: Tensor<2>,
+    pooled: Tensor<2>,
+    classes: usize,
+}
+
+impl PendingBatch {
+    /// Reads the results, blocking until the device is done (native backends).
+    pub fn read(self) -> BatchPredictions {
+        let logits = self.logits.into_data();
+        let pooled = self.pooled.into_data();
+        predictions(self.classes, logits, pooled)
+    }
+
+    /// Reads the results without blocking: the only way on a browser's WebGPU, where the
+    /// worker must hand control back to the event loop while the GPU works.
+    pub async fn read_async(self) -> Result<BatchPredictions, ReadBackError> {
+        let logits = self.logits.into_data_async().await;
+        let logits = logits.map_err(ReadBackError::new)?;
+        let pooled = self.pooled.into_data_async().await;
+        let pooled = pooled.map_err(ReadBackError::new)?;
+        Ok(predictions(self.classes, logits, pooled))
+    }
+}
+
+/// Logits and pooled output read back → predictions with softmax probabilities.
+fn predictions(c: usize, logits: TensorData, pooled: TensorData) -> BatchPredictions {
+    let logits = logits.try_to_vec::<f32>().expect("f32");
+    let mut probabilities = Vec::with_capacity(logits.len());
+    for r in logits.chunks(c.max(1)) {
+        let max = r.iter().cloned().fold(f32::MIN, f32::max);
+        let exp: Vec<f32> = r.iter().map(|v| (v - max).exp()).collect();
+        let sum: f32 = exp.iter().sum();
+        probabilities.extend(exp.iter().map(|v| v / sum));
+    }
+    BatchPredictions {
+        classes: c,
+        logits,
+        probabilities,
+        pooled: pooled.try_to_vec::<f32>().expect("f32"),
     }
 }
 

@@ -27,8 +27,8 @@ use crate::model_store::{ModelEntry, fetch_model};
 use crate::pages::registry::format_bytes;
 use crate::perturb::parse_gene_list;
 use crate::protocol::{
-    CellRow, FileReport, ModelMeta, PerturbMode, PerturbRequest, QcReport, Reply, Request,
-    RunRequest,
+    BackendChoice, CellRow, FileReport, ModelMeta, PerturbMode, PerturbRequest, QcReport, Reply,
+    Request, RunRequest,
 };
 use crate::results::{label_counts, to_csv};
 use export::{Export, H5adDownload, download};
@@ -211,7 +211,12 @@ async fn file_bytes(file: &File) -> Result<js_sys::Uint8Array, String> {
 }
 
 /// Fetches the model (cache first), reads the file and hands both to the worker.
-async fn start_run(state: RunState, entry: ModelEntry, batch_size: usize) -> Result<(), String> {
+async fn start_run(
+    state: RunState,
+    entry: ModelEntry,
+    batch_size: usize,
+    backend: BackendChoice,
+) -> Result<(), String> {
     let file = FILE
         .with_borrow(Clone::clone)
         .ok_or("choose a file first")?;
@@ -252,6 +257,7 @@ async fn start_run(state: RunState, entry: ModelEntry, batch_size: usize) -> Res
             has_medians: f.medians.is_some(),
         },
         batch_size,
+        backend,
     };
     WORKER.with_borrow_mut(|slot| {
         if slot.is_none() {
@@ -272,6 +278,7 @@ pub fn AnnotatePage() -> impl IntoView {
     let file_name = RwSignal::new(None::<String>);
     let threshold = RwSignal::new(0.0f32);
     let batch_size = RwSignal::new(16usize);
+    let backend = RwSignal::new(BackendChoice::Auto);
 
     let run = move || {
         if state.running.get_untracked() {
@@ -284,8 +291,9 @@ pub fn AnnotatePage() -> impl IntoView {
         state.reset();
         state.running.set(true);
         let bs = batch_size.get_untracked();
+        let be = backend.get_untracked();
         spawn_local(async move {
-            if let Err(e) = start_run(state, entry, bs).await {
+            if let Err(e) = start_run(state, entry, bs, be).await {
                 state.fail(e);
             }
         });
@@ -379,6 +387,15 @@ pub fn AnnotatePage() -> impl IntoView {
                 "Batch size "
                 <input id="batch-size" type="number" min="1" max="256" prop:value=move || batch_size.get()
                     on:change=move |ev| batch_size.set(event_target_value(&ev).parse().unwrap_or(16).clamp(1, 256)) />
+            </label>
+            <label class="small">
+                "Run on "
+                <select id="backend-choice" prop:value=move || backend.get().as_str()
+                    on:change=move |ev| backend.set(BackendChoice::parse(&event_target_value(&ev)))>
+                    <option value="auto">"Auto (GPU if it has one)"</option>
+                    <option value="webgpu">"WebGPU"</option>
+                    <option value="cpu">"CPU"</option>
+                </select>
             </label>
             <button id="run-button" on:click=move |_| run()
                 disabled=move || state.running.get() || file_name.get().is_none()>"Annotate"</button>
