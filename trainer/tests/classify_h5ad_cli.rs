@@ -176,3 +176,62 @@ fn write_h5ad_refuses_existing_columns_unless_replaced_and_non_h5ad_inputs() {
         "{err}"
     );
 }
+
+/// Prediction lines (`cell ROW\tLABEL\tPROBABILITY`) by file row.
+fn predictions(stdout: &str) -> std::collections::HashMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("cell "))
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(row, rest)| (row.to_string(), rest.to_string()))
+        .collect()
+}
+
+/// A CSV count table goes through the same tokenizer as the h5ad it came from: the cells both
+/// keep get the same label and probability (QC's z-scores see other cells, so which cells are
+/// kept may differ).
+#[test]
+fn classify_tokenizes_a_csv_count_table_like_the_h5ad() {
+    let dir = tmp("classify_csv_input");
+    let model = classifier(&dir);
+    let mut src = open_h5ad(Path::new(BARON), MatrixChoice::X).unwrap();
+    let genes = src.genes().names.clone();
+    let n = 60;
+    let chunk = src.next_chunk(n).unwrap().unwrap();
+    let mut csv = format!("cell,{}\n", genes.join(","));
+    for i in 0..n {
+        let mut row = vec!["0".to_string(); genes.len()];
+        for k in chunk.indptr[i]..chunk.indptr[i + 1] {
+            row[chunk.indices[k] as usize] = format!("{}", chunk.data[k]);
+        }
+        csv.push_str(&format!("{},{}\n", src.cells().names[i], row.join(",")));
+    }
+    let table = dir.join("first60.csv");
+    std::fs::write(&table, csv).unwrap();
+
+    let run = |input: &Path, out: &str| {
+        let pred = dir.join(out);
+        let args = ["classify", "--checkpoint", &model, "--input", s(input)];
+        ok(train(
+            &[&args[..], &["--output", s(&pred), "--show", "100000"]].concat(),
+        ))
+    };
+    let from_csv = predictions(&run(&table, "csv.safetensors"));
+    let from_h5ad = predictions(&run(Path::new(BARON), "h5ad.safetensors"));
+    assert!(
+        from_csv.len() >= 50,
+        "{} of 60 CSV cells classified",
+        from_csv.len()
+    );
+    for (row, line) in &from_csv {
+        assert!(row.parse::<usize>().unwrap() < n, "row {row} is in the CSV");
+        if let Some(want) = from_h5ad.get(row) {
+            assert_eq!(line, want, "cell row {row}");
+        }
+    }
+    let shared = from_csv
+        .keys()
+        .filter(|r| from_h5ad.contains_key(*r))
+        .count();
+    assert!(shared >= 50, "{shared} cells classified from both files");
+}

@@ -1,5 +1,6 @@
-//! `classify`: cell-type predictions with a classifier directory, on tokenized cells or on an
-//! `.h5ad` (tokenized here; `--write-h5ad` returns the file with the predictions in `obs`).
+//! `classify`: cell-type predictions with a classifier directory, on tokenized cells or on a
+//! single-cell file (h5ad, 10x, CSV/TSV: tokenized here; for an h5ad, `--write-h5ad` returns
+//! the file with the predictions in `obs`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,7 +11,9 @@ use genecompass_core::batch::validate_cells;
 use genecompass_core::checkpoint::{LoadedModel, WeightsFormat, load_checkpoint};
 use genecompass_core::tasks::infer::classify_cells;
 
-use super::classify_h5ad::{TokenizeFor, check_write_target, is_h5ad, tokenize_h5ad, write_h5ad};
+use super::classify_h5ad::{
+    TokenizeFor, check_write_target, is_raw_cells, tokenize_file, write_h5ad,
+};
 use super::common::InferArgs;
 use crate::cells_io::{OutTensor, read_cells, write_safetensors};
 use crate::device::device;
@@ -41,16 +44,16 @@ pub struct ClassifyArgs {
     /// With --write-h5ad: replace those columns when the input already has them.
     #[arg(long)]
     pub replace_columns: bool,
-    /// With an .h5ad --input: token dictionary (default: token_dict.json beside the classifier).
+    /// With a single-cell file as --input: token dictionary (default: token_dict.json beside the classifier).
     #[arg(long, value_name = "FILE")]
     pub token_dict: Option<PathBuf>,
-    /// With an .h5ad --input: gene medians (default: gene_medians.json beside the classifier).
+    /// With a single-cell file as --input: gene medians (default: gene_medians.json beside the classifier).
     #[arg(long, value_name = "FILE")]
     pub medians: Option<PathBuf>,
 }
 
 /// Writes `logits` and `probabilities` [N, C] and `pooled` [N, H]; prints predicted labels
-/// (`cell ROW\tLABEL\tPROBABILITY`, ROW being the file row for an .h5ad input).
+/// (`cell ROW\tLABEL\tPROBABILITY`, ROW being the file row for a single-cell file).
 pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     let a = &args.infer;
     check_write_target(&a.input, args.write_h5ad.as_ref())?;
@@ -65,7 +68,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         );
     };
     let c = &ck.config;
-    let h5ad = if is_h5ad(&a.input) {
+    let h5ad = if is_raw_cells(&a.input) {
         let t = TokenizeFor {
             checkpoint: &a.checkpoint,
             token_dict: args.token_dict.as_deref(),
@@ -73,7 +76,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
             max_len: c.max_position_embeddings.min(2048),
             refuse_existing: args.write_h5ad.is_some() && !args.replace_columns,
         };
-        Some(tokenize_h5ad(&a.input, &t)?)
+        Some(tokenize_file(&a.input, &t)?)
     } else {
         None
     };

@@ -1,6 +1,7 @@
-//! `classify` on an `.h5ad`: the file is tokenized here, the way the browser does it (official
-//! pipeline with the classifier's vocabulary and medians, truncated to its position table), and
-//! `--write-h5ad` writes a copy of the file with the predictions added to `obs`.
+//! `classify` on a single-cell file (h5ad, 10x `.h5` or matrix folder, CSV/TSV): the file is
+//! tokenized here, the way the browser does it (official pipeline with the classifier's
+//! vocabulary and medians, truncated to its position table), and, for an h5ad, `--write-h5ad`
+//! writes a copy of the file with the predictions added to `obs`.
 //!
 //! Tokenized cells carry no index, so each cell's file row travels through tokenization as a
 //! synthetic label column; cells the tokenizer drops (QC, no gene in the vocabulary) are the
@@ -19,7 +20,21 @@ use genecompass_trainer::train::model_setup::checkpoint_vocab;
 
 use super::tokenize::{explain, load_token_dict, open_input};
 
-/// Whether `classify` tokenizes `input` itself: an `.h5ad` (any other file is tokenized cells).
+/// Whether `classify` tokenizes `input` itself: a single-cell file or 10x matrix folder, as
+/// opposed to tokenized cells (a cells `.safetensors` file or a tokenized-dataset folder).
+pub fn is_raw_cells(input: &Path) -> bool {
+    if input.is_dir() {
+        return ["matrix.mtx", "matrix.mtx.gz"]
+            .iter()
+            .any(|f| input.join(f).is_file());
+    }
+    input.is_file()
+        && !input
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+}
+
+/// Whether `input` is an `.h5ad` (the only input `--write-h5ad` can copy).
 pub fn is_h5ad(input: &Path) -> bool {
     input.is_file()
         && input
@@ -27,8 +42,8 @@ pub fn is_h5ad(input: &Path) -> bool {
             .is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
 }
 
-/// Cells of an h5ad tokenized for a classifier, with the file row of each.
-pub struct H5adCells {
+/// Cells of a single-cell file tokenized for a classifier, with the file row of each.
+pub struct FileCells {
     /// The kept cells, in file order.
     pub cells: CellSet,
     /// File row (obs position) of each kept cell.
@@ -52,7 +67,7 @@ pub struct TokenizeFor<'a> {
 }
 
 /// Tokenizes `input` for the classifier described by `t`.
-pub fn tokenize_h5ad(input: &Path, t: &TokenizeFor<'_>) -> anyhow::Result<H5adCells> {
+pub fn tokenize_file(input: &Path, t: &TokenizeFor<'_>) -> anyhow::Result<FileCells> {
     let vocab = match t.token_dict {
         Some(p) => load_token_dict(p)?,
         None => checkpoint_vocab(t.checkpoint)?.with_context(|| {
@@ -121,7 +136,7 @@ pub fn tokenize_h5ad(input: &Path, t: &TokenizeFor<'_>) -> anyhow::Result<H5adCe
             input.display()
         );
     }
-    Ok(H5adCells {
+    Ok(FileCells {
         cells: set,
         rows,
         n_obs,
@@ -134,7 +149,7 @@ pub fn tokenize_h5ad(input: &Path, t: &TokenizeFor<'_>) -> anyhow::Result<H5adCe
 pub fn write_h5ad(
     input: &Path,
     output: &Path,
-    h5: &H5adCells,
+    h5: &FileCells,
     predicted: &[(&str, f32)],
     replace: bool,
 ) -> anyhow::Result<()> {

@@ -27,6 +27,8 @@ pub struct InferArgs {
     pub checkpoint: PathBuf,
     /// Tokenized cells: a safetensors file (input_ids [N, L] int64, values [N, L] f32,
     /// species [N, 1], optional attention_mask) or an official tokenized-dataset folder.
+    /// `classify` also takes a single-cell file (h5ad, 10x .h5 or matrix folder, CSV/TSV) and
+    /// tokenizes it with the classifier's vocabulary and medians.
     #[arg(long, value_name = "CELLS")]
     pub input: PathBuf,
     /// Output safetensors file.
