@@ -12,7 +12,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 DATA="${GC_SHARED_DATA:-$ROOT/../shared/data}"
 WORK="${BENCH_WORK:-/tmp/gc-bench-tokenize}"
 VENV="${BENCH_VENV:-/tmp/gc-bench-venv}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/gc-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/genecompass-target}"
 mkdir -p "$WORK"
 
 echo "== build (release)" >&2
@@ -47,23 +47,26 @@ wall() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m)"
 echo
-echo "| input | cells | size | Rust s | Rust cells/s | Rust peak MiB | Python s | Python cells/s | Python peak MiB | cells kept R / Py |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| input | cells | size | Rust s padded / ragged | Rust cells/s (ragged) | Rust peak MiB padded / ragged | Python s | Python cells/s | Python peak MiB | Rust ÷ Python cells/s | cells kept R / Py |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for spec in "${INPUTS[@]}"; do
   IFS='|' read -r name file species <<<"$spec"
   out="$WORK/$(basename "$file" .h5ad)"
   /usr/bin/time -v "$BIN" tokenize "$file" --output "$out.rust.safetensors" --build-vocab \
     --species "$species" >"$out.rust.log" 2>"$out.rust.time" || { cat "$out.rust.log" "$out.rust.time" >&2; exit 1; }
+  /usr/bin/time -v "$BIN" tokenize "$file" --output "$out.ragged.safetensors" --build-vocab --layout ragged \
+    --species "$species" >"$out.ragged.log" 2>"$out.ragged.time" || { cat "$out.ragged.log" "$out.ragged.time" >&2; exit 1; }
   /usr/bin/time -v "$PY" "$HERE/reference.py" tokenize "$file" --token-dict "$out.rust.token_dict.json" \
     --species "$species" --output "$out.py.safetensors" >"$out.py.log" 2>"$out.py.time" || { cat "$out.py.log" "$out.py.time" >&2; exit 1; }
   cells=$(awk -F': *' '/cells in:/ {print $2; exit}' "$out.rust.log")
   kept_r=$(awk '/written:/ {print $2; exit}' "$out.rust.log")
   kept_p=$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["cells_out"])' "$out.py.log")
   size=$(du -h "$file" | cut -f1)
-  rs=$(wall "$out.rust.time"); ps=$(wall "$out.py.time")
-  printf '| %s | %s | %s | %s | %.0f | %s | %s | %.0f | %s | %s / %s |\n' "$name" "$cells" "$size" \
-    "$rs" "$(echo "$cells / $rs" | bc -l)" "$(rss "$out.rust.time")" \
-    "$ps" "$(echo "$cells / $ps" | bc -l)" "$(rss "$out.py.time")" "$kept_r" "$kept_p"
+  rs=$(wall "$out.rust.time"); rr=$(wall "$out.ragged.time"); ps=$(wall "$out.py.time")
+  printf '| %s | %s | %s | %s / %s | %.0f | %s / %s | %s | %.0f | %s | %.1f× | %s / %s |\n' "$name" "$cells" "$size" \
+    "$rs" "$rr" "$(echo "$cells / $rr" | bc -l)" "$(rss "$out.rust.time")" "$(rss "$out.ragged.time")" \
+    "$ps" "$(echo "$cells / $ps" | bc -l)" "$(rss "$out.py.time")" "$(echo "$ps / $rr" | bc -l)" "$kept_r" "$kept_p"
+  rm -f "$out.rust.safetensors" "$out.ragged.safetensors" "$out.py.safetensors"
 done
 echo
 echo "Times are wall clock of the whole process (Python includes interpreter and imports; its log has"

@@ -1,6 +1,6 @@
 //! Whole-pipeline check against the independent Python reference
 //! (`tests/reference/tokenize_reference.py`) on real cells of `baron_mouse_pancreas_822.h5ad`,
-//! read with the crate's own h5ad reader. Skipped when the developer data bundle is absent.
+//! read with the crate's own h5ad reader. Needs `../shared` beside the checkout.
 
 use genecompass_core::data::{
     CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixChoice, MatrixInfo, ObsColumn,
@@ -158,7 +158,23 @@ fn baron_matches_python_reference() {
     for (name, opts) in configs {
         let src = open_path(Path::new(H5AD), MatrixChoice::Auto).unwrap();
         let mut sub = Subset::new(src, &rows);
+        // The first pass predicts what the second writes (the streaming writer sizes its file
+        // from it): same summary, cell count and longest cell.
+        let plan = plan_tokenize(&mut sub, &vocab, &medians, &opts).unwrap();
+        let predicted = (
+            plan.summary(),
+            plan.cells_out(),
+            plan.longest(),
+            plan.tokens(),
+        );
         let (set, summary) = tokenize(&mut sub, &vocab, &medians, &opts).unwrap();
+        let longest = set.cells.iter().map(|c| c.len()).max().unwrap_or(0);
+        let tokens = set.cells.iter().map(|c| c.len()).sum();
+        assert_eq!(
+            predicted,
+            (summary.clone(), set.len(), longest, tokens),
+            "{name}"
+        );
         let exp = &expected[name];
         let q = &exp["qc"];
         assert_eq!(
@@ -207,4 +223,89 @@ fn baron_matches_python_reference() {
             summary.genes.matched_count_share
         );
     }
+}
+
+/// A file rewritten between the two passes: from the second pass on, every cell loses its
+/// last stored gene.
+struct ChangesAfterFirstPass {
+    inner: Subset,
+    rewinds: u32,
+}
+
+impl CellSource for ChangesAfterFirstPass {
+    fn info(&self) -> &MatrixInfo {
+        self.inner.info()
+    }
+    fn genes(&self) -> &GeneColumns {
+        self.inner.genes()
+    }
+    fn cells(&self) -> &CellTable {
+        self.inner.cells()
+    }
+    fn next_chunk(&mut self, max_cells: usize) -> Result<Option<CsrChunk>, DataError> {
+        let Some(c) = self.inner.next_chunk(max_cells)? else {
+            return Ok(None);
+        };
+        if self.rewinds < 2 {
+            return Ok(Some(c));
+        }
+        let mut out = CsrChunk {
+            first_cell: c.first_cell,
+            indptr: vec![0],
+            ..Default::default()
+        };
+        for i in 0..c.n_cells() {
+            let (idx, val) = c.cell(i);
+            let keep = idx.len().saturating_sub(1);
+            out.indices.extend(&idx[..keep]);
+            out.data.extend(&val[..keep]);
+            out.indptr.push(out.indices.len());
+        }
+        Ok(Some(out))
+    }
+    fn rewind(&mut self) -> Result<(), DataError> {
+        self.rewinds += 1;
+        self.inner.rewind()
+    }
+}
+
+#[test]
+fn a_file_changed_between_passes_is_an_error_not_a_wrong_output() {
+    let inputs = load("tokenize_baron_inputs.json");
+    let rows: Vec<usize> = inputs["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let vocab = TokenDictionary::from_json(
+        inputs["token_dict"].to_string().as_bytes(),
+        "inputs.token_dict",
+    )
+    .unwrap();
+    let medians =
+        GeneMedians::from_json(inputs["medians"].to_string().as_bytes(), "inputs.medians").unwrap();
+    let src = open_path(Path::new(H5AD), MatrixChoice::Auto).unwrap();
+    let mut changing = ChangesAfterFirstPass {
+        inner: Subset::new(src, &rows),
+        rewinds: 0,
+    };
+    let opts = TokenizeOptions::default();
+    let plan = plan_tokenize(&mut changing, &vocab, &medians, &opts).unwrap();
+    let planned = plan.cells_out();
+    assert!(planned > 0);
+    let mut reached_sink = 0;
+    let e = tokenize_each(&mut changing, plan, &opts, &mut |_| {
+        reached_sink += 1;
+        Ok(())
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("changed while it was being tokenized"), "{e}");
+    assert!(e.contains("tokens"), "{e}");
+    // Cells before the first changed one were written; the run stops at that one.
+    assert!(
+        reached_sink < planned,
+        "{reached_sink} of {planned} cells reached the output"
+    );
 }

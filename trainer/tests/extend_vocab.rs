@@ -153,7 +153,13 @@ fn new_genes_extend_every_table_and_keep_old_outputs() {
         padded_len: None,
     };
     let path = dir.join("new_cells.safetensors");
-    genecompass_trainer::cells_io::write_cells_safetensors(&path, &cells, HashMap::new()).unwrap();
+    genecompass_trainer::cells_io::write_cells_safetensors(
+        &path,
+        &cells,
+        genecompass_trainer::cells_io::CellsLayout::Padded,
+        HashMap::new(),
+    )
+    .unwrap();
     let e = embeddings(&out, &path, &dir.join("new.safetensors"));
     assert!(e.iter().all(|x| x.is_finite()));
     let o = train(&[

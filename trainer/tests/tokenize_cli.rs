@@ -1,5 +1,5 @@
 //! `genecompass-train tokenize / medians / vocab` on the real files of `shared/data`, run as the
-//! built binary. Tests skip (with a note) when the shared data bundle is absent.
+//! built binary. They need `../shared` beside the checkout.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -239,6 +239,61 @@ fn medians_then_tokenize_hf_format_reads_back() {
         assert!(c.label.is_some());
     }
     assert!(out.join("genecompass_tokenize.json").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ragged_layout_holds_the_same_cells_smaller() {
+    let Some(input) = data("h5ad/baron_mouse_pancreas_822.h5ad") else {
+        return;
+    };
+    let dir = tmpdir("ragged");
+    let mut sets = Vec::new();
+    for layout in ["padded", "ragged"] {
+        let out = dir.join(format!("{layout}.safetensors"));
+        let o = run(&[
+            "tokenize",
+            s(&input),
+            "--output",
+            s(&out),
+            "--build-vocab",
+            "--label-column",
+            "cell_type",
+            "--layout",
+            layout,
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let size = std::fs::metadata(&out).unwrap().len();
+        let (cells, _) = genecompass_trainer::cells_io::read_cells_file(&out).unwrap();
+        sets.push((cells, size));
+    }
+    let ((padded, padded_size), (ragged, ragged_size)) = (&sets[0], &sets[1]);
+    assert_eq!(padded.len(), ragged.len());
+    for (a, b) in padded.cells.iter().zip(&ragged.cells) {
+        assert_eq!(
+            (&a.input_ids, &a.values, a.species, &a.label),
+            (&b.input_ids, &b.values, b.species, &b.label)
+        );
+    }
+    assert!(
+        ragged_size * 2 < *padded_size,
+        "ragged {ragged_size} B vs padded {padded_size} B"
+    );
+
+    // The dataset-folder format is always padded.
+    let o = run(&[
+        "tokenize",
+        s(&input),
+        "--output",
+        s(&dir.join("hf")),
+        "--build-vocab",
+        "--format",
+        "hf",
+        "--layout",
+        "ragged",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--layout ragged applies to safetensors"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

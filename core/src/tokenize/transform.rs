@@ -49,6 +49,30 @@ pub fn log2_1p(x: f64) -> f64 {
     x.ln_1p() / std::f64::consts::LN_2
 }
 
+/// A gene's value before the logarithm: the count (scaled to `normalize_total` over the cell's
+/// `cell_sum` when asked), divided by the gene's median.
+fn divided(count: f64, cell_sum: f64, median: f64, normalize_total: Option<f64>) -> f64 {
+    let c = match normalize_total {
+        Some(t) if cell_sum > 0.0 => count / cell_sum * t,
+        Some(_) => 0.0,
+        None => count,
+    };
+    median_divide(c, median)
+}
+
+/// Genes whose stored value is 0 or NaN are dropped (official `np.nonzero`).
+fn is_kept(x: f32) -> bool {
+    x != 0.0 && !x.is_nan()
+}
+
+/// Whether [`rank_cell`] keeps this gene, without its logarithm where the answer is certain: the
+/// streaming tokenizer uses it to size its output before the values are computed.
+pub fn keeps_gene(count: f64, cell_sum: f64, median: f64, normalize_total: Option<f64>) -> bool {
+    let y = divided(count, cell_sum, median, normalize_total);
+    // log2(1 + y) >= y for 0 < y <= 1 and grows beyond: far above f32's smallest subnormal.
+    y >= 1e-30 || is_kept(log2_1p(y) as f32)
+}
+
 /// Normalises, log-transforms, ranks (descending) and truncates one cell's genes.
 ///
 /// `normalize_total`: when `Some(t)`, counts are first scaled to sum to `t` over the given genes
@@ -69,14 +93,12 @@ pub fn rank_cell(
     let mut v: Vec<(f32, &GeneValue)> = genes
         .iter()
         .map(|g| {
-            let c = match normalize_total {
-                Some(t) if cell_sum > 0.0 => g.count / cell_sum * t,
-                Some(_) => 0.0,
-                None => g.count,
-            };
-            (log2_1p(median_divide(c, g.median)) as f32, g)
+            (
+                log2_1p(divided(g.count, cell_sum, g.median, normalize_total)) as f32,
+                g,
+            )
         })
-        .filter(|(x, _)| *x != 0.0 && !x.is_nan())
+        .filter(|(x, _)| is_kept(*x))
         .collect();
     v.sort_by(|a, b| {
         b.0.total_cmp(&a.0).then_with(|| match tie {

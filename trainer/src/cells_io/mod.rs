@@ -1,5 +1,9 @@
 //! Reading CELLS inputs (tokenized cells) and writing safetensors outputs.
 
+mod writer;
+
+pub use writer::{CellsLayout, CellsShape, CellsWriter, write_cells_safetensors};
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -24,7 +28,8 @@ pub fn read_cells_file(path: &Path) -> anyhow::Result<(CellSet, HashMap<String, 
     let not_cells = || {
         format!(
             "{} is neither a tokenized-dataset folder nor a safetensors file of cells \
-             (input_ids [N, L] int64, values [N, L] f32, species [N, 1], optional attention_mask)",
+             (input_ids [N, L] int64, values [N, L] f32, species [N, 1], optional attention_mask; \
+             or ragged: input_ids [T], values [T], offsets [N + 1])",
             path.display()
         )
     };
@@ -59,6 +64,9 @@ pub fn read_cells_file(path: &Path) -> anyhow::Result<(CellSet, HashMap<String, 
 }
 
 fn cells_from_tensors(map: &TensorMap) -> anyhow::Result<CellSet> {
+    if map.tensors.contains_key("offsets") {
+        return ragged_cells(map);
+    }
     let p = &map.path;
     let get = |k: &str| map.tensors.get(k);
     let ids_t = get("input_ids").with_context(|| format!("{p}: no `input_ids` tensor [N, L]"))?;
@@ -139,6 +147,74 @@ fn cells_from_tensors(map: &TensorMap) -> anyhow::Result<CellSet> {
     })
 }
 
+/// The ragged layout ([`CellsLayout::Ragged`]): tokens end to end, cut by `offsets`.
+fn ragged_cells(map: &TensorMap) -> anyhow::Result<CellSet> {
+    let p = &map.path;
+    let get = |k: &str| {
+        map.tensors
+            .get(k)
+            .with_context(|| format!("{p}: ragged cells (an `offsets` tensor) need `{k}` too"))
+    };
+    let (ids_t, vals_t, offsets_t) = (get("input_ids")?, get("values")?, get("offsets")?);
+    if ids_t.shape.len() != 1 || vals_t.shape != ids_t.shape || offsets_t.shape.len() != 1 {
+        bail!(
+            "{p}: ragged cells need `input_ids` [T], `values` [T] and `offsets` [N + 1]; found {:?}, {:?}, {:?}",
+            ids_t.shape,
+            vals_t.shape,
+            offsets_t.shape
+        );
+    }
+    let ids = ids_t
+        .to_i64()
+        .with_context(|| format!("{p}: `input_ids` must be an integer tensor"))?;
+    let vals = vals_t
+        .to_f32()
+        .with_context(|| format!("{p}: `values` must be numeric"))?;
+    let offsets = offsets_t
+        .to_i64()
+        .with_context(|| format!("{p}: `offsets` must be an integer tensor"))?;
+    let n = offsets.len().saturating_sub(1);
+    let monotone = offsets.windows(2).all(|w| w[0] <= w[1]);
+    if offsets.first() != Some(&0) || offsets.last() != Some(&(ids.len() as i64)) || !monotone {
+        bail!(
+            "{p}: `offsets` must rise from 0 to the {} tokens of `input_ids`; the file is damaged, tokenize it again",
+            ids.len()
+        );
+    }
+    let species = match map.tensors.get("species") {
+        Some(t) => t
+            .to_i64()
+            .with_context(|| format!("{p}: `species` must be integer"))?,
+        None => vec![0; n],
+    };
+    if species.len() != n {
+        bail!("{p}: `species` has {} entries for {n} cells", species.len());
+    }
+    let mut cells = Vec::with_capacity(n);
+    for i in 0..n {
+        let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
+        if let Some(bad) = ids[a..b].iter().find(|&&v| v <= 0 || v > u32::MAX as i64) {
+            bail!("{p}: cell {i} has token id {bad}; ids must be positive");
+        }
+        let sp = Species::from_code(species[i]).with_context(|| {
+            format!(
+                "{p}: cell {i} has species {}; expected 0 (human) or 1 (mouse)",
+                species[i]
+            )
+        })?;
+        cells.push(TokenizedCell {
+            input_ids: ids[a..b].iter().map(|&v| v as u32).collect(),
+            values: vals[a..b].to_vec(),
+            species: sp,
+            label: None,
+        });
+    }
+    Ok(CellSet {
+        cells,
+        padded_len: None,
+    })
+}
+
 /// An f32 output tensor to write.
 pub struct OutTensor {
     /// Shape.
@@ -174,98 +250,6 @@ pub fn write_safetensors(
     let tmp = path.with_extension("safetensors.tmp");
     safetensors::serialize_to_file(views, Some(metadata), &tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
-}
-
-/// Writes tokenized cells as the CELLS safetensors layout that [`read_cells`] reads back:
-/// `input_ids` [N, L] i64 (padded with 0), `attention_mask` [N, L] i64, `species` [N, 1] i64,
-/// `lengths` [N] i64 and `values` [N, L] f32, with L the longest cell. Labels (when every cell
-/// has one) go into the metadata as a JSON list under `labels`.
-///
-/// Streams row by row (no padded copy in memory) into a temporary file renamed into place.
-pub fn write_cells_safetensors(
-    path: &Path,
-    cells: &CellSet,
-    mut metadata: HashMap<String, String>,
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    let n = cells.len();
-    let l = cells
-        .cells
-        .iter()
-        .map(|c| c.len())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    if let Some(labels) = cells
-        .cells
-        .iter()
-        .map(|c| c.label.clone())
-        .collect::<Option<Vec<_>>>()
-        && n > 0
-    {
-        metadata.insert("labels".into(), serde_json::to_string(&labels)?);
-    }
-    // (name, dtype, shape, bytes); data follows in this order.
-    let layout: [(&str, &str, Vec<usize>); 5] = [
-        ("input_ids", "I64", vec![n, l]),
-        ("attention_mask", "I64", vec![n, l]),
-        ("species", "I64", vec![n, 1]),
-        ("lengths", "I64", vec![n]),
-        ("values", "F32", vec![n, l]),
-    ];
-    let mut header = serde_json::Map::new();
-    let mut offset = 0usize;
-    for (name, dtype, shape) in &layout {
-        let size = shape.iter().product::<usize>() * if *dtype == "F32" { 4 } else { 8 };
-        header.insert(
-            (*name).into(),
-            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}),
-        );
-        offset += size;
-    }
-    header.insert("__metadata__".into(), serde_json::to_value(&metadata)?);
-    let mut head = serde_json::to_string(&serde_json::Value::Object(header))?.into_bytes();
-    while head.len() % 8 != 0 {
-        head.push(b' ');
-    }
-    let tmp = path.with_extension("safetensors.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-        w.write_all(&(head.len() as u64).to_le_bytes())?;
-        w.write_all(&head)?;
-        let zeros_i64 = vec![0u8; 8 * l];
-        for c in &cells.cells {
-            for &id in &c.input_ids {
-                w.write_all(&i64::from(id).to_le_bytes())?;
-            }
-            w.write_all(&zeros_i64[..8 * (l - c.len())])?;
-        }
-        for c in &cells.cells {
-            for _ in 0..c.len() {
-                w.write_all(&1i64.to_le_bytes())?;
-            }
-            w.write_all(&zeros_i64[..8 * (l - c.len())])?;
-        }
-        for c in &cells.cells {
-            w.write_all(&i64::from(c.species.code()).to_le_bytes())?;
-        }
-        for c in &cells.cells {
-            w.write_all(&(c.len() as i64).to_le_bytes())?;
-        }
-        for c in &cells.cells {
-            for &v in &c.values {
-                w.write_all(&v.to_le_bytes())?;
-            }
-            w.write_all(&zeros_i64[..4 * (l - c.len())])?;
-        }
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", tmp.display()));
-    }
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }
