@@ -10,13 +10,18 @@
 #   bundle from GitHub. Then the build skips it (DOCS_RS=1) and links stub functions for the
 #   LLVM symbols instead; each stub aborts with a message if called. With cuda-nvrtc nothing
 #   calls them: LLVM is only reached by cubecl's LLVM compiler, which this build never selects.
+#
+# Env: FEATURES (cuda-nvrtc), NAME (genecompass-train: the binary's name in DIR), ONLY_BINARY=1
+# (add the binary to an existing DIR and leave the rest: to compare two builds in one run).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DIR="${1:-$ROOT/.gpu}"
+FEATURES="${FEATURES:-cuda-nvrtc}"
+NAME="${NAME:-genecompass-train}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/genecompass-target}"
 export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
 SHARED="$ROOT/../shared"
-BUILD=(cargo rustc --release -p genecompass-trainer --features cuda-nvrtc --bin genecompass-train)
+BUILD=(cargo rustc --release -p genecompass-trainer --features "$FEATURES" --bin genecompass-train)
 cd "$ROOT"
 if curl -sfI --max-time 10 https://github.com >/dev/null 2>&1; then
   "${BUILD[@]}"
@@ -42,10 +47,12 @@ else
   fi
 fi
 grep -qx '/.gpu/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/.gpu/' >>"$ROOT/.git/info/exclude"
-rm -rf "$DIR" && mkdir -p "$DIR/h5ad"
-cp "$CARGO_TARGET_DIR/release/genecompass-train" "$DIR/"
-strip "$DIR/genecompass-train"
-xz -T2 -6 -f "$DIR/genecompass-train"  # 71 MB -> 13 MB: the GPU machine is sent at most 64 MiB
+if [ "${ONLY_BINARY:-0}" != 1 ]; then rm -rf "$DIR"; fi
+mkdir -p "$DIR/h5ad"
+cp "$CARGO_TARGET_DIR/release/genecompass-train" "$DIR/$NAME"
+strip "$DIR/$NAME"
+xz -T2 -6 -f "$DIR/$NAME"  # 71 MB -> 13 MB: the GPU machine is sent at most 64 MiB
+if [ "${ONLY_BINARY:-0}" = 1 ]; then du -sh "$DIR"; exit 0; fi
 # The weight generator needs no GPU: the default (CPU) build of the example.
 env -u DOCS_RS cargo build --release -p genecompass-trainer --example bench_gen_model
 cp "$CARGO_TARGET_DIR/release/examples/bench_gen_model" "$DIR/"

@@ -15,7 +15,7 @@
 # Steps run in order of importance (parity, Small inference, training, Base inference) and each
 # writes its file at once, so a run cut short still returns what finished.
 #
-# Env: STEPS ("parity small train base"), INFER_MODES (bench.py's --modes, "abce"), BACKEND (cuda; cpu runs the same script on the CPU, to test it), SMALL_CELLS (512),
+# Env: NAME (genecompass-train: which binary of DIR, see prepare.sh), STEPS ("parity small train base"), INFER_MODES (bench.py's --modes, "abce"), BACKEND (cuda; cpu runs the same script on the CPU, to test it), SMALL_CELLS (512),
 #      BASE_CELLS (128), TRAIN_CELLS (96), SMALL_BATCH (32), BASE_BATCH (8), TRAIN_BATCH (8),
 #      STEP_TIMEOUT (seconds per CLI step, 120; a bench.py call gets three times that), PY (python3 with torch, transformers, safetensors,
 #      h5py), WORK (/tmp/gcgpu).
@@ -31,12 +31,13 @@ T="${STEP_TIMEOUT:-120}"
 STEPS=" ${STEPS:-parity small train base} " INFER_MODES="${INFER_MODES:-abce}"
 SMALL_CELLS="${SMALL_CELLS:-512}" BASE_CELLS="${BASE_CELLS:-128}" TRAIN_CELLS="${TRAIN_CELLS:-96}"
 SMALL_BATCH="${SMALL_BATCH:-32}" BASE_BATCH="${BASE_BATCH:-8}" TRAIN_BATCH="${TRAIN_BATCH:-8}"
-BIN="$IN/genecompass-train" GEN="$IN/bench_gen_model" FIX="$IN/reference-tiny"
+NAME="${NAME:-genecompass-train}"
+BIN="$IN/$NAME" GEN="$IN/bench_gen_model" FIX="$IN/reference-tiny"
 H5AD=("$IN/h5ad/baron_mouse_pancreas_822.h5ad" "$IN/h5ad/wu2020_tcells_200.h5ad")
 mkdir -p "$W"
-if [ -f "$IN/genecompass-train.xz" ]; then
-  xz -dc "$IN/genecompass-train.xz" >"$W/genecompass-train" && chmod +x "$W/genecompass-train"
-  BIN="$W/genecompass-train"
+if [ -f "$IN/$NAME.xz" ]; then
+  xz -dc "$IN/$NAME.xz" >"$W/$NAME" && chmod +x "$W/$NAME"
+  BIN="$W/$NAME"
 fi
 export RUST_LOG=warn RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-$(nproc)}"
 step() { echo "== $* ($(date -u +%T))" | tee -a "$OUT/log"; }
