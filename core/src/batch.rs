@@ -67,6 +67,10 @@ pub struct BatchOptions {
     pub attention_mask: bool,
     /// Truncate values toward zero, as the official classification collator does.
     pub truncate_values: bool,
+    /// Most attention scores per head in one batch: cells × (L + 1)², L the batch's padded
+    /// length. A longer batch is split, so that its `[B, heads, L + 1, L + 1]` scores fit a
+    /// device's largest buffer (WebGPU caps buffers at 256 MiB–4 GiB). `None`: no cap.
+    pub max_scores_per_head: Option<usize>,
 }
 
 impl Default for BatchOptions {
@@ -78,20 +82,41 @@ impl Default for BatchOptions {
             use_species: true,
             attention_mask: true,
             truncate_values: false,
+            max_scores_per_head: None,
         }
     }
 }
 
-/// Groups cell indices into batches (longest first when sorting, so memory peaks early).
+/// Groups cell indices into batches (longest first when sorting, so memory peaks early), at
+/// most `batch_size` cells each and, with `max_scores_per_head`, small enough for it (a cell
+/// over it alone still gets a batch).
 pub fn plan_batches(cells: &CellSet, options: &BatchOptions) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..cells.len()).collect();
     if options.sort_by_length {
         order.sort_by_key(|&i| (std::cmp::Reverse(cells.cells[i].len()), i));
     }
-    order
-        .chunks(options.batch_size.max(1))
-        .map(<[usize]>::to_vec)
-        .collect()
+    let size = options.batch_size.max(1);
+    let Some(budget) = options.max_scores_per_head else {
+        return order.chunks(size).map(<[usize]>::to_vec).collect();
+    };
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut longest = 0;
+    let padded = |longest: usize| options.padding.length(longest, cells.padded_len) + 1;
+    for i in order {
+        let len = cells.cells[i].len();
+        let l = padded(longest.max(len));
+        if !current.is_empty() && (current.len() == size || (current.len() + 1) * l * l > budget) {
+            batches.push(std::mem::take(&mut current));
+            longest = 0;
+        }
+        longest = longest.max(len);
+        current.push(i);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
 }
 
 /// Checks that every cell's species has a row in the model's CLS table (`species`: the
@@ -199,4 +224,49 @@ pub fn species_counts(cells: &CellSet) -> (usize, usize) {
         .filter(|c| c.species == Species::Mouse)
         .count();
     (cells.len() - mouse, mouse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cells::hf_dataset::read_hf_dataset;
+
+    fn fixture_cells() -> CellSet {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/hf-datasets/celltype-tiny"
+        );
+        read_hf_dataset(std::path::Path::new(dir), None)
+            .expect("the tests need ../shared beside the checkout")
+    }
+
+    #[test]
+    fn a_score_budget_splits_batches_to_fit() {
+        let cells = fixture_cells();
+        let longest = cells.cells.iter().map(|c| c.len()).max().unwrap() + 1;
+        let opts = |budget| BatchOptions {
+            batch_size: 8,
+            max_scores_per_head: budget,
+            ..Default::default()
+        };
+        let plain = plan_batches(&cells, &opts(None));
+        for budget in [3 * longest * longest, longest * longest - 1] {
+            let planned = plan_batches(&cells, &opts(Some(budget)));
+            assert!(planned.len() > plain.len(), "budget {budget} split nothing");
+            let mut seen: Vec<usize> = planned.iter().flatten().copied().collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..cells.len()).collect::<Vec<_>>());
+            for b in &planned {
+                let l = b.iter().map(|&i| cells.cells[i].len()).max().unwrap() + 1;
+                assert!(b.len() <= 8);
+                assert!(
+                    b.len() == 1 || b.len() * l * l <= budget,
+                    "{b:?} over {budget}"
+                );
+            }
+        }
+        // A budget no cell fits: one cell per batch, none dropped.
+        let single = plan_batches(&cells, &opts(Some(1)));
+        assert_eq!(single.len(), cells.len());
+    }
 }

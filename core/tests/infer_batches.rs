@@ -53,6 +53,7 @@ fn options(batch_size: usize) -> InferOptions {
             use_species: false,
             attention_mask: true,
             truncate_values: false,
+            max_scores_per_head: None,
         },
         ..Default::default()
     }

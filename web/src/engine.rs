@@ -293,6 +293,7 @@ impl Annotator {
                     .unwrap_or(false),
                 attention_mask: true,
                 truncate_values: self.config.genecompass_truncate_values.unwrap_or(true),
+                max_scores_per_head: None,
             },
             ..Default::default()
         }

@@ -16,6 +16,9 @@ pub struct Chosen {
     pub device: Device,
     /// Whether it is WebGPU (whose results must be read back asynchronously).
     pub gpu: bool,
+    /// The largest buffer the device can bind, in bytes (WebGPU only): batches are cut so
+    /// that their attention scores fit ([`Chosen::max_scores_per_head`]).
+    pub max_buffer: Option<u64>,
     /// What the page shows: the backend, the adapter, and why WebGPU was not used.
     pub label: String,
 }
@@ -25,6 +28,7 @@ impl Chosen {
         Self {
             device: Device::flex(),
             gpu: false,
+            max_buffer: None,
             label: match why_not_gpu {
                 Some(why) => format!("{CPU}; {why}"),
                 None => CPU.to_string(),
@@ -44,6 +48,8 @@ pub struct AdapterInfo {
     pub description: String,
     /// `isFallbackAdapter`.
     pub fallback: bool,
+    /// The smaller of `limits.maxBufferSize` and `limits.maxStorageBufferBindingSize`.
+    pub max_buffer: Option<u64>,
 }
 
 impl AdapterInfo {
@@ -97,6 +103,16 @@ pub fn decide(
     }
 }
 
+impl Chosen {
+    /// The attention-score budget per head for a model of `heads` heads: a quarter of the
+    /// largest buffer, in f32 (the allocator rounds buffers up into pages, and a batch holds
+    /// a few score-sized tensors at once).
+    pub fn max_scores_per_head(&self, heads: usize) -> Option<usize> {
+        self.max_buffer
+            .map(|b| (b / 4 / 4 / heads.max(1) as u64) as usize)
+    }
+}
+
 /// The device for `choice`. Never fails: without WebGPU the run goes to the CPU, and the label
 /// says why.
 pub async fn choose(choice: BackendChoice) -> Chosen {
@@ -111,6 +127,7 @@ pub async fn choose(choice: BackendChoice) -> Chosen {
         Ok(device) => Chosen {
             device,
             gpu: true,
+            max_buffer: adapter.max_buffer,
             label: format!("WebGPU: {} (burn wgpu)", adapter.name()),
         },
         Err(e) => Chosen::cpu(Some(format!(
@@ -175,11 +192,18 @@ mod browser {
             .as_bool()
             .or_else(|| get(&adapter, "isFallbackAdapter").as_bool())
             .unwrap_or(false);
+        let limits = get(&adapter, "limits");
+        let max_buffer = ["maxBufferSize", "maxStorageBufferBindingSize"]
+            .iter()
+            .filter_map(|k| get(&limits, k).as_f64())
+            .map(|v| v as u64)
+            .min();
         Ok(AdapterInfo {
             vendor: text(&info, "vendor"),
             architecture: text(&info, "architecture"),
             description: text(&info, "description"),
             fallback,
+            max_buffer,
         })
     }
 
@@ -221,7 +245,24 @@ mod tests {
             architecture: arch.into(),
             description: String::new(),
             fallback,
+            max_buffer: Some(1 << 30),
         }
+    }
+
+    #[test]
+    fn a_buffer_limit_becomes_a_score_budget_that_splits_long_batches() {
+        let gpu = Chosen {
+            device: Device::flex(),
+            gpu: true,
+            max_buffer: adapter("google", "swiftshader", false).max_buffer,
+            label: String::new(),
+        };
+        // 1 GiB, 12 heads: a quarter of it in f32 is 5.6 M scores per head, one cell of
+        // 2048 genes (2049² = 4.2 M), not two.
+        let budget = gpu.max_scores_per_head(12).unwrap();
+        assert_eq!(budget, (1usize << 30) / 16 / 12);
+        assert!(2049 * 2049 <= budget && 2 * 2049 * 2049 > budget);
+        assert_eq!(Chosen::cpu(None).max_scores_per_head(12), None);
     }
 
     #[test]

@@ -371,7 +371,8 @@ async fn annotate(
         labels: a.labels.clone(),
         backend: chosen.label.clone(),
     });
-    let options = a.options(req.batch_size);
+    let mut options = a.options(req.batch_size);
+    options.batch.max_scores_per_head = chosen.max_scores_per_head(a.config.num_attention_heads);
     let runner = if chosen.gpu {
         BatchClassifier::for_cells_async(&a.model, &options, &t.cells).await?
     } else {

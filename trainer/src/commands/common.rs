@@ -92,6 +92,7 @@ impl InferArgs {
                 use_species: species_default && !self.no_species,
                 attention_mask: !self.no_attention_mask,
                 truncate_values,
+                max_scores_per_head: None,
             },
             alpha: 1.0,
             folded: !self.unfolded,

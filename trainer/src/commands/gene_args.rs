@@ -87,6 +87,7 @@ impl ModelCellsArgs {
                 use_species: !self.no_species,
                 attention_mask: !self.no_attention_mask,
                 truncate_values: false,
+                max_scores_per_head: None,
             },
             ..InferOptions::default()
         }

@@ -153,6 +153,7 @@ pub(crate) fn batch_options(spec: &FinetuneSpec, max_positions: usize) -> BatchO
         use_species: spec.with_species,
         attention_mask: true,
         truncate_values: false,
+        max_scores_per_head: None,
     }
 }
 
