@@ -358,7 +358,12 @@ pub fn AnnotatePage() -> impl IntoView {
         Signal::derive(move || caption(state.layout.shown(), state.explained.get()));
     let speed = move || {
         let (d, s) = (state.done.get(), state.seconds.get());
-        (s > 0.0).then(|| format!("{:.1} cells/s", d as f64 / s))
+        (s > 0.0).then(|| {
+            // Three significant digits: a large model on the CPU runs under one cell/s.
+            let r = d as f64 / s;
+            let digits = if r >= 100.0 { 0 } else if r >= 10.0 { 1 } else { 2 };
+            format!("{r:.digits$} cells/s")
+        })
     };
     let csv = move |_| {
         let text = state.rows.with_untracked(|r| {
