@@ -361,7 +361,7 @@ pub fn AnnotatePage() -> impl IntoView {
         (s > 0.0).then(|| {
             // Three significant digits: a large model on the CPU runs under one cell/s.
             let r = d as f64 / s;
-            let digits = if r >= 100.0 { 0 } else if r >= 10.0 { 1 } else { 2 };
+            let digits = 2 - (r >= 10.0) as usize - (r >= 100.0) as usize;
             format!("{r:.digits$} cells/s")
         })
     };
