@@ -261,7 +261,7 @@ mod tests {
         // 2048 genes (2049² = 4.2 M), not two.
         let budget = gpu.max_scores_per_head(12).unwrap();
         assert_eq!(budget, (1usize << 30) / 16 / 12);
-        assert!(2049 * 2049 <= budget && 2 * 2049 * 2049 > budget);
+        assert!((2049 * 2049..2 * 2049 * 2049).contains(&budget));
         assert_eq!(Chosen::cpu(None).max_scores_per_head(12), None);
     }
 

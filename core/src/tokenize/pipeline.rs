@@ -188,13 +188,30 @@ fn not_counts(source: &dyn CellSource, cell: usize, gene: &str, v: f32) -> Token
     ))
 }
 
+/// What pass 1 measured.
+struct PassOne {
+    stats: Vec<CellStats>,
+    col_totals: Vec<f64>,
+    /// Genes each cell keeps after the transform, before QC and truncation.
+    lens: Vec<u32>,
+}
+
+/// Gene matching, pass 1 and cell selection.
+struct Prepared {
+    gm: GeneMatch,
+    plan: Plan,
+    keep: Vec<bool>,
+    qc: QcCounts,
+    lens: Vec<u32>,
+}
+
 /// Pass 1: per-cell statistics, per-gene totals and the number of genes each cell keeps after
 /// the transform (before QC and before truncation to `max_len`); validates counts.
 fn stats_pass(
     source: &mut dyn CellSource,
     p: &Plan,
     opts: &TokenizeOptions,
-) -> Result<(Vec<CellStats>, Vec<f64>, Vec<u32>), TokenizeError> {
+) -> Result<PassOne, TokenizeError> {
     source.rewind()?;
     let n_cells = source.info().n_cells;
     let mut stats = Vec::with_capacity(n_cells);
@@ -240,7 +257,11 @@ fn stats_pass(
             stats.push(s);
         }
     }
-    Ok((stats, col_totals, lens))
+    Ok(PassOne {
+        stats,
+        col_totals,
+        lens,
+    })
 }
 
 /// Matching, pass 1 and cell selection, shared by [`tokenize`] and [`compute_medians`].
@@ -249,7 +270,7 @@ fn prepare(
     vocab: &TokenDictionary,
     medians: Option<&GeneMedians>,
     opts: &TokenizeOptions,
-) -> Result<(GeneMatch, Plan, Vec<bool>, QcCounts, Vec<u32>), TokenizeError> {
+) -> Result<Prepared, TokenizeError> {
     let gopts = GeneMatchOptions {
         species: opts.species,
         ortholog_fallback: opts.ortholog_fallback,
@@ -260,10 +281,20 @@ fn prepare(
         Some(c) => Some(text_column(source, c, "sample")?),
         None => None,
     };
-    let (stats, col_totals, lens) = stats_pass(source, &p, opts)?;
+    let PassOne {
+        stats,
+        col_totals,
+        lens,
+    } = stats_pass(source, &p, opts)?;
     gm.record_counts(&col_totals, &source.genes().names);
     let (keep, counts) = select_cells(&stats, samples.as_deref(), &opts.qc, &opts.gene_filter);
-    Ok((gm, p, keep, counts, lens))
+    Ok(Prepared {
+        gm,
+        plan: p,
+        keep,
+        qc: counts,
+        lens,
+    })
 }
 
 /// Pass 1's outcome: which cells pass 2 writes and how many tokens each gets, known before it
@@ -351,7 +382,13 @@ pub fn plan_tokenize(
     medians: &GeneMedians,
     opts: &TokenizeOptions,
 ) -> Result<TokenizePlan, TokenizeError> {
-    let (gm, plan, keep, qc, mut lens) = prepare(source, vocab, Some(medians), opts)?;
+    let Prepared {
+        gm,
+        plan,
+        keep,
+        qc,
+        mut lens,
+    } = prepare(source, vocab, Some(medians), opts)?;
     let mut cells_empty = 0;
     for (l, &k) in lens.iter_mut().zip(&keep) {
         if !k {
@@ -539,7 +576,9 @@ impl<'v> MedianBuilder<'v> {
         source: &mut dyn CellSource,
         opts: &TokenizeOptions,
     ) -> Result<QcCounts, TokenizeError> {
-        let (_gm, p, keep, qc, _) = prepare(source, self.vocab, None, opts)?;
+        let Prepared {
+            plan: p, keep, qc, ..
+        } = prepare(source, self.vocab, None, opts)?;
         // Slot = token id: one per distinct Ensembl id of the vocabulary.
         let slots: Vec<Option<usize>> = p.used.iter().map(|u| u.map(|(t, _)| t as usize)).collect();
         source.rewind()?;
