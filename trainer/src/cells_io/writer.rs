@@ -238,6 +238,7 @@ impl CellsWriter {
                         .for_each(|&t| b.extend_from_slice(&(t as i32).to_le_bytes())),
                 })?;
             }
+            out.flush()?;
             for (c, &p) in rows.iter().zip(&pos) {
                 out.put(values_at + p * 4, |b| {
                     c.values
@@ -245,12 +246,14 @@ impl CellsWriter {
                         .for_each(|v| b.extend_from_slice(&v.to_le_bytes()))
                 })?;
             }
+            out.flush()?;
             for (r, c) in rows.iter().enumerate() {
                 let code = i64::from(c.species.code());
                 out.put(species_at + (first + r as u64) * 8, |b| {
                     b.extend_from_slice(&code.to_le_bytes())
                 })?;
             }
+            out.flush()?;
             match layout {
                 CellsLayout::Padded => {
                     let mask_at = at("attention_mask");
@@ -259,6 +262,7 @@ impl CellsWriter {
                             (0..c.len()).for_each(|_| b.extend_from_slice(&1i64.to_le_bytes()))
                         })?;
                     }
+                    out.flush()?;
                     let lengths_at = at("lengths");
                     for (r, c) in rows.iter().enumerate() {
                         out.put(lengths_at + (first + r as u64) * 8, |b| {
@@ -332,7 +336,8 @@ impl Drop for CellsWriter {
 }
 
 /// Coalesces positioned writes: nearby spans go out as one write (the gap zero-filled), distant
-/// ones as separate writes that leave the gap unwritten.
+/// ones as separate writes that leave the gap unwritten. Flush between tensors: a gap filled
+/// with zeros must not cover another tensor's data.
 struct Spans<'f> {
     file: &'f mut File,
     at: u64,

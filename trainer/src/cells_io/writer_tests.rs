@@ -8,7 +8,8 @@ const CELLTYPE: &str = concat!(
     "/../../shared/fixtures/hf-datasets/celltype-tiny"
 );
 
-/// Real tokenized cells, repeated past several write batches (the last one partial).
+/// Real tokenized cells, repeated past several write batches (the last one partial), every
+/// third one marked mouse (a tensor of zeros would hide a write that never happened).
 fn cells() -> CellSet {
     let set = read_hf_dataset(Path::new(CELLTYPE), Some("celltype"))
         .expect("the tests need ../shared beside the checkout");
@@ -17,7 +18,15 @@ fn cells() -> CellSet {
         .iter()
         .cycle()
         .take(2 * WRITE_BATCH + 37)
-        .cloned()
+        .enumerate()
+        .map(|(i, c)| TokenizedCell {
+            species: if i % 3 == 0 {
+                genecompass_core::cells::Species::Mouse
+            } else {
+                c.species
+            },
+            ..c.clone()
+        })
         .collect();
     CellSet {
         cells,
@@ -34,14 +43,24 @@ fn tmp(name: &str) -> PathBuf {
 
 #[test]
 fn both_layouts_read_back_cell_for_cell() {
-    let set = cells();
-    let longest = set.cells.iter().map(|c| c.len()).max().unwrap();
-    let tokens: usize = set.cells.iter().map(|c| c.len()).sum();
-    for layout in [CellsLayout::Padded, CellsLayout::Ragged] {
-        let d = tmp(&format!("roundtrip-{layout:?}"));
+    let many = cells();
+    // Few cells make small tensors, written close together: their writes must not overlap.
+    let few = CellSet {
+        cells: many.cells[..20].to_vec(),
+        padded_len: None,
+    };
+    for (set, layout) in [
+        (&many, CellsLayout::Padded),
+        (&many, CellsLayout::Ragged),
+        (&few, CellsLayout::Padded),
+        (&few, CellsLayout::Ragged),
+    ] {
+        let longest = set.cells.iter().map(|c| c.len()).max().unwrap();
+        let tokens: usize = set.cells.iter().map(|c| c.len()).sum();
+        let d = tmp(&format!("roundtrip-{layout:?}-{}", set.len()));
         let p = d.join("cells.safetensors");
         let meta = HashMap::from([("source".to_string(), "celltype-tiny".to_string())]);
-        write_cells_safetensors(&p, &set, layout, meta).unwrap();
+        write_cells_safetensors(&p, set, layout, meta).unwrap();
         let (back, meta) = read_cells_file(&p).unwrap();
         assert_eq!(meta["source"], "celltype-tiny");
         assert_eq!(back.len(), set.len());
