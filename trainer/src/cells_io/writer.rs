@@ -20,7 +20,7 @@ pub enum CellsLayout {
     Padded,
     /// The cells' tokens end to end: `input_ids` [T] i32, `values` [T] f32, `offsets` [N + 1]
     /// i64 (cell i is `offsets[i]..offsets[i + 1]`) and `species` [N, 1] i64. No padding: about
-    /// 2.5–5× smaller for corpora, where cells are far shorter than the longest.
+    /// 3.9× smaller on Baron, 5.0× on a 1 GB corpus, where most cells are far shorter than the longest.
     Ragged,
 }
 

@@ -102,7 +102,7 @@ pub struct TokenizeArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Safetensors)]
     pub format: OutputFormat,
     /// Layout of a safetensors output: `padded` ([N, L] tensors, the model's input as is) or
-    /// `ragged` (tokens end to end with `offsets`; 2.5–5× smaller for large corpora). Every
+    /// `ragged` (tokens end to end with `offsets`; 4–5× smaller on real corpora). Every
     /// command reads both.
     #[arg(long, value_enum, default_value_t = CellsLayout::Padded)]
     pub layout: CellsLayout,
