@@ -170,6 +170,29 @@ fn baron_matches_python_reference() {
         let (set, summary) = tokenize(&mut sub, &vocab, &medians, &opts).unwrap();
         let longest = set.cells.iter().map(|c| c.len()).max().unwrap_or(0);
         let tokens = set.cells.iter().map(|c| c.len()).sum();
+        // Pass 2 pulled chunk by chunk (the browser worker's path) gives the same cells, and
+        // every token is among those the plan announced (the embedding is folded for them).
+        let small = TokenizeOptions {
+            chunk_cells: 37,
+            ..opts.clone()
+        };
+        let plan = plan_tokenize(&mut sub, &vocab, &medians, &small).unwrap();
+        let ids = plan.token_ids();
+        let mut stream = TokenizeStream::new(&mut sub, plan, &small).unwrap();
+        let mut streamed = Vec::new();
+        while let Some(chunk) = stream.next_cells().unwrap() {
+            assert!(chunk.len() <= 37);
+            streamed.extend(chunk);
+        }
+        assert_eq!(stream.written(), set.len(), "{name}");
+        assert_eq!(streamed, set.cells, "{name}");
+        assert!(
+            streamed
+                .iter()
+                .flat_map(|c| &c.input_ids)
+                .all(|t| ids.binary_search(t).is_ok()),
+            "{name}"
+        );
         assert_eq!(
             predicted,
             (summary.clone(), set.len(), longest, tokens),

@@ -14,17 +14,16 @@ pub mod genes;
 pub mod medians;
 pub mod pipeline;
 pub mod qc;
+pub mod stream;
 pub mod transform;
 pub mod vocab;
 
 pub use gene_tables::{GeneRecord, GeneTable, NameHit, Orthologs, resolve_gene_name};
 pub use genes::{GeneMatch, GeneMatchOptions, GeneMatchReport, SpeciesEvidence, match_genes};
 pub use medians::{GeneMedians, MedianAccumulator, MedianMode};
-pub use pipeline::{
-    MedianBuilder, TokenizeOptions, TokenizePlan, TokenizeSummary, compute_medians, plan_tokenize,
-    tokenize, tokenize_each,
-};
+pub use pipeline::{MedianBuilder, TokenizeOptions, TokenizeSummary, compute_medians};
 pub use qc::{CellQcOptions, GeneCountFilter};
+pub use stream::{TokenizePlan, TokenizeStream, plan_tokenize, tokenize, tokenize_each};
 pub use transform::TieBreak;
 pub use vocab::{HomologMap, TokenDictionary};
 

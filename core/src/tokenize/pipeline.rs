@@ -10,9 +10,9 @@
 use super::genes::{GeneMatch, GeneMatchOptions, GeneMatchReport, match_genes};
 use super::medians::{GeneMedians, MedianAccumulator, MedianMode};
 use super::qc::{CellQcOptions, CellStats, GeneCountFilter, QcCounts, select_cells};
-use super::transform::{GeneValue, TieBreak, keeps_gene, rank_cell};
+use super::transform::{TieBreak, keeps_gene};
 use super::{TokenDictionary, TokenizeError};
-use crate::cells::{CellSet, Species, TokenizedCell};
+use crate::cells::Species;
 use crate::data::{CellSource, ObsColumn};
 use serde::Serialize;
 
@@ -87,13 +87,13 @@ pub struct TokenizeSummary {
 
 /// Per-column decisions derived from the gene match and options.
 #[derive(Debug)]
-struct Plan {
+pub(super) struct Plan {
     mapped: Vec<bool>,
     mito: Vec<bool>,
     counted: Vec<bool>,
     /// `Some((token, divisor))` for genes entering the transform.
-    used: Vec<Option<(u32, f64)>>,
-    counted_all: bool,
+    pub(super) used: Vec<Option<(u32, f64)>>,
+    pub(super) counted_all: bool,
 }
 
 fn plan(gm: &GeneMatch, medians: Option<&GeneMedians>, opts: &TokenizeOptions) -> Plan {
@@ -149,7 +149,7 @@ fn plan(gm: &GeneMatch, medians: Option<&GeneMedians>, opts: &TokenizeOptions) -
     }
 }
 
-fn text_column(
+pub(super) fn text_column(
     source: &dyn CellSource,
     name: &str,
     what: &str,
@@ -197,12 +197,12 @@ struct PassOne {
 }
 
 /// Gene matching, pass 1 and cell selection.
-struct Prepared {
-    gm: GeneMatch,
-    plan: Plan,
-    keep: Vec<bool>,
-    qc: QcCounts,
-    lens: Vec<u32>,
+pub(super) struct Prepared {
+    pub(super) gm: GeneMatch,
+    pub(super) plan: Plan,
+    pub(super) keep: Vec<bool>,
+    pub(super) qc: QcCounts,
+    pub(super) lens: Vec<u32>,
 }
 
 /// Pass 1: per-cell statistics, per-gene totals and the number of genes each cell keeps after
@@ -265,7 +265,7 @@ fn stats_pass(
 }
 
 /// Matching, pass 1 and cell selection, shared by [`tokenize`] and [`compute_medians`].
-fn prepare(
+pub(super) fn prepare(
     source: &mut dyn CellSource,
     vocab: &TokenDictionary,
     medians: Option<&GeneMedians>,
@@ -295,239 +295,6 @@ fn prepare(
         qc: counts,
         lens,
     })
-}
-
-/// Pass 1's outcome: which cells pass 2 writes and how many tokens each gets, known before it
-/// writes anything, so that an output file can be sized up front and filled as cells stream.
-#[derive(Debug)]
-pub struct TokenizePlan {
-    gm: GeneMatch,
-    plan: Plan,
-    /// Per input cell: the genes it keeps (before truncation) when it is written, else 0.
-    lens: Vec<u32>,
-    max_len: Option<usize>,
-    labels: Option<Vec<String>>,
-    qc: QcCounts,
-    vocab_sha256: String,
-    genes_without_median: usize,
-    /// Cells that pass QC but keep no gene after the vocabulary filter (not written).
-    cells_empty: usize,
-}
-
-impl TokenizePlan {
-    /// Cells that pass 2 will write.
-    pub fn cells_out(&self) -> usize {
-        self.lens.iter().filter(|&&l| l > 0).count()
-    }
-
-    /// The longest written cell, in tokens (0 when none is written).
-    pub fn longest(&self) -> usize {
-        let l = self.lens.iter().copied().max().unwrap_or(0) as usize;
-        self.max_len.map_or(l, |m| l.min(m))
-    }
-
-    /// Tokens over all written cells (after truncation).
-    pub fn tokens(&self) -> usize {
-        let cap = self.max_len.unwrap_or(usize::MAX);
-        self.lens.iter().map(|&l| (l as usize).min(cap)).sum()
-    }
-
-    /// What [`tokenize_each`] will report, known before it runs (it checks every cell against
-    /// it), so that the summary can go into an output file's header.
-    pub fn summary(&self) -> TokenizeSummary {
-        TokenizeSummary {
-            vocab_sha256: self.vocab_sha256.clone(),
-            genes: self.gm.report.clone(),
-            qc: self.qc,
-            genes_used: self.plan.used.iter().filter(|u| u.is_some()).count(),
-            genes_without_median: self.genes_without_median,
-            cells_empty: self.cells_empty,
-            cells_out: self.cells_out(),
-            cells_truncated: match self.max_len {
-                Some(m) => self.lens.iter().filter(|&&l| l as usize > m).count(),
-                None => 0,
-            },
-            min_genes_counted_all: self.plan.counted_all,
-        }
-    }
-
-    /// The labels of the written cells, in order (when a label column was asked for).
-    pub fn labels_out(&self) -> Option<Vec<String>> {
-        let labels = self.labels.as_ref()?;
-        Some(
-            self.lens
-                .iter()
-                .zip(labels)
-                .filter(|(l, _)| **l > 0)
-                .map(|(_, label)| label.clone())
-                .collect(),
-        )
-    }
-
-    /// Cells remaining after each QC step.
-    pub fn qc(&self) -> &QcCounts {
-        &self.qc
-    }
-
-    /// Gene matching and count coverage.
-    pub fn genes(&self) -> &GeneMatchReport {
-        &self.gm.report
-    }
-}
-
-/// Pass 1 of [`tokenize`]: gene matching, cell statistics and QC, and each cell's token count.
-pub fn plan_tokenize(
-    source: &mut dyn CellSource,
-    vocab: &TokenDictionary,
-    medians: &GeneMedians,
-    opts: &TokenizeOptions,
-) -> Result<TokenizePlan, TokenizeError> {
-    let Prepared {
-        gm,
-        plan,
-        keep,
-        qc,
-        mut lens,
-    } = prepare(source, vocab, Some(medians), opts)?;
-    let mut cells_empty = 0;
-    for (l, &k) in lens.iter_mut().zip(&keep) {
-        if !k {
-            *l = 0;
-        } else if *l == 0 {
-            cells_empty += 1;
-        }
-    }
-    let labels = match &opts.label_column {
-        Some(c) => Some(text_column(source, c, "label")?),
-        None => None,
-    };
-    let genes_without_median = plan
-        .used
-        .iter()
-        .zip(&gm.ensembl)
-        .filter(|(u, e)| u.is_some() && e.as_ref().is_some_and(|e| medians.get(e).is_none()))
-        .count();
-    Ok(TokenizePlan {
-        gm,
-        plan,
-        lens,
-        max_len: opts.max_len,
-        labels,
-        qc,
-        vocab_sha256: vocab.sha256().to_string(),
-        genes_without_median,
-        cells_empty,
-    })
-}
-
-/// Pass 2 of [`tokenize`]: hands each written cell to `sink` as soon as it is tokenized, so memory
-/// stays bounded by the chunk size. A cell whose token count differs from the plan's (the file
-/// changed between the passes) stops the run with an error before it reaches `sink`; the
-/// summary returned is then always [`TokenizePlan::summary`].
-pub fn tokenize_each(
-    source: &mut dyn CellSource,
-    plan: TokenizePlan,
-    opts: &TokenizeOptions,
-    sink: &mut dyn FnMut(TokenizedCell) -> Result<(), TokenizeError>,
-) -> Result<TokenizeSummary, TokenizeError> {
-    let summary = plan.summary();
-    let TokenizePlan {
-        gm,
-        plan: p,
-        lens,
-        max_len,
-        mut labels,
-        ..
-    } = plan;
-    let mut buf = Vec::new();
-    let mut seen = 0;
-    source.rewind()?;
-    while let Some(chunk) = source.next_chunk(opts.chunk_cells.max(1))? {
-        seen = seen.max(chunk.first_cell + chunk.n_cells());
-        for i in 0..chunk.n_cells() {
-            let cell = chunk.first_cell + i;
-            let Some(&expected) = lens.get(cell) else {
-                return Err(changed(source, "has more cells than in the first pass"));
-            };
-            if expected == 0 {
-                // Dropped by QC, or no gene left after the vocabulary filter.
-                continue;
-            }
-            let (idx, val) = chunk.cell(i);
-            buf.clear();
-            buf.extend(idx.iter().zip(val).filter_map(|(&j, &v)| {
-                let (token, median) = p.used[j as usize]?;
-                Some(GeneValue {
-                    column: j,
-                    token,
-                    count: v as f64,
-                    median,
-                })
-            }));
-            let (mut input_ids, mut values) =
-                rank_cell(&buf, opts.normalize_total, opts.tie_break, None);
-            if input_ids.len() != expected as usize {
-                return Err(changed(
-                    source,
-                    &format!(
-                        "cell {cell} has {} tokens, {expected} in the first pass",
-                        input_ids.len()
-                    ),
-                ));
-            }
-            if let Some(m) = max_len {
-                input_ids.truncate(m);
-                values.truncate(m);
-            }
-            let label = labels.as_mut().map(|l| std::mem::take(&mut l[cell]));
-            sink(TokenizedCell {
-                input_ids,
-                values,
-                species: gm.species,
-                label,
-            })?;
-        }
-    }
-    if seen != lens.len() {
-        return Err(changed(
-            source,
-            &format!("has {seen} cells, {} in the first pass", lens.len()),
-        ));
-    }
-    Ok(summary)
-}
-
-fn changed(source: &dyn CellSource, what: &str) -> TokenizeError {
-    TokenizeError::Invalid {
-        file: source.info().matrix_path.clone(),
-        message: format!(
-            "{what}: the file changed while it was being tokenized (it is read twice); \
-             tokenize it again once it is no longer being written"
-        ),
-    }
-}
-
-/// Tokenizes every cell of `source` as the official pipeline does (see the module docs), into
-/// memory. [`plan_tokenize`] + [`tokenize_each`] do the same with bounded memory.
-pub fn tokenize(
-    source: &mut dyn CellSource,
-    vocab: &TokenDictionary,
-    medians: &GeneMedians,
-    opts: &TokenizeOptions,
-) -> Result<(CellSet, TokenizeSummary), TokenizeError> {
-    let plan = plan_tokenize(source, vocab, medians, opts)?;
-    let mut cells = Vec::with_capacity(plan.cells_out());
-    let summary = tokenize_each(source, plan, opts, &mut |c| {
-        cells.push(c);
-        Ok(())
-    })?;
-    Ok((
-        CellSet {
-            cells,
-            padded_len: opts.max_len,
-        },
-        summary,
-    ))
 }
 
 /// Computes a median dict from `source`: for each vocabulary gene of the file (after the same gene

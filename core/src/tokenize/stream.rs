@@ -1,0 +1,330 @@
+//! Tokenization as a stream: pass 1 ([`plan_tokenize`]) decides which cells are written and how
+//! long each is; pass 2 ([`TokenizeStream`], [`tokenize_each`]) tokenizes them chunk by chunk, so
+//! memory is bounded by the chunk, not the file. [`tokenize`] collects both into memory.
+
+use super::pipeline::{Plan, Prepared, TokenizeOptions, TokenizeSummary, prepare, text_column};
+use super::qc::QcCounts;
+use super::transform::{GeneValue, rank_cell};
+use super::{GeneMatch, GeneMatchReport, GeneMedians, TokenDictionary, TokenizeError};
+use crate::cells::{CellSet, Species, TokenizedCell};
+use crate::data::CellSource;
+
+/// Pass 1's outcome: which cells pass 2 writes and how many tokens each gets, known before it
+/// writes anything, so that an output file can be sized up front and filled as cells stream.
+#[derive(Debug)]
+pub struct TokenizePlan {
+    gm: GeneMatch,
+    plan: Plan,
+    /// Per input cell: the genes it keeps (before truncation) when it is written, else 0.
+    lens: Vec<u32>,
+    max_len: Option<usize>,
+    labels: Option<Vec<String>>,
+    qc: QcCounts,
+    vocab_sha256: String,
+    genes_without_median: usize,
+    /// Cells that pass QC but keep no gene after the vocabulary filter (not written).
+    cells_empty: usize,
+}
+
+impl TokenizePlan {
+    /// Cells that pass 2 will write.
+    pub fn cells_out(&self) -> usize {
+        self.lens.iter().filter(|&&l| l > 0).count()
+    }
+
+    /// The longest written cell, in tokens (0 when none is written).
+    pub fn longest(&self) -> usize {
+        let l = self.lens.iter().copied().max().unwrap_or(0) as usize;
+        self.max_len.map_or(l, |m| l.min(m))
+    }
+
+    /// Tokens over all written cells (after truncation).
+    pub fn tokens(&self) -> usize {
+        let cap = self.max_len.unwrap_or(usize::MAX);
+        self.lens.iter().map(|&l| (l as usize).min(cap)).sum()
+    }
+
+    /// What [`tokenize_each`] will report, known before it runs (it checks every cell against
+    /// it), so that the summary can go into an output file's header.
+    pub fn summary(&self) -> TokenizeSummary {
+        TokenizeSummary {
+            vocab_sha256: self.vocab_sha256.clone(),
+            genes: self.gm.report.clone(),
+            qc: self.qc,
+            genes_used: self.plan.used.iter().filter(|u| u.is_some()).count(),
+            genes_without_median: self.genes_without_median,
+            cells_empty: self.cells_empty,
+            cells_out: self.cells_out(),
+            cells_truncated: match self.max_len {
+                Some(m) => self.lens.iter().filter(|&&l| l as usize > m).count(),
+                None => 0,
+            },
+            min_genes_counted_all: self.plan.counted_all,
+        }
+    }
+
+    /// The labels of the written cells, in order (when a label column was asked for).
+    pub fn labels_out(&self) -> Option<Vec<String>> {
+        let labels = self.labels.as_ref()?;
+        Some(
+            self.lens
+                .iter()
+                .zip(labels)
+                .filter(|(l, _)| **l > 0)
+                .map(|(_, label)| label.clone())
+                .collect(),
+        )
+    }
+
+    /// Cells remaining after each QC step.
+    pub fn qc(&self) -> &QcCounts {
+        &self.qc
+    }
+
+    /// Gene matching and count coverage.
+    pub fn genes(&self) -> &GeneMatchReport {
+        &self.gm.report
+    }
+
+    /// Every token a written cell can hold (the vocabulary genes of the file that enter the
+    /// transform), so that per-token work (the folded embedding) can be done once, up front.
+    pub fn token_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.plan.used.iter().flatten().map(|&(t, _)| t).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The species the written cells are tagged with.
+    pub fn species(&self) -> Species {
+        self.gm.species
+    }
+}
+
+/// Pass 1 of [`tokenize`]: gene matching, cell statistics and QC, and each cell's token count.
+pub fn plan_tokenize(
+    source: &mut dyn CellSource,
+    vocab: &TokenDictionary,
+    medians: &GeneMedians,
+    opts: &TokenizeOptions,
+) -> Result<TokenizePlan, TokenizeError> {
+    let Prepared {
+        gm,
+        plan,
+        keep,
+        qc,
+        mut lens,
+    } = prepare(source, vocab, Some(medians), opts)?;
+    let mut cells_empty = 0;
+    for (l, &k) in lens.iter_mut().zip(&keep) {
+        if !k {
+            *l = 0;
+        } else if *l == 0 {
+            cells_empty += 1;
+        }
+    }
+    let labels = match &opts.label_column {
+        Some(c) => Some(text_column(source, c, "label")?),
+        None => None,
+    };
+    let genes_without_median = plan
+        .used
+        .iter()
+        .zip(&gm.ensembl)
+        .filter(|(u, e)| u.is_some() && e.as_ref().is_some_and(|e| medians.get(e).is_none()))
+        .count();
+    Ok(TokenizePlan {
+        gm,
+        plan,
+        lens,
+        max_len: opts.max_len,
+        labels,
+        qc,
+        vocab_sha256: vocab.sha256().to_string(),
+        genes_without_median,
+        cells_empty,
+    })
+}
+
+/// Pass 2 of [`tokenize`], pulled one source chunk at a time: each call to
+/// [`TokenizeStream::next_cells`] reads one chunk and returns its written cells, so memory stays
+/// bounded by the chunk size and a caller can hand control back between chunks (the browser
+/// awaits its GPU between them). A cell whose token count differs from the plan's (the file
+/// changed between the passes) stops the stream with an error.
+pub struct TokenizeStream<'s> {
+    source: &'s mut dyn CellSource,
+    gm: GeneMatch,
+    used: Vec<Option<(u32, f64)>>,
+    lens: Vec<u32>,
+    max_len: Option<usize>,
+    labels: Option<Vec<String>>,
+    opts: TokenizeOptions,
+    summary: TokenizeSummary,
+    buf: Vec<GeneValue>,
+    seen: usize,
+    written: usize,
+    finished: bool,
+}
+
+impl<'s> TokenizeStream<'s> {
+    /// Rewinds `source` for pass 2 of `plan`.
+    pub fn new(
+        source: &'s mut dyn CellSource,
+        plan: TokenizePlan,
+        opts: &TokenizeOptions,
+    ) -> Result<Self, TokenizeError> {
+        let summary = plan.summary();
+        source.rewind()?;
+        Ok(Self {
+            source,
+            gm: plan.gm,
+            used: plan.plan.used,
+            lens: plan.lens,
+            max_len: plan.max_len,
+            labels: plan.labels,
+            opts: opts.clone(),
+            summary,
+            buf: Vec::new(),
+            seen: 0,
+            written: 0,
+            finished: false,
+        })
+    }
+
+    /// What the stream reports, known before it runs.
+    pub fn summary(&self) -> &TokenizeSummary {
+        &self.summary
+    }
+
+    /// Cells written so far.
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
+    /// The written cells of the next source chunk (none when QC dropped them all), or `None`
+    /// once the source is exhausted and its cell count checked against the plan.
+    pub fn next_cells(&mut self) -> Result<Option<Vec<TokenizedCell>>, TokenizeError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let Some(chunk) = self.source.next_chunk(self.opts.chunk_cells.max(1))? else {
+            self.finished = true;
+            if self.seen != self.lens.len() {
+                return Err(changed(
+                    self.source,
+                    &format!(
+                        "has {} cells, {} in the first pass",
+                        self.seen,
+                        self.lens.len()
+                    ),
+                ));
+            }
+            return Ok(None);
+        };
+        self.seen = self.seen.max(chunk.first_cell + chunk.n_cells());
+        let mut out = Vec::new();
+        for i in 0..chunk.n_cells() {
+            let cell = chunk.first_cell + i;
+            let Some(&expected) = self.lens.get(cell) else {
+                return Err(changed(
+                    self.source,
+                    "has more cells than in the first pass",
+                ));
+            };
+            if expected == 0 {
+                // Dropped by QC, or no gene left after the vocabulary filter.
+                continue;
+            }
+            let (idx, val) = chunk.cell(i);
+            let used = &self.used;
+            self.buf.clear();
+            self.buf.extend(idx.iter().zip(val).filter_map(|(&j, &v)| {
+                let (token, median) = used[j as usize]?;
+                Some(GeneValue {
+                    column: j,
+                    token,
+                    count: v as f64,
+                    median,
+                })
+            }));
+            let (mut input_ids, mut values) = rank_cell(
+                &self.buf,
+                self.opts.normalize_total,
+                self.opts.tie_break,
+                None,
+            );
+            if input_ids.len() != expected as usize {
+                return Err(changed(
+                    self.source,
+                    &format!(
+                        "cell {cell} has {} tokens, {expected} in the first pass",
+                        input_ids.len()
+                    ),
+                ));
+            }
+            if let Some(m) = self.max_len {
+                input_ids.truncate(m);
+                values.truncate(m);
+            }
+            let label = self.labels.as_mut().map(|l| std::mem::take(&mut l[cell]));
+            out.push(TokenizedCell {
+                input_ids,
+                values,
+                species: self.gm.species,
+                label,
+            });
+        }
+        self.written += out.len();
+        Ok(Some(out))
+    }
+}
+
+/// Pass 2 of [`tokenize`]: hands each written cell to `sink` as soon as it is tokenized (see
+/// [`TokenizeStream`]); the summary returned is always [`TokenizePlan::summary`].
+pub fn tokenize_each(
+    source: &mut dyn CellSource,
+    plan: TokenizePlan,
+    opts: &TokenizeOptions,
+    sink: &mut dyn FnMut(TokenizedCell) -> Result<(), TokenizeError>,
+) -> Result<TokenizeSummary, TokenizeError> {
+    let mut stream = TokenizeStream::new(source, plan, opts)?;
+    while let Some(cells) = stream.next_cells()? {
+        for c in cells {
+            sink(c)?;
+        }
+    }
+    Ok(stream.summary)
+}
+
+fn changed(source: &dyn CellSource, what: &str) -> TokenizeError {
+    TokenizeError::Invalid {
+        file: source.info().matrix_path.clone(),
+        message: format!(
+            "{what}: the file changed while it was being tokenized (it is read twice); \
+             tokenize it again once it is no longer being written"
+        ),
+    }
+}
+
+/// Tokenizes every cell of `source` as the official pipeline does (see the module docs), into
+/// memory. [`plan_tokenize`] + [`tokenize_each`] do the same with bounded memory.
+pub fn tokenize(
+    source: &mut dyn CellSource,
+    vocab: &TokenDictionary,
+    medians: &GeneMedians,
+    opts: &TokenizeOptions,
+) -> Result<(CellSet, TokenizeSummary), TokenizeError> {
+    let plan = plan_tokenize(source, vocab, medians, opts)?;
+    let mut cells = Vec::with_capacity(plan.cells_out());
+    let summary = tokenize_each(source, plan, opts, &mut |c| {
+        cells.push(c);
+        Ok(())
+    })?;
+    Ok((
+        CellSet {
+            cells,
+            padded_len: opts.max_len,
+        },
+        summary,
+    ))
+}
