@@ -61,6 +61,22 @@ impl H5 {
         Ok(h5)
     }
 
+    /// Parses an HDF5 file read on demand from `source` (the browser's `File`): metadata and
+    /// chunks are fetched as they are needed, as from a file on disk.
+    pub fn from_source(
+        source: std::sync::Arc<dyn super::source::ByteSource>,
+        name: &str,
+    ) -> Result<H5, DataError> {
+        let file =
+            File::from_source(super::source::Hdf5Source(source)).map_err(|e| corrupt(name, e))?;
+        let h5 = H5 {
+            file,
+            name: name.to_string(),
+        };
+        h5.probe()?;
+        Ok(h5)
+    }
+
     /// Opens a file on disk for streaming reads: metadata and chunks are fetched on demand, so
     /// memory stays bounded by what is read, not the file size.
     #[cfg(not(target_arch = "wasm32"))]

@@ -8,6 +8,7 @@ mod h5util;
 mod matrix;
 mod open;
 mod row_tagged;
+pub mod source;
 pub mod table;
 pub mod tenx;
 mod text;
@@ -27,12 +28,13 @@ pub use h5ad::annotate::{
 pub use h5ad::open_h5ad;
 pub use h5ad::{H5adSource, MatrixChoice, MatrixSummary, open_h5ad_bytes};
 pub use h5matrix::Storage;
-pub use open::{OpenOptions, open_bytes};
+pub use open::{OpenOptions, open_bytes, open_source, open_source_with};
 #[cfg(not(target_arch = "wasm32"))]
 pub use open::{open_path, open_path_with};
+pub use source::{ByteSource, CachedSource, SourceReader};
 #[cfg(not(target_arch = "wasm32"))]
 pub use table::open_table;
-pub use table::{TableOrientation, open_table_bytes};
+pub use table::{TableOrientation, open_table_bytes, open_table_reader};
 pub use tenx::{GenomeChoice, TenxH5Source, open_tenx_h5_bytes, open_tenx_mtx_bytes};
 #[cfg(not(target_arch = "wasm32"))]
 pub use tenx::{open_tenx_dir, open_tenx_h5};

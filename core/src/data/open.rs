@@ -4,10 +4,13 @@
 
 use super::csr::format_err;
 use super::h5util::H5;
+use super::source::{ByteSource, SourceReader};
 use super::table::{TableOrientation, open_table_bytes};
 use super::tenx::GenomeChoice;
 use super::text::{is_gzip, maybe_gunzip};
 use super::{CellSource, DataError, MatrixChoice, h5ad, tenx};
+use std::io::Read;
+use std::sync::Arc;
 
 /// Choices that only some formats use; the defaults pick automatically.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,7 +68,6 @@ pub fn open_path_with(
         ));
     }
     {
-        use std::io::Read;
         let f = std::fs::File::open(path).map_err(io)?;
         let mut head = Vec::with_capacity(SNIFF_BYTES);
         f.take(SNIFF_BYTES as u64)
@@ -139,11 +141,7 @@ pub fn open_bytes_with(
         return Err(format_err(name, what));
     }
     if is_mtx(&bytes, name)? {
-        return Err(format_err(
-            name,
-            "a lone Matrix Market matrix: its features.tsv (or genes.tsv) and barcodes.tsv are \
-             needed too. Open the folder, or give all three files",
-        ));
+        return Err(format_err(name, LONE_MTX));
     }
     if is_gzip(&bytes) {
         let inner = maybe_gunzip(&bytes, name)?;
@@ -153,6 +151,69 @@ pub fn open_bytes_with(
     }
     Ok(Box::new(open_table_bytes(&bytes, name, opts.orientation)?))
 }
+
+/// Opens a file read on demand from `source` with automatic choices (see
+/// [`open_source_with`]).
+pub fn open_source(
+    name: &str,
+    source: Arc<dyn ByteSource>,
+) -> Result<Box<dyn CellSource>, DataError> {
+    open_source_with(name, source, &OpenOptions::default())
+}
+
+/// Opens one file read on demand (the browser's `File`): HDF5 (h5ad, 10x `.h5`) is parsed in
+/// place and a CSV/TSV table streams, so memory does not grow with the file as with
+/// [`open_bytes_with`]. Detection and messages are those of [`open_bytes_with`].
+pub fn open_source_with(
+    name: &str,
+    source: Arc<dyn ByteSource>,
+    opts: &OpenOptions,
+) -> Result<Box<dyn CellSource>, DataError> {
+    let head = super::source::head(source.as_ref(), SNIFF_BYTES).map_err(|e| DataError::Io {
+        path: name.to_string(),
+        source: e,
+    })?;
+    if head.len() >= 8 && hdf5_pure::is_hdf5_bytes(&head[..8]) {
+        return open_h5(H5::from_source(source, name)?, opts);
+    }
+    if head.is_empty() {
+        return Err(format_err(name, "the file is empty"));
+    }
+    if let Some(what) = known_other(&head) {
+        return Err(format_err(name, what));
+    }
+    let text_head = if is_gzip(&head) {
+        let mut out = Vec::new();
+        let mut d = flate2::read::MultiGzDecoder::new(&head[..]).take(SNIFF_BYTES as u64);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = d.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        if let Some(what) = known_other(&out) {
+            return Err(format_err(name, what));
+        }
+        out
+    } else {
+        head
+    };
+    if text_head
+        .get(..14)
+        .is_some_and(|h| h.eq_ignore_ascii_case(b"%%MatrixMarket"))
+    {
+        return Err(format_err(name, LONE_MTX));
+    }
+    Ok(Box::new(super::table::open_table_reader(
+        SourceReader::new(source),
+        name,
+        opts.orientation,
+    )?))
+}
+
+const LONE_MTX: &str = "a lone Matrix Market matrix: its features.tsv (or genes.tsv) and \
+                        barcodes.tsv are needed too. Open the folder, or give all three files";
 
 /// Routes an HDF5 file to the h5ad or the 10x reader by its layout.
 fn open_h5(h5: H5, opts: &OpenOptions) -> Result<Box<dyn CellSource>, DataError> {
@@ -185,7 +246,6 @@ fn open_h5(h5: H5, opts: &OpenOptions) -> Result<Box<dyn CellSource>, DataError>
 /// Whether the (possibly gzip'd) bytes are a Matrix Market file.
 fn is_mtx(bytes: &[u8], name: &str) -> Result<bool, DataError> {
     let head = if is_gzip(bytes) {
-        use std::io::Read;
         let mut buf = [0u8; 14];
         let mut d = flate2::read::GzDecoder::new(bytes);
         match d.read_exact(&mut buf) {

@@ -4,7 +4,7 @@
 //! predictions then map to file rows even when cell names repeat.
 
 use super::{CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixInfo, ObsColumn};
-use crate::cells::CellSet;
+use crate::cells::{CellSet, TokenizedCell};
 
 /// A source whose cell table gains a column holding each cell's file row.
 pub struct RowTagged {
@@ -47,8 +47,12 @@ impl RowTagged {
     /// Takes the row labels the tokenizer passed through (one per kept cell, clearing the
     /// cells' labels); `None` if a cell lost its row (never, as every label is passed through).
     pub fn take_rows(&self, cells: &mut CellSet) -> Option<Vec<usize>> {
+        Self::rows_of(&mut cells.cells)
+    }
+
+    /// [`RowTagged::take_rows`] for some of the cells (a chunk of a stream).
+    pub fn rows_of(cells: &mut [TokenizedCell]) -> Option<Vec<usize>> {
         cells
-            .cells
             .iter_mut()
             .map(|c| c.label.take().and_then(|l| l.parse().ok()))
             .collect()

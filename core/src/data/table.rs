@@ -224,25 +224,37 @@ pub fn open_table(
     path: &std::path::Path,
     orientation: TableOrientation,
 ) -> Result<MemSource, DataError> {
-    let io = |source| DataError::Io {
+    let file = std::fs::File::open(path).map_err(|source| DataError::Io {
         path: path.display().to_string(),
         source,
-    };
-    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
-    let gz = file
+    })?;
+    open_table_reader(file, &path.display().to_string(), orientation)
+}
+
+/// Opens a count table streamed from `input` (gzip'd or not): only the table's non-zeros are
+/// kept, never the file's text.
+pub fn open_table_reader(
+    input: impl Read,
+    name: &str,
+    orientation: TableOrientation,
+) -> Result<MemSource, DataError> {
+    let mut input = std::io::BufReader::new(input);
+    let gz = input
         .fill_buf()
-        .map_err(io)?
+        .map_err(|source| DataError::Io {
+            path: name.to_string(),
+            source,
+        })?
         .starts_with(&super::text::GZIP_MAGIC);
-    let name = path.display().to_string();
     if gz {
         parse_table(
-            flate2::read::MultiGzDecoder::new(file),
-            &name,
+            flate2::read::MultiGzDecoder::new(input),
+            name,
             true,
             orientation,
         )
     } else {
-        parse_table(file, &name, false, orientation)
+        parse_table(input, name, false, orientation)
     }
 }
 

@@ -281,6 +281,60 @@ impl<'m> BatchClassifier<'m> {
         })
     }
 
+    /// Like [`BatchClassifier::for_cells`] for cells not yet tokenized: folds the rows of
+    /// `ids`, every token the cells can hold (a file's [`crate::tokenize::TokenizePlan::token_ids`]),
+    /// so that a file can be classified chunk by chunk with one fold. `species`: the cells'.
+    pub fn for_ids(
+        model: &'m GeneCompassForSequenceClassification,
+        options: &InferOptions,
+        ids: &[u32],
+        species: Species,
+    ) -> Self {
+        let homolog = if options.folded {
+            model.bert.embeddings.homolog_ids()
+        } else {
+            Vec::new()
+        };
+        Self::with_ids(model, options, &homolog, ids, species)
+    }
+
+    /// [`BatchClassifier::for_ids`] for devices that cannot be read synchronously.
+    pub async fn for_ids_async(
+        model: &'m GeneCompassForSequenceClassification,
+        options: &InferOptions,
+        ids: &[u32],
+        species: Species,
+    ) -> Result<Self, ReadBackError> {
+        let homolog = if options.folded {
+            model.bert.embeddings.homolog_ids_async().await?
+        } else {
+            Vec::new()
+        };
+        Ok(Self::with_ids(model, options, &homolog, ids, species))
+    }
+
+    fn with_ids(
+        model: &'m GeneCompassForSequenceClassification,
+        options: &InferOptions,
+        homolog: &[i64],
+        ids: &[u32],
+        species: Species,
+    ) -> Self {
+        let remapped: &[u32] = if species == Species::Human { &[] } else { ids };
+        Self {
+            model,
+            folded: options.folded.then(|| {
+                FoldedEmbedding::fold_for_ids_with(
+                    &model.bert.embeddings,
+                    homolog,
+                    ids.iter().copied(),
+                    remapped.iter().copied(),
+                )
+            }),
+            options: *options,
+        }
+    }
+
     /// The batches to run, as cell indices (see [`plan_batches`]).
     pub fn plan(&self, cells: &CellSet) -> Vec<Vec<usize>> {
         plan_batches(cells, &self.options.batch)
