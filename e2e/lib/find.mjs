@@ -12,6 +12,7 @@ export const find = {
   qcKept: '#qc-kept',
   progress: '#progress',
   progressText: '#progress-text',
+  workerMemory: '#worker-memory',
   speed: '#speed',
   backend: '#backend',
   backendChoice: '#backend-choice',

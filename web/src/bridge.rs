@@ -89,8 +89,9 @@ impl WorkerHandle {
         })
     }
 
-    /// Sends a request; `parts` are the byte arrays its docs list (see [`Request`]).
-    pub fn run(&self, req: &Request, parts: Vec<js_sys::Uint8Array>) {
+    /// Sends a request; `parts` are the byte arrays (or the `File`) its docs list (see
+    /// [`Request`]).
+    pub fn run(&self, req: &Request, parts: Vec<JsValue>) {
         let msg = js_sys::Array::new();
         msg.push(&JsValue::from_str(
             &serde_json::to_string(req).expect("requests serialise"),
@@ -109,6 +110,7 @@ impl WorkerHandle {
 
 fn post(worker: &Worker, msg: &js_sys::Array) {
     // The buffers are copied, not transferred: the page keeps the model bytes for the next run.
+    // A `File` is passed as a handle: the worker reads it slice by slice.
     let _ = worker.post_message(msg);
 }
 

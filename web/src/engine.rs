@@ -6,22 +6,24 @@ use burn::module::Module;
 use burn::prelude::Device;
 use burn::store::{DTypePolicy, ModuleRecord};
 use burn::tensor::Bytes;
-use genecompass_core::batch::{BatchOptions, Padding, validate_cells};
-use genecompass_core::cells::CellSet;
+use genecompass_core::batch::{BatchOptions, Padding};
 use genecompass_core::checkpoint::{Checkpoint, LoadedModel, TensorMap, from_tensor_map};
-use genecompass_core::data::{CellSource, CellTable, DataError, ValueKind, open_bytes, value_kind};
+use genecompass_core::data::{
+    ByteSource, CellSource, DataError, ValueKind, open_source, value_kind,
+};
 use genecompass_core::model::{
     GeneCompassConfig, GeneCompassForSequenceClassification, init_classifier,
 };
 use genecompass_core::tasks::infer::InferOptions;
 use genecompass_core::tokenize::{
-    GeneMatchOptions, GeneMedians, SpeciesEvidence, TokenDictionary, TokenizeError,
-    TokenizeOptions, match_genes, tokenize,
+    GeneMatchOptions, GeneMedians, SpeciesEvidence, TokenDictionary, TokenizeError, match_genes,
 };
+use std::sync::Arc;
 use thiserror::Error;
 
 use crate::annotated::{RowTagged, label_columns};
-use crate::protocol::{FileReport, QcReport};
+use crate::protocol::FileReport;
+pub use crate::tokenized::{ChunkStream, PlannedFile, TokenizedChunk, TokenizedFile};
 
 /// Why a run stopped. Every message names the file or model and says what to do, because the
 /// page shows it as is.
@@ -302,28 +304,11 @@ impl Annotator {
 
 /// An opened file, ready to tokenize.
 pub struct OpenedFile {
-    source: RowTagged,
+    pub(crate) source: RowTagged,
     /// What was read.
     pub report: FileReport,
     first_genes: Vec<String>,
     model: String,
-}
-
-/// Cells tokenized for a model, with where each came from in the file.
-pub struct TokenizedFile {
-    /// The cells, in file order.
-    pub cells: CellSet,
-    /// File row (obs position) of each cell: what maps a prediction back to the file, since
-    /// cell names may repeat.
-    pub rows: Vec<usize>,
-    /// Name of each cell (`cell_ROW` when the file names none).
-    pub names: Vec<String>,
-    /// What tokenization kept.
-    pub qc: QcReport,
-    /// Cells (rows) in the file.
-    pub n_obs: usize,
-    /// The file's cell table (names and metadata columns), for comparing with a label column.
-    pub obs: CellTable,
 }
 
 fn species_how(e: &SpeciesEvidence) -> String {
@@ -346,8 +331,22 @@ pub fn open_file(
     bytes: Vec<u8>,
     annotator: &Annotator,
 ) -> Result<OpenedFile, AnnotateError> {
-    let sha256 = crate::model_store::sha256_hex(&bytes);
-    let mut source = RowTagged::new(open_bytes(file, bytes)?);
+    open_file_source(file, Arc::new(bytes), annotator)
+}
+
+/// [`open_file`] for a file read on demand (the worker's view of the page's `File`): nothing
+/// but the chunk being read is held in memory.
+pub fn open_file_source(
+    file: &str,
+    bytes: Arc<dyn ByteSource>,
+    annotator: &Annotator,
+) -> Result<OpenedFile, AnnotateError> {
+    let sha256 =
+        crate::model_store::sha256_hex_source(bytes.as_ref()).map_err(|e| DataError::Io {
+            path: file.to_string(),
+            source: e,
+        })?;
+    let mut source = RowTagged::new(open_source(file, bytes)?);
     let info = source.info().clone();
     let sample = source.next_chunk(256)?.unwrap_or_default();
     source.rewind()?;
@@ -417,77 +416,6 @@ impl OpenedFile {
             });
         }
         Ok(())
-    }
-
-    /// Tokenizes every cell the official way (QC, median division, ranking, truncation to the
-    /// model's position table) and checks the cells fit the model.
-    pub fn tokenize(mut self, annotator: &Annotator) -> Result<TokenizedFile, AnnotateError> {
-        self.check()?;
-        let file = self.report.file.clone();
-        let opts = TokenizeOptions {
-            label_column: Some(RowTagged::COLUMN.into()),
-            max_len: Some(annotator.config.max_position_embeddings.min(2048)),
-            ..Default::default()
-        };
-        let (mut cells, s) = tokenize(
-            &mut self.source,
-            &annotator.vocab,
-            &annotator.medians,
-            &opts,
-        )?;
-        if cells.is_empty() {
-            return Err(AnnotateError::NoCells {
-                file,
-                cells_in: s.qc.cells_in,
-            });
-        }
-        let rows = self
-            .source
-            .take_rows(&mut cells)
-            .ok_or_else(|| AnnotateError::Model {
-                name: annotator.name.clone(),
-                message: "internal error: a tokenized cell lost its file row".into(),
-            })?;
-        let n_obs = self.report.n_cells;
-        let obs = self.source.into_file_cells();
-        let names = rows
-            .iter()
-            .map(|&r| {
-                obs.names
-                    .get(r)
-                    .cloned()
-                    .unwrap_or_else(|| format!("cell_{r}"))
-            })
-            .collect();
-        validate_cells(
-            &cells,
-            &file,
-            annotator.config.vocab_size,
-            annotator.config.max_position_embeddings,
-        )
-        .map_err(|e| AnnotateError::Model {
-            name: annotator.name.clone(),
-            message: e.to_string(),
-        })?;
-        let qc = QcReport {
-            cells_in: s.qc.cells_in,
-            cells_kept: s.cells_out,
-            cells_empty: s.cells_empty,
-            cells_truncated: s.cells_truncated,
-            count_share: s.genes.matched_count_share,
-            genes_used: s.genes_used,
-            genes_without_median: s.genes_without_median,
-            medians: annotator.has_medians,
-            top_unmatched: s.genes.top_unmatched.iter().take(10).cloned().collect(),
-        };
-        Ok(TokenizedFile {
-            cells,
-            rows,
-            names,
-            qc,
-            n_obs,
-            obs,
-        })
     }
 }
 

@@ -92,6 +92,58 @@ fn baron_h5ad_is_reported_tokenized_and_classified_in_batches() {
     assert_eq!(seen, 809);
 }
 
+/// The worker's path: the file read on demand, tokenized and classified chunk by chunk with one
+/// fold of the file's tokens, gives the whole-file results (same cells, rows, probabilities).
+#[test]
+fn chunked_stream_equals_whole_file_classification() {
+    use genecompass_core::data::CachedSource;
+    let dev = Device::flex();
+    let a = tiny();
+    let whole = open_file("baron.h5ad", baron(), &a)
+        .and_then(|o| o.tokenize(&a))
+        .expect("tokenizes");
+    let options = a.options(16);
+    let want = classify_cells(&a.model, &whole.cells, &options, &dev, |_| {});
+
+    // A small block cache, so that reads cross block edges all the time.
+    let source: Arc<dyn ByteSource> = Arc::new(CachedSource::new(baron(), 4096, 4));
+    let opened = open_file_source("baron.h5ad", source, &a).expect("opens");
+    assert_eq!(
+        opened.report.sha256,
+        crate::model_store::sha256_hex(&baron())
+    );
+    let mut planned = opened.plan_chunked(&a, 100).expect("plans");
+    assert_eq!(planned.cells_out, 809);
+    assert_eq!(planned.qc, whole.qc);
+    let runner = BatchClassifier::for_ids(&a.model, &options, &planned.token_ids, planned.species);
+    let mut stream = planned.stream().expect("streams");
+    let (mut done, mut chunks) = (0, 0);
+    while let Some(chunk) = stream.next_chunk().expect("chunk") {
+        assert!(chunk.cells.len() <= 100);
+        for idx in runner.plan(&chunk.cells) {
+            let b = runner.run(&chunk.cells, &idx, &dev);
+            for (row, &ci) in idx.iter().enumerate() {
+                let at = done + ci;
+                assert_eq!(chunk.rows[ci], whole.rows[at]);
+                assert_eq!(chunk.names[ci], whole.names[at]);
+                assert_eq!(
+                    chunk.cells.cells[ci].input_ids,
+                    whole.cells.cells[at].input_ids
+                );
+                let got = &b.probabilities[row * 5..row * 5 + 5];
+                let want = &want.probabilities[at * 5..at * 5 + 5];
+                for (g, w) in got.iter().zip(want) {
+                    assert!((g - w).abs() < 1e-5, "cell {at}: {got:?} vs {want:?}");
+                }
+            }
+        }
+        done += chunk.cells.len();
+        chunks += 1;
+    }
+    assert_eq!((done, chunks), (809, 9));
+    assert!(stream.next_chunk().expect("end").is_none());
+}
+
 #[test]
 fn malformed_file_is_a_clear_error() {
     let a = tiny();

@@ -6,7 +6,8 @@
 //! [`start_worker`] runs inside a dedicated Web Worker (`static/worker.js`) that does the heavy
 //! work, so the page stays responsive and shows results batch by batch.
 //!
-//! - [`engine`]: bytes → report → tokenized cells → batched predictions (no browser APIs).
+//! - [`engine`]: bytes → report → tokenized cells → batched predictions (no browser APIs);
+//!   [`tokenized`]: the same, chunk by chunk, with memory bounded by the chunk.
 //! - [`protocol`]: the page ↔ worker messages.
 //! - [`perturb`]: in-silico perturbation of the annotated cells (gene names → tokens, core's
 //!   perturber, the classifier on the perturbed cells).
@@ -26,8 +27,10 @@ pub mod perturb;
 pub mod protocol;
 pub mod registry_models;
 pub mod results;
+pub mod tokenized;
 
 mod app;
+mod blob_source;
 mod bridge;
 mod components;
 mod http;

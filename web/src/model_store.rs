@@ -93,6 +93,26 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// SHA-256 of a file read on demand, as lower-case hex, 4 MiB at a time.
+pub fn sha256_hex_source(
+    source: &dyn genecompass_core::data::ByteSource,
+) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 4 << 20];
+    let mut at = 0u64;
+    while at < source.len() {
+        let n = (source.len() - at).min(buf.len() as u64) as usize;
+        source.read_at(at, &mut buf[..n])?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 fn absolute(url: &str, base: &str) -> String {
     web_sys::Url::new_with_base(url, base)
         .map(|u| u.href())

@@ -26,8 +26,10 @@ pub const TOP_AFFECTED: usize = 10;
 
 /// What the worker keeps of the last annotation, to perturb it later.
 pub struct LastRun {
-    /// The tokenized cells.
+    /// The tokenized cells: the annotation's first cells, up to [`PERTURB_TOKENS`] tokens.
     pub cells: CellSet,
+    /// Cells the annotation classified (more than `cells` when the budget cut them).
+    pub annotated: usize,
     /// The file's species (for symbols), when detected.
     pub species: Option<Species>,
     /// Predicted label index of each cell (argmax).
@@ -35,6 +37,10 @@ pub struct LastRun {
     /// The PCA axes of the original plot.
     pub basis: PcaBasis,
 }
+
+/// Tokens of annotated cells kept for perturbations (8 bytes each: 32 MB), so that the
+/// worker's memory stays bounded on large files. Baron's 822 cells hold about 1.3 million.
+pub const PERTURB_TOKENS: usize = 4_000_000;
 
 /// A gene name resolved to the model's token.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,7 +193,16 @@ pub fn run_perturbation(
     };
     let (present, missing): (Vec<&ResolvedGene>, Vec<&ResolvedGene>) =
         genes.iter().partition(|g| holders.contains_key(&g.token));
-    let notes: Vec<String> = missing.iter().map(|g| absent(g)).collect();
+    let mut notes: Vec<String> = missing.iter().map(|g| absent(g)).collect();
+    if cells.len() < last.annotated {
+        notes.push(format!(
+            "perturbed in the first {} of the {} annotated cells: the page keeps at most {} \
+             million tokens of cells for perturbations",
+            cells.len(),
+            last.annotated,
+            PERTURB_TOKENS / 1_000_000
+        ));
+    }
     if present.is_empty() {
         return Err(notes.join("\n"));
     }

@@ -123,6 +123,7 @@ fn perturbing_baron_cells_moves_them_on_the_original_axes() {
     }
     let (pca, basis) = pca_2d_fit(&pooled, n, width);
     let last = LastRun {
+        annotated: t.cells.len(),
         cells: t.cells,
         species: Some(Species::Mouse),
         before,

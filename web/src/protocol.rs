@@ -6,8 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What the page asks the worker to do. Bytes follow the JSON in the posted array, in this
-/// order: data file, `config.json`, weights, token dictionary, then medians when `has_medians`.
+/// What the page asks the worker to do. Parts follow the JSON in the posted array, in this
+/// order: the data file (the page's `File`, which the worker reads slice by slice, or its
+/// bytes), `config.json`, weights, token dictionary, then medians when `has_medians`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRequest {
     /// The uploaded file's name (for messages only; the format is detected from content).
@@ -62,7 +63,7 @@ impl BackendChoice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Request {
-    /// Annotate a file; its bytes follow (see [`RunRequest`]).
+    /// Annotate a file; it and the model's bytes follow (see [`RunRequest`]).
     Annotate(RunRequest),
     /// Perturb genes in the last annotated cells; no bytes follow.
     Perturb(PerturbRequest),
@@ -316,6 +317,9 @@ pub enum Reply {
         cells: usize,
         /// Seconds of inference (model forward passes only).
         seconds: f64,
+        /// The worker's wasm memory at the end, in bytes: its peak, as wasm memory only grows.
+        #[serde(default)]
+        memory_bytes: Option<f64>,
     },
     /// Perturbation progress.
     PerturbProgress {

@@ -9,9 +9,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use burn::prelude::Device;
-use genecompass_core::data::CellTable;
+use genecompass_core::cells::CellSet;
+use genecompass_core::data::{ByteSource, CachedSource, CellTable};
 use genecompass_core::tasks::infer::BatchClassifier;
 use genecompass_core::tasks::pca::pca_2d_fit;
 use genecompass_core::tasks::umap::umap;
@@ -20,10 +22,11 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::annotated::{labelled_file_name, labelled_h5ad, predictions_by_row, truth_values};
-use crate::engine::{AnnotateError, Annotator, ModelFiles, open_file};
+use crate::blob_source::BlobSource;
+use crate::engine::{AnnotateError, Annotator, ModelFiles, open_file_source};
 use crate::layout::{Throttle, umap_options};
 use crate::model_store::sha256_hex;
-use crate::perturb::{LastRun, run_perturbation, species_named};
+use crate::perturb::{LastRun, PERTURB_TOKENS, run_perturbation, species_named};
 use crate::protocol::{CellRow, PerturbRequest, Reply, Request, RunRequest};
 use crate::results::argmax;
 use crate::webgpu::{self, Chosen};
@@ -334,7 +337,7 @@ fn model_for(
 }
 
 /// An annotation: `[request JSON, file, config, weights, token dict, medians?]` (see
-/// [`RunRequest`]).
+/// [`RunRequest`]). The file comes as the page's `File` (read slice by slice) or as bytes.
 async fn handle_annotate(parts: &js_sys::Array, req: RunRequest) -> Result<(), String> {
     // A new annotation replaces the cells perturbations run on, and the predictions.
     LAST.with_borrow_mut(|l| *l = None);
@@ -345,79 +348,126 @@ async fn handle_annotate(parts: &js_sys::Array, req: RunRequest) -> Result<(), S
     }
     let chosen = webgpu::choose(req.backend).await;
     let a = model_for(parts, &req, &chosen)?;
-    annotate(&a, &req, bytes(parts, 1), &chosen)
+    let file = parts.get(1);
+    let source: Arc<dyn ByteSource> = match file.dyn_into::<web_sys::Blob>() {
+        Ok(blob) => Arc::new(CachedSource::new(
+            BlobSource::new(blob)?,
+            READ_BLOCK,
+            READ_BLOCKS,
+        )),
+        Err(other) => Arc::new(js_sys::Uint8Array::new(&other).to_vec()),
+    };
+    annotate(&a, &req, source, &chosen)
         .await
         .map_err(|e| e.to_string())
 }
 
+/// The size of this worker's wasm memory: the most it has held, since wasm memory never
+/// shrinks. Shown on the page, so users (and the benchmark) see what a file cost.
+fn wasm_memory_bytes() -> Option<f64> {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().dyn_into().ok()?;
+    let buffer: js_sys::ArrayBuffer = memory.buffer().dyn_into().ok()?;
+    Some(buffer.byte_length() as f64)
+}
+
+/// Small reads of the file are served from the last blocks read: 8 × 1 MiB.
+const READ_BLOCK: usize = 1 << 20;
+const READ_BLOCKS: usize = 8;
+
 async fn annotate(
     a: &Annotator,
     req: &RunRequest,
-    file: Vec<u8>,
+    file: Arc<dyn ByteSource>,
     chosen: &Chosen,
 ) -> Result<(), AnnotateError> {
     let device = &chosen.device;
     stage("Reading the file");
-    let opened = open_file(&req.file_name, file, a)?;
+    let opened = open_file_source(&req.file_name, file, a)?;
     post(&Reply::Report(opened.report.clone()));
     let report_sha = opened.report.sha256.clone();
     let species = species_named(&opened.report.species);
     opened.check()?;
-    stage("Tokenizing (quality control, ranking)");
-    let t = opened.tokenize(a)?;
-    post(&Reply::Qc(t.qc.clone()));
+    stage("Quality control (a first pass over the file)");
+    let mut planned = opened.plan(a)?;
+    post(&Reply::Qc(planned.qc.clone()));
+    let total = planned.cells_out;
     post(&Reply::Started {
-        cells: t.cells.len(),
+        cells: total,
         labels: a.labels.clone(),
         backend: chosen.label.clone(),
     });
     let mut options = a.options(req.batch_size);
     options.batch.max_scores_per_head = chosen.max_scores_per_head(a.config.num_attention_heads);
     let runner = if chosen.gpu {
-        BatchClassifier::for_cells_async(&a.model, &options, &t.cells).await?
+        BatchClassifier::for_ids_async(&a.model, &options, &planned.token_ids, planned.species)
+            .await?
     } else {
-        BatchClassifier::for_cells(&a.model, &options, &t.cells)
+        BatchClassifier::for_ids(&a.model, &options, &planned.token_ids, planned.species)
     };
     let c = a.labels.len();
     let start = js_sys::Date::now();
     let mut done = 0;
-    // Pooled embeddings, for the PCA plot (and UMAP on request): [cells, H].
+    // Per cell, what the plots and downloads need: the pooled embedding [cells, H] (PCA plot,
+    // UMAP on request), the call, the file row. The tokens are dropped with their chunk, but
+    // for the first cells, kept for perturbations up to a budget.
     let mut pooled: Vec<f32> = Vec::new();
     let mut width = 0;
-    let mut predicted = vec![(0usize, 0f32); t.cells.len()];
-    for idx in runner.plan(&t.cells) {
-        let pending = runner.start(&t.cells, &idx, device);
-        let b = if chosen.gpu {
-            pending.read_async().await?
-        } else {
-            pending.read()
-        };
-        if width == 0 && !idx.is_empty() {
-            width = b.pooled.len() / idx.len();
-            pooled = vec![0.0; t.cells.len() * width];
+    let mut predicted = Vec::with_capacity(total);
+    let mut rows = Vec::with_capacity(total);
+    let mut kept = CellSet {
+        cells: Vec::new(),
+        padded_len: None,
+    };
+    let mut kept_tokens = 0usize;
+    let mut budget_open = true;
+    let mut stream = planned.stream()?;
+    while let Some(chunk) = stream.next_chunk()? {
+        let first = done;
+        let mut chunk_predicted = vec![(0usize, 0f32); chunk.cells.len()];
+        for idx in runner.plan(&chunk.cells) {
+            let pending = runner.start(&chunk.cells, &idx, device);
+            let b = if chosen.gpu {
+                pending.read_async().await?
+            } else {
+                pending.read()
+            };
+            if width == 0 && !idx.is_empty() {
+                width = b.pooled.len() / idx.len();
+                pooled = vec![0.0; total * width];
+            }
+            let mut out = Vec::with_capacity(idx.len());
+            for (row, &ci) in idx.iter().enumerate() {
+                let at = first + ci;
+                pooled[at * width..(at + 1) * width]
+                    .copy_from_slice(&b.pooled[row * width..(row + 1) * width]);
+                let p = &b.probabilities[row * c..(row + 1) * c];
+                chunk_predicted[ci] = argmax(p);
+                out.push(CellRow {
+                    index: at,
+                    row: chunk.rows[ci],
+                    name: chunk.names[ci].clone(),
+                    probabilities: p.to_vec(),
+                });
+            }
+            done += idx.len();
+            post(&Reply::Batch {
+                rows: out,
+                done,
+                seconds: (js_sys::Date::now() - start) / 1e3,
+            });
         }
-        for (row, &ci) in idx.iter().enumerate() {
-            pooled[ci * width..(ci + 1) * width]
-                .copy_from_slice(&b.pooled[row * width..(row + 1) * width]);
-            predicted[ci] = argmax(&b.probabilities[row * c..(row + 1) * c]);
+        predicted.extend(chunk_predicted);
+        rows.extend_from_slice(&chunk.rows);
+        for cell in chunk.cells.cells {
+            budget_open &= kept_tokens + cell.len() <= PERTURB_TOKENS;
+            if !budget_open {
+                break;
+            }
+            kept_tokens += cell.len();
+            kept.cells.push(cell);
         }
-        let rows = idx
-            .iter()
-            .enumerate()
-            .map(|(row, &ci)| CellRow {
-                index: ci,
-                row: t.rows[ci],
-                name: t.names[ci].clone(),
-                probabilities: b.probabilities[row * c..(row + 1) * c].to_vec(),
-            })
-            .collect();
-        done += idx.len();
-        post(&Reply::Batch {
-            rows,
-            done,
-            seconds: (js_sys::Date::now() - start) / 1e3,
-        });
     }
+    drop(stream);
     stage("Projecting the cell embeddings (PCA)");
     let cells = if width == 0 { 0 } else { done };
     let (pca, basis) = pca_2d_fit(&pooled, cells, width);
@@ -434,26 +484,29 @@ async fn annotate(
     });
     LAST.with_borrow_mut(|l| {
         *l = Some(LastRun {
-            cells: t.cells,
+            before: predicted.iter().take(kept.len()).map(|p| p.0).collect(),
+            cells: kept,
+            annotated: done,
             species,
-            before: predicted.iter().map(|p| p.0).collect(),
             basis,
         });
     });
+    let n_obs = planned.n_obs;
     FINISHED.with_borrow_mut(|f| {
         *f = Some(Finished {
             file_name: req.file_name.clone(),
             sha256: report_sha,
-            n_obs: t.n_obs,
-            rows: t.rows,
+            n_obs,
+            rows,
             predicted,
             labels: a.labels.clone(),
-            obs: t.obs,
+            obs: planned.into_obs(),
         });
     });
     post(&Reply::Done {
         cells: done,
         seconds: (js_sys::Date::now() - start) / 1e3,
+        memory_bytes: wasm_memory_bytes(),
     });
     Ok(())
 }

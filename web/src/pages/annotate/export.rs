@@ -108,7 +108,8 @@ fn request_h5ad(state: RunState) {
             file_name: file.name(),
             replace,
         };
-        let sent = WORKER.with_borrow(|w| w.as_ref().map(|w| w.run(&req, vec![data])).is_some());
+        let sent =
+            WORKER.with_borrow(|w| w.as_ref().map(|w| w.run(&req, vec![data.into()])).is_some());
         if !sent {
             x.fail(
                 "The worker holding the predictions was stopped: annotate the file again".into(),

@@ -14,6 +14,7 @@ use std::cell::RefCell;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{File, HtmlInputElement};
 
@@ -56,6 +57,8 @@ struct RunState {
     total: RwSignal<usize>,
     done: RwSignal<usize>,
     seconds: RwSignal<f64>,
+    /// The worker's peak wasm memory, in bytes, once a run is done.
+    memory: RwSignal<Option<f64>>,
     backend: RwSignal<String>,
     finished: RwSignal<bool>,
     points: RwSignal<Vec<[f32; 2]>>,
@@ -82,6 +85,7 @@ impl RunState {
             total: RwSignal::new(0),
             done: RwSignal::new(0),
             seconds: RwSignal::new(0.0),
+            memory: RwSignal::new(None),
             backend: RwSignal::new(String::new()),
             finished: RwSignal::new(false),
             points: RwSignal::new(Vec::new()),
@@ -104,6 +108,7 @@ impl RunState {
         self.total.set(0);
         self.done.set(0);
         self.seconds.set(0.0);
+        self.memory.set(None);
         self.finished.set(false);
         self.points.set(Vec::new());
         self.explained.set([0.0; 2]);
@@ -167,9 +172,14 @@ impl RunState {
                 self.points.set(points);
                 self.explained.set(explained);
             }
-            Reply::Done { cells, seconds } => {
+            Reply::Done {
+                cells,
+                seconds,
+                memory_bytes,
+            } => {
                 self.done.set(cells);
                 self.seconds.set(seconds);
+                self.memory.set(memory_bytes);
                 self.finished.set(true);
                 self.running.set(false);
                 self.stage.set(format!("Done: {cells} cells"));
@@ -236,16 +246,16 @@ async fn start_run(
         fetched.from_cache,
     )));
     state.model.set(Some(entry.clone()));
-    let data = file_bytes(&file).await?;
     let f = fetched.files;
-    let mut parts = vec![
-        data,
-        js_sys::Uint8Array::from(&f.config_json[..]),
-        js_sys::Uint8Array::from(&f.weights[..]),
-        js_sys::Uint8Array::from(&f.token_dict[..]),
+    // The file goes as a handle: the worker reads it a slice at a time, never whole.
+    let mut parts: Vec<JsValue> = vec![
+        file.clone().into(),
+        js_sys::Uint8Array::from(&f.config_json[..]).into(),
+        js_sys::Uint8Array::from(&f.weights[..]).into(),
+        js_sys::Uint8Array::from(&f.token_dict[..]).into(),
     ];
     if let Some(m) = &f.medians {
-        parts.push(js_sys::Uint8Array::from(&m[..]));
+        parts.push(js_sys::Uint8Array::from(&m[..]).into());
     }
     let req = RunRequest {
         file_name: file.name(),
@@ -428,6 +438,9 @@ pub fn AnnotatePage() -> impl IntoView {
                 <span id="progress-text">{move || format!("{} / {} cells", state.done.get(), state.total.get())}</span>
                 <span id="speed">{speed}</span>
                 <span id="backend" class="backend">{move || state.backend.get()}</span>
+                <span id="worker-memory" title="The annotation worker's memory: it holds the chunk of cells being processed and the results, never the whole file">
+                    {move || state.memory.get().map(|b| format!("worker memory {}", format_bytes(b)))}
+                </span>
             </div>
             <h2>"Results"</h2>
             <label class="threshold">
