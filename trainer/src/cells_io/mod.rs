@@ -85,21 +85,7 @@ fn cells_from_tensors(map: &TensorMap) -> anyhow::Result<CellSet> {
     let vals = vals_t
         .to_f32()
         .with_context(|| format!("{p}: `values` must be numeric"))?;
-    let species = match get("species") {
-        Some(t) => {
-            let s = t
-                .to_i64()
-                .with_context(|| format!("{p}: `species` must be integer"))?;
-            if s.len() != n {
-                bail!(
-                    "{p}: `species` has {} entries for {n} cells; expected [N, 1]",
-                    s.len()
-                );
-            }
-            s
-        }
-        None => vec![0; n],
-    };
+    let species = species_codes(map, n)?;
     let mask = match get("attention_mask") {
         Some(t) => {
             if t.shape != ids_t.shape {
@@ -123,23 +109,13 @@ fn cells_from_tensors(map: &TensorMap) -> anyhow::Result<CellSet> {
             Some(m) => m[i * l..(i + 1) * l].iter().filter(|&&v| v != 0).count(),
             None => row.iter().position(|&v| v == 0).unwrap_or(l),
         };
-        if let Some(bad) = row[..len].iter().find(|&&v| v <= 0 || v > u32::MAX as i64) {
-            bail!(
-                "{p}: cell {i} has token id {bad} among its first {len} (real) positions; ids must be positive"
-            );
-        }
-        let sp = Species::from_code(species[i]).with_context(|| {
-            format!(
-                "{p}: cell {i} has species {}; expected 0 (human) or 1 (mouse)",
-                species[i]
-            )
-        })?;
-        cells.push(TokenizedCell {
-            input_ids: row[..len].iter().map(|&v| v as u32).collect(),
-            values: vals[i * l..i * l + len].to_vec(),
-            species: sp,
-            label: None,
-        });
+        cells.push(checked_cell(
+            p,
+            i,
+            &row[..len],
+            &vals[i * l..i * l + len],
+            species[i],
+        )?);
     }
     Ok(CellSet {
         cells,
@@ -181,37 +157,60 @@ fn ragged_cells(map: &TensorMap) -> anyhow::Result<CellSet> {
             ids.len()
         );
     }
-    let species = match map.tensors.get("species") {
-        Some(t) => t
-            .to_i64()
-            .with_context(|| format!("{p}: `species` must be integer"))?,
-        None => vec![0; n],
-    };
-    if species.len() != n {
-        bail!("{p}: `species` has {} entries for {n} cells", species.len());
-    }
+    let species = species_codes(map, n)?;
     let mut cells = Vec::with_capacity(n);
     for i in 0..n {
         let (a, b) = (offsets[i] as usize, offsets[i + 1] as usize);
-        if let Some(bad) = ids[a..b].iter().find(|&&v| v <= 0 || v > u32::MAX as i64) {
-            bail!("{p}: cell {i} has token id {bad}; ids must be positive");
-        }
-        let sp = Species::from_code(species[i]).with_context(|| {
-            format!(
-                "{p}: cell {i} has species {}; expected 0 (human) or 1 (mouse)",
-                species[i]
-            )
-        })?;
-        cells.push(TokenizedCell {
-            input_ids: ids[a..b].iter().map(|&v| v as u32).collect(),
-            values: vals[a..b].to_vec(),
-            species: sp,
-            label: None,
-        });
+        cells.push(checked_cell(p, i, &ids[a..b], &vals[a..b], species[i])?);
     }
     Ok(CellSet {
         cells,
         padded_len: None,
+    })
+}
+
+/// The `species` code of each of `n` cells (all human when the file has no `species`), for
+/// both layouts.
+fn species_codes(map: &TensorMap, n: usize) -> anyhow::Result<Vec<i64>> {
+    let p = &map.path;
+    let Some(t) = map.tensors.get("species") else {
+        return Ok(vec![0; n]);
+    };
+    let s = t
+        .to_i64()
+        .with_context(|| format!("{p}: `species` must be integer"))?;
+    if s.len() != n {
+        bail!(
+            "{p}: `species` has {} entries for {n} cells; expected one per cell ([N, 1])",
+            s.len()
+        );
+    }
+    Ok(s)
+}
+
+/// Cell `i` from its real tokens, checked, for both layouts.
+fn checked_cell(
+    p: &str,
+    i: usize,
+    ids: &[i64],
+    values: &[f32],
+    species: i64,
+) -> anyhow::Result<TokenizedCell> {
+    if let Some(bad) = ids.iter().find(|&&v| v <= 0 || v > u32::MAX as i64) {
+        bail!(
+            "{p}: cell {i} has token id {bad} among its {} real tokens; ids must be positive \
+             (0 is padding)",
+            ids.len()
+        );
+    }
+    let species = Species::from_code(species).with_context(|| {
+        format!("{p}: cell {i} has species {species}; expected 0 (human) or 1 (mouse)")
+    })?;
+    Ok(TokenizedCell {
+        input_ids: ids.iter().map(|&v| v as u32).collect(),
+        values: values.to_vec(),
+        species,
+        label: None,
     })
 }
 

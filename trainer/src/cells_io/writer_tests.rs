@@ -162,3 +162,18 @@ fn short_or_long_streams_fail_and_leave_nothing() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_padding_id_inside_a_cell_is_refused_in_both_layouts() {
+    let mut set = cells();
+    set.cells[3].input_ids[1] = 0;
+    for layout in [CellsLayout::Padded, CellsLayout::Ragged] {
+        let d = tmp(&format!("zero-id-{layout:?}"));
+        let p = d.join("cells.safetensors");
+        write_cells_safetensors(&p, &set, layout, HashMap::new()).unwrap();
+        // The padded layout carries an attention mask, so a 0 inside a cell is not padding.
+        let e = format!("{:#}", read_cells_file(&p).unwrap_err());
+        assert!(e.contains("cell 3 has token id 0"), "{layout:?}: {e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -18,4 +18,5 @@ pub mod pretrain;
 pub mod priors;
 mod species_arg;
 pub mod tokenize;
+mod tokenize_report;
 pub mod vocab;
