@@ -32,11 +32,13 @@ try {
     await page.selectOption(find.backendChoice, 'cpu');
     const t0 = Date.now();
     await upload(page, file);
+    await page.waitForSelector(find.resultRows, { timeout: 3_600_000 });
+    const firstRows = (Date.now() - t0) / 1e3;
     await runFinishes(page, 3_600_000);
     const seconds = (Date.now() - t0) / 1e3;
     const memory = (await page.textContent(find.workerMemory)).trim();
     const cells = Number((await page.textContent(find.progressText)).match(/^(\d+)/)[1]);
-    const run = { file: path.basename(file), bytes: fs.statSync(file).size, cells, memory, seconds };
+    const run = { file: path.basename(file), bytes: fs.statSync(file).size, cells, memory, firstRows, seconds };
     console.error(JSON.stringify(run));
     runs.push(run);
   }
@@ -50,9 +52,9 @@ console.log(`# Browser worker memory, ${new Date().toISOString().slice(0, 16).re
 console.log(`machine: ${os.cpus().length} cores; Chromium headless ` +
   `(${execFileSync(process.env.CHROMIUM || '/usr/bin/chromium', ['--version'], { encoding: 'utf8' }).trim()}); ` +
   'model: reference-tiny classifier, CPU backend\n');
-console.log('| file | size MiB | cells annotated | worker memory (peak) | whole run |');
-console.log('|---|---:|---:|---:|---:|');
+console.log('| file | size MiB | cells annotated | worker memory (peak) | first rows after | whole run |');
+console.log('|---|---:|---:|---:|---:|---:|');
 for (const r of runs) {
   console.log(`| ${r.file} | ${mib(r.bytes)} | ${r.cells} | ${r.memory.replace('worker memory ', '')} | ` +
-    `${r.seconds.toFixed(0)} s |`);
+    `${r.firstRows.toFixed(1)} s | ${r.seconds.toFixed(0)} s |`);
 }

@@ -295,9 +295,10 @@ pub enum Reply {
         /// Compute backend, for display.
         backend: String,
     },
-    /// One batch of results.
+    /// Results of the batches finished since the last message: the worker posts at most every
+    /// 250 ms (the first batch at once), since the page redraws per message.
     Batch {
-        /// The batch's cells.
+        /// Their cells.
         rows: Vec<CellRow>,
         /// Cells done so far.
         done: usize,
