@@ -82,16 +82,7 @@ pub fn open_path_with(
         }
         // A table (not a Matrix Market file) is parsed as it streams from the disk.
         let text_head = if is_gzip(&head) {
-            let mut out = Vec::new();
-            let mut d = flate2::read::MultiGzDecoder::new(&head[..]).take(SNIFF_BYTES as u64);
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = d.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                out.extend_from_slice(&buf[..n]);
-            }
-            out
+            gunzipped_head(&head)
         } else {
             head.clone()
         };
@@ -183,15 +174,7 @@ pub fn open_source_with(
         return Err(format_err(name, what));
     }
     let text_head = if is_gzip(&head) {
-        let mut out = Vec::new();
-        let mut d = flate2::read::MultiGzDecoder::new(&head[..]).take(SNIFF_BYTES as u64);
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = d.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
+        let out = gunzipped_head(&head);
         if let Some(what) = known_other(&out) {
             return Err(format_err(name, what));
         }
@@ -283,6 +266,21 @@ fn known_other(bytes: &[u8]) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// As much of the decompressed text as the first bytes of a gzip file hold (up to
+/// [`SNIFF_BYTES`]); a stream cut off by the sniff window simply ends early.
+fn gunzipped_head(head: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut d = flate2::read::MultiGzDecoder::new(head).take(SNIFF_BYTES as u64);
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = d.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
 }
 
 /// How much of a file is looked at before deciding how to read it.
