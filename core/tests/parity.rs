@@ -308,6 +308,26 @@ fn check_classifier(format: WeightsFormat) {
         want(&f, "cls_pooler_output"),
         ATOL,
     );
+    // Skipping the padded rows (packed on the CPU) changes nothing the classifier reads.
+    let real_only = ForwardOptions {
+        compute_padding: false,
+        ..opts
+    };
+    let (logits, pooled) =
+        c.forward_with_pooled(&input(&f, &f.ids, &f.values, false, true, &dev), real_only);
+    let lr = logits.into_data().try_to_vec::<f32>().unwrap();
+    assert_close(
+        "cls_logits (padding skipped)",
+        &lr,
+        want(&f, "cls_logits"),
+        ATOL,
+    );
+    assert_close(
+        "cls_pooler_output (padding skipped)",
+        &pooled.into_data().try_to_vec::<f32>().unwrap(),
+        want(&f, "cls_pooler_output"),
+        ATOL,
+    );
     let logits = c.forward(&input(&f, &f.ids, &f.values, false, false, &dev), opts);
     assert_close(
         "cls_logits_nomask",
@@ -352,4 +372,78 @@ fn classifier_from_safetensors_matches_reference() {
 #[test]
 fn classifier_from_pytorch_bin_matches_reference() {
     check_classifier(WeightsFormat::Pytorch);
+}
+
+/// Inference that reads only real positions skips the padded rows: every layer's real positions
+/// still match the official outputs, and the padded positions come out as zeros.
+#[test]
+fn skipping_padded_rows_keeps_every_real_position() {
+    let dev = Device::flex();
+    let f = fixture();
+    let (_, m, _) = mlm(&tiny(), WeightsFormat::Safetensors, &dev);
+    let full = input(&f, &f.ids, &f.values, true, true, &dev);
+    let out = m.bert.forward(
+        &full,
+        ForwardOptions {
+            output_hidden_states: true,
+            compute_padding: false,
+            ..ForwardOptions::default()
+        },
+    );
+    // 6 cells of 16 genes, the species CLS first.
+    let (cells, genes) = (6, 16);
+    let seq = genes + 1;
+    let real = |cell: usize, pos: usize| pos == 0 || f.mask[cell * genes + pos - 1] > 0.0;
+    let padded = (0..cells)
+        .flat_map(|c| (0..seq).map(move |p| (c, p)))
+        .filter(|&(c, p)| !real(c, p))
+        .count();
+    assert_eq!(
+        padded,
+        4 + 7 + 2 + 11 + 5,
+        "the fixture pads five of its cells"
+    );
+    // `layer` is one [cells, seq, H] block: real rows within ATOL, padded rows zero.
+    let check = |name: &str, got: &[f32], want: &[f32]| {
+        let h = got.len() / (cells * seq);
+        assert_eq!(got.len(), want.len(), "{name}: shape");
+        for cell in 0..cells {
+            for pos in 0..seq {
+                let at = (cell * seq + pos) * h;
+                let (g, w) = (&got[at..at + h], &want[at..at + h]);
+                if real(cell, pos) {
+                    let worst = g
+                        .iter()
+                        .zip(w)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(
+                        worst < ATOL,
+                        "{name}: cell {cell} position {pos}: max |Δ| {worst}"
+                    );
+                } else {
+                    assert!(
+                        g.iter().all(|&v| v == 0.0),
+                        "{name}: padded {cell}/{pos} not zero"
+                    );
+                }
+            }
+        }
+    };
+    check(
+        "bert_last_hidden_state_masked",
+        &vec3(out.last_hidden_state),
+        want(&f, "bert_last_hidden_state_masked"),
+    );
+    let per_layer = want(&f, "bert_hidden_states_masked");
+    let block = per_layer.len() / out.hidden_states.len();
+    for (i, hs) in out.hidden_states.into_iter().enumerate() {
+        let w = &per_layer[i * block..(i + 1) * block];
+        if i == 0 {
+            // The encoder's input is computed before any row is skipped.
+            assert_close("bert_hidden_states_masked[0]", &vec3(hs), w, ATOL);
+        } else {
+            check(&format!("bert_hidden_states_masked[{i}]"), &vec3(hs), w);
+        }
+    }
 }

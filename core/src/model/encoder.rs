@@ -137,7 +137,8 @@ pub struct BertEncoder {
 }
 
 impl BertEncoder {
-    /// Runs every layer; collects each layer's output when `keep_all`.
+    /// Runs every layer; collects each layer's output when `keep_all`. Without
+    /// `compute_padding`, padded positions may come out as zeros (see [`super::ForwardOptions`]).
     ///
     /// # Shapes
     /// - `x`: `[B, S, H]`, `mask`: additive `[B, 1, 1, S]` → last `[B, S, H]`
@@ -146,11 +147,19 @@ impl BertEncoder {
         mut x: Tensor<3>,
         mask: Option<Tensor<4>>,
         keep_all: bool,
+        compute_padding: bool,
     ) -> (Tensor<3>, Vec<Tensor<3>>) {
         let device = x.device();
         let heads = self.layer.first().map(|l| l.attention.attn.num_heads);
         if let Some(heads) = heads.filter(|_| host_inference(&device, &x)) {
-            return host_encoder::encoder_forward(&self.layer, x, mask, heads, keep_all);
+            return host_encoder::encoder_forward(
+                &self.layer,
+                x,
+                mask,
+                heads,
+                keep_all,
+                compute_padding,
+            );
         }
         let mut all = Vec::new();
         for layer in &self.layer {

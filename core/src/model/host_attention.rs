@@ -7,8 +7,9 @@
 //! generic kernel instead reads a `[B, 1, S, S]` byte mask, walks 64-key tiles and calls scalar
 //! `exp`, which made it half of the inference time (`bench/inference/RESULTS.md`).
 //!
-//! Masked keys get probability exactly 0, as in HF's additive `finfo.min` mask. Padded query
-//! rows are computed too (attending to the valid keys), so every hidden state matches.
+//! Masked keys get probability exactly 0, as in HF's additive `finfo.min` mask. In the padded
+//! layout, padded query rows are computed too (attending to the valid keys), so every hidden
+//! state matches; the packed layout ([`CellRows::packed`]) holds real rows only.
 
 use rayon::prelude::*;
 
@@ -76,37 +77,91 @@ pub struct Qkv<'a> {
     pub row_stride: usize,
 }
 
+/// Where one cell's rows sit in the projected arrays: `len` consecutive rows from `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellRows {
+    /// First row of the cell.
+    pub start: usize,
+    /// Rows of the cell (its query positions).
+    pub len: usize,
+}
+
+impl CellRows {
+    /// The padded layout: `batch` cells of `seq` rows each.
+    pub fn padded(batch: usize, seq: usize) -> Vec<CellRows> {
+        (0..batch)
+            .map(|c| CellRows {
+                start: c * seq,
+                len: seq,
+            })
+            .collect()
+    }
+
+    /// The packed layout: each cell's rows right after the previous cell's.
+    pub fn packed(lens: impl IntoIterator<Item = usize>) -> Vec<CellRows> {
+        let mut start = 0;
+        lens.into_iter()
+            .map(|len| {
+                let c = CellRows { start, len };
+                start += len;
+                c
+            })
+            .collect()
+    }
+}
+
 /// `softmax(q kᵀ / √d) v` per cell and head, over each cell's `keys`, from a strided [`Qkv`]
 /// into `out` (`[batch, seq, heads · head_dim]`, heads side by side).
 ///
 /// # Panics
 /// When the slices or `keys` do not match `shape`.
 pub fn attention_into(qkv: Qkv<'_>, shape: AttentionShape, keys: &[Keys], out: &mut [f32]) {
-    let AttentionShape {
-        batch,
-        seq,
-        heads,
-        head_dim: d,
-    } = shape;
+    let cells = CellRows::padded(shape.batch, shape.seq);
+    attention_cells(qkv, shape.heads, shape.head_dim, &cells, keys, out);
+}
+
+/// [`attention_into`] for cells laid out as `cells` (padded or packed); `keys` index positions
+/// within each cell. `out` holds `heads · head_dim` floats per row of the layout.
+///
+/// # Panics
+/// When the slices or `keys` do not match the layout.
+pub fn attention_cells(
+    qkv: Qkv<'_>,
+    heads: usize,
+    d: usize,
+    cells: &[CellRows],
+    keys: &[Keys],
+    out: &mut [f32],
+) {
     let h = heads * d;
     let stride = qkv.row_stride;
-    let rows = batch * seq;
+    let rows = cells.iter().map(|c| c.start + c.len).max().unwrap_or(0);
     let fits = |m: &[f32]| rows == 0 || m.len() >= (rows - 1) * stride + h;
     assert!(
         stride >= h && fits(qkv.q) && fits(qkv.k) && fits(qkv.v),
-        "attention: q/k/v are not [B, S, H] rows"
+        "attention: q/k/v do not hold the layout's rows"
     );
-    assert_eq!(out.len(), rows * h, "attention: output is not [B, S, H]");
-    assert_eq!(keys.len(), batch, "attention: one key set per cell");
+    assert!(
+        out.len() >= rows * h,
+        "attention: output is shorter than the layout"
+    );
+    assert_eq!(keys.len(), cells.len(), "attention: one key set per cell");
+    assert!(
+        keys.iter().zip(cells).all(|(k, c)| match k {
+            Keys::Prefix(n) => *n <= c.len,
+            Keys::Indices(ix) => ix.iter().all(|&j| j < c.len),
+        }),
+        "attention: a key lies outside its cell"
+    );
     // A cell whose keys are not a prefix gets its kept K and V rows gathered once (stride h).
     let gathered: Vec<Option<(Vec<f32>, Vec<f32>)>> = keys
         .iter()
-        .enumerate()
-        .map(|(cell, keys)| match keys {
+        .zip(cells)
+        .map(|(keys, c)| match keys {
             Keys::Indices(ix) if !ix.is_empty() => {
                 let rows = |m: &[f32]| {
                     ix.iter()
-                        .flat_map(|&j| &m[(cell * seq + j) * stride..][..h])
+                        .flat_map(|&j| &m[(c.start + j) * stride..][..h])
                         .copied()
                         .collect::<Vec<f32>>()
                 };
@@ -115,99 +170,104 @@ pub fn attention_into(qkv: Qkv<'_>, shape: AttentionShape, keys: &[Keys], out: &
             _ => None,
         })
         .collect();
+    // Tasks: (cell, head, first query row), cell-major.
+    let tasks: Vec<(usize, usize, usize)> = cells
+        .iter()
+        .enumerate()
+        .flat_map(|(cell, c)| {
+            (0..heads).flat_map(move |head| {
+                (0..c.len.div_ceil(QUERY_BLOCK)).map(move |b| (cell, head, b * QUERY_BLOCK))
+            })
+        })
+        .collect();
     let exp_row = exp_row_kernel();
     let scale = 1.0 / (d as f32).sqrt();
     let out_ptr = SharedOut(out.as_mut_ptr());
-    let blocks = seq.div_ceil(QUERY_BLOCK);
-    (0..batch * heads * blocks)
-        .into_par_iter()
-        .for_each(|task| {
-            SCORES.with_borrow_mut(|scores| {
-                let out_ptr = &out_ptr;
-                let cell = task / (heads * blocks);
-                let head = (task / blocks) % heads;
-                let r0 = (task % blocks) * QUERY_BLOCK;
-                let rows = QUERY_BLOCK.min(seq - r0);
-                // Keys: a prefix of this cell's rows, or its gathered rows.
-                let (k_rows, v_rows, kv_stride, n_keys) = match &gathered[cell] {
-                    Some((gk, gv)) => (&gk[head * d..], &gv[head * d..], h, keys[cell].len()),
-                    None => {
-                        let base = cell * seq * stride + head * d;
-                        // No kept key at all: HF's additive mask then spreads the row evenly over
-                        // every position, which a uniform score row reproduces.
-                        let n_keys = match keys[cell].len() {
-                            0 => seq,
-                            n => n,
-                        };
-                        (&qkv.k[base..], &qkv.v[base..], stride, n_keys)
-                    }
-                };
-                let uniform = keys[cell].len() == 0;
-                scores.clear();
-                scores.resize(rows * n_keys, 0.0);
-                let q_block = &qkv.q[(cell * seq + r0) * stride + head * d..];
-                // SAFETY: the pointers and strides address `rows × d` (q), `n_keys × d` (k, v) and
-                // `rows × n_keys` (scores) elements inside their slices, and this task's disjoint
-                // `rows × d` block of `out`.
-                unsafe {
-                    if !uniform {
-                        gemm::gemm(
-                            rows,
-                            n_keys,
-                            d,
-                            scores.as_mut_ptr(),
-                            1,
-                            n_keys as isize,
-                            false,
-                            q_block.as_ptr(),
-                            1,
-                            stride as isize,
-                            k_rows.as_ptr(),
-                            kv_stride as isize,
-                            1,
-                            0.0,
-                            scale,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
-                    // Unnormalised: each output row is divided by its sum after the product
-                    // (d multiplications per row instead of one per key).
-                    let mut inv = [0f32; QUERY_BLOCK];
-                    for (row, inv) in scores.chunks_exact_mut(n_keys).zip(&mut inv) {
-                        *inv = 1.0 / exp_row(row);
-                    }
-                    let out_block = out_ptr.0.add((cell * seq + r0) * h + head * d);
+    tasks.into_par_iter().for_each(|(cell, head, r0)| {
+        SCORES.with_borrow_mut(|scores| {
+            let out_ptr = &out_ptr;
+            let CellRows { start, len } = cells[cell];
+            let rows = QUERY_BLOCK.min(len - r0);
+            // Keys: a prefix of this cell's rows, or its gathered rows.
+            let (k_rows, v_rows, kv_stride, n_keys) = match &gathered[cell] {
+                Some((gk, gv)) => (&gk[head * d..], &gv[head * d..], h, keys[cell].len()),
+                None => {
+                    let base = start * stride + head * d;
+                    // No kept key at all: HF's additive mask then spreads the row evenly over
+                    // every position, which a uniform score row reproduces.
+                    let n_keys = match keys[cell].len() {
+                        0 => len,
+                        n => n,
+                    };
+                    (&qkv.k[base..], &qkv.v[base..], stride, n_keys)
+                }
+            };
+            let uniform = keys[cell].len() == 0;
+            scores.clear();
+            scores.resize(rows * n_keys, 0.0);
+            let q_block = &qkv.q[(start + r0) * stride + head * d..];
+            // SAFETY: the pointers and strides address `rows × d` (q), `n_keys × d` (k, v) and
+            // `rows × n_keys` (scores) elements inside their slices, and this task's disjoint
+            // `rows × d` block of `out`.
+            unsafe {
+                if !uniform {
                     gemm::gemm(
                         rows,
-                        d,
                         n_keys,
-                        out_block,
-                        1,
-                        h as isize,
-                        false,
-                        scores.as_ptr(),
+                        d,
+                        scores.as_mut_ptr(),
                         1,
                         n_keys as isize,
-                        v_rows.as_ptr(),
+                        false,
+                        q_block.as_ptr(),
                         1,
+                        stride as isize,
+                        k_rows.as_ptr(),
                         kv_stride as isize,
+                        1,
                         0.0,
-                        1.0,
+                        scale,
                         false,
                         false,
                         false,
                         gemm::Parallelism::None,
                     );
-                    for (r, inv) in inv.iter().take(rows).enumerate() {
-                        let row = std::slice::from_raw_parts_mut(out_block.add(r * h), d);
-                        row.iter_mut().for_each(|v| *v *= inv);
-                    }
                 }
-            })
-        });
+                // Unnormalised: each output row is divided by its sum after the product
+                // (d multiplications per row instead of one per key).
+                let mut inv = [0f32; QUERY_BLOCK];
+                for (row, inv) in scores.chunks_exact_mut(n_keys).zip(&mut inv) {
+                    *inv = 1.0 / exp_row(row);
+                }
+                let out_block = out_ptr.0.add((start + r0) * h + head * d);
+                gemm::gemm(
+                    rows,
+                    d,
+                    n_keys,
+                    out_block,
+                    1,
+                    h as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    n_keys as isize,
+                    v_rows.as_ptr(),
+                    1,
+                    kv_stride as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+                for (r, inv) in inv.iter().take(rows).enumerate() {
+                    let row = std::slice::from_raw_parts_mut(out_block.add(r * h), d);
+                    row.iter_mut().for_each(|v| *v *= inv);
+                }
+            }
+        })
+    });
 }
 
 thread_local! {
@@ -429,5 +489,64 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(worst < 1e-5, "max |Δ| {worst}");
+    }
+
+    #[test]
+    fn packed_cells_equal_the_padded_layout_at_real_rows() {
+        let shape = AttentionShape {
+            batch: 3,
+            seq: 300,
+            heads: 2,
+            head_dim: 8,
+        };
+        let h = 16;
+        let lens = [300, 1, 257];
+        let n = 3 * 300 * h;
+        let (q, k, v) = (
+            pseudo_random(n, 4),
+            pseudo_random(n, 5),
+            pseudo_random(n, 6),
+        );
+        let keys: Vec<Keys> = lens.iter().map(|&l| Keys::Prefix(l)).collect();
+        let mut padded = vec![0f32; n];
+        let qkv = Qkv {
+            q: &q,
+            k: &k,
+            v: &v,
+            row_stride: h,
+        };
+        attention_into(qkv, shape, &keys, &mut padded);
+        let pack = |m: &[f32]| -> Vec<f32> {
+            lens.iter()
+                .enumerate()
+                .flat_map(|(c, &l)| m[c * 300 * h..][..l * h].to_vec())
+                .collect()
+        };
+        let (pq, pk, pv) = (pack(&q), pack(&k), pack(&v));
+        let cells = CellRows::packed(lens);
+        assert_eq!(
+            cells[2],
+            CellRows {
+                start: 301,
+                len: 257
+            }
+        );
+        let mut packed = vec![0f32; pq.len()];
+        let qkv = Qkv {
+            q: &pq,
+            k: &pk,
+            v: &pv,
+            row_stride: h,
+        };
+        attention_cells(qkv, 2, 8, &cells, &keys, &mut packed);
+        // Equal up to the products' summation order (gemm blocks by address alignment).
+        let want = pack(&padded);
+        assert_eq!(packed.len(), want.len());
+        let worst = packed
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-6, "max |Δ| {worst}");
     }
 }

@@ -12,19 +12,25 @@ use rayon::prelude::*;
 
 use super::config::HiddenAct;
 use super::encoder::BertLayer;
-use super::host_attention::{self, AttentionShape, Keys, Qkv, exp_lanes};
+use super::host_attention::{self, CellRows, Keys, Qkv, exp_lanes};
 
 /// Rows per parallel task of the row-wise passes.
 const ROW_CHUNK: usize = 64;
 
 /// Runs `layers` over `x` (`[B, S, H]`, additive `mask` `[B, 1, 1, S]`); with `keep_all`, also
 /// every layer's output.
+///
+/// Without `compute_padding`, a batch whose masks keep a prefix of each cell runs on its real
+/// rows only, packed one cell after another: the products, LayerNorms and activations skip the
+/// padding (about a sixth of the rows of a length-sorted batch), and the padded positions of the
+/// outputs are zeros. Real positions are unchanged: with the mask, no real row reads a padded one.
 pub fn encoder_forward(
     layers: &[BertLayer],
     x: Tensor<3>,
     mask: Option<Tensor<4>>,
     heads: usize,
     keep_all: bool,
+    compute_padding: bool,
 ) -> (Tensor<3>, Vec<Tensor<3>>) {
     let [b, s, h] = x.dims();
     let device = x.device();
@@ -35,26 +41,62 @@ pub fn encoder_forward(
             .collect(),
         None => vec![Keys::Prefix(s); b],
     };
-    let shape = AttentionShape {
-        batch: b,
-        seq: s,
-        heads,
-        head_dim: h / heads,
-    };
-    let to_tensor =
-        |x: &[f32]| Tensor::<3>::from_data(TensorData::new(x.to_vec(), [b, s, h]), &device);
+    let prefix_lens: Option<Vec<usize>> = keys
+        .iter()
+        .map(|k| match k {
+            Keys::Prefix(n) if *n > 0 => Some(*n),
+            _ => None,
+        })
+        .collect();
+    let packed = prefix_lens.filter(|lens| !compute_padding && lens.iter().any(|&n| n < s));
     let mut x = host_f32(x);
+    let cells = match &packed {
+        Some(lens) => {
+            let cells = CellRows::packed(lens.iter().copied());
+            x = pack_rows(&x, &cells, s, h);
+            cells
+        }
+        None => CellRows::padded(b, s),
+    };
+    let to_tensor = |x: &[f32]| {
+        let full = match &packed {
+            Some(_) => unpack_rows(x, &cells, b, s, h),
+            None => x.to_vec(),
+        };
+        Tensor::<3>::from_data(TensorData::new(full, [b, s, h]), &device)
+    };
     let mut all = Vec::new();
     SCRATCH.with_borrow_mut(|scratch| {
         for layer in layers {
-            layer_forward(layer, &mut x, shape, &keys, scratch);
+            layer_forward(layer, &mut x, heads, &cells, &keys, scratch);
             if keep_all {
                 all.push(to_tensor(&x));
             }
         }
     });
-    let last = Tensor::from_data(TensorData::new(x, [b, s, h]), &device);
+    let last = match &packed {
+        Some(_) => to_tensor(&x),
+        None => Tensor::from_data(TensorData::new(x, [b, s, h]), &device),
+    };
     (last, all)
+}
+
+/// The rows of each cell of `cells` taken from the padded `[B, S, H]` buffer `x`, back to back.
+fn pack_rows(x: &[f32], cells: &[CellRows], s: usize, h: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(cells.iter().map(|c| c.len).sum::<usize>() * h);
+    for (i, c) in cells.iter().enumerate() {
+        out.extend_from_slice(&x[i * s * h..][..c.len * h]);
+    }
+    out
+}
+
+/// The inverse of [`pack_rows`]: a `[B, S, H]` buffer, zeros where a cell has no row.
+fn unpack_rows(x: &[f32], cells: &[CellRows], b: usize, s: usize, h: usize) -> Vec<f32> {
+    let mut out = vec![0f32; b * s * h];
+    for (i, c) in cells.iter().enumerate() {
+        out[i * s * h..][..c.len * h].copy_from_slice(&x[c.start * h..][..c.len * h]);
+    }
+    out
 }
 
 thread_local! {
@@ -72,16 +114,17 @@ struct Scratch {
     x1: Vec<f32>,
 }
 
-/// One layer in place on `x` (`[rows, H]`).
+/// One layer in place on `x` (`[rows, H]`, rows laid out as `cells`).
 fn layer_forward(
     layer: &BertLayer,
     x: &mut Vec<f32>,
-    shape: AttentionShape,
+    heads: usize,
+    cells: &[CellRows],
     keys: &[Keys],
     t: &mut Scratch,
 ) {
-    let h = shape.heads * shape.head_dim;
-    let rows = shape.batch * shape.seq;
+    let h = layer.attention.output.dense.weight.dims()[1];
+    let rows = x.len() / h;
     let att = &layer.attention.attn;
     // QKV: one [H, 3H] weight, columns [q | k | v].
     let (wq, wk, wv) = (weights(&att.query), weights(&att.key), weights(&att.value));
@@ -104,7 +147,7 @@ fn layer_forward(
         v: &t.qkv[2 * h..],
         row_stride: 3 * h,
     };
-    host_attention::attention_into(qkv, shape, keys, &mut t.attn);
+    host_attention::attention_cells(qkv, heads, h / heads, cells, keys, &mut t.attn);
     // Attention output: LayerNorm(x + attn · Wo + bo).
     let out = &layer.attention.output;
     let (wo, bo) = weights(&out.dense);

@@ -65,6 +65,11 @@ pub struct ForwardOptions {
     pub alpha: f32,
     /// Return the encoder input and every layer's output.
     pub output_hidden_states: bool,
+    /// Compute the outputs at padded positions too, as the official model does. Inference that
+    /// reads only real positions (cell embeddings, classification) turns this off: on the CPU
+    /// the encoder then skips the padded rows, and their outputs are zeros. Real positions are
+    /// the same either way.
+    pub compute_padding: bool,
 }
 
 impl Default for ForwardOptions {
@@ -72,6 +77,7 @@ impl Default for ForwardOptions {
         Self {
             alpha: 1.0,
             output_hidden_states: false,
+            compute_padding: true,
         }
     }
 }

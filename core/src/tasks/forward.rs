@@ -13,6 +13,8 @@ pub(crate) fn last_layer(
     let fwd = ForwardOptions {
         alpha,
         output_hidden_states: false,
+        // The official perturbation alignment compares padded positions too.
+        compute_padding: true,
     };
     let out = match folded {
         Some(f) => {

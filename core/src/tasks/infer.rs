@@ -62,6 +62,8 @@ fn encode_batch(
     let fwd = ForwardOptions {
         alpha: options.alpha,
         output_hidden_states: false,
+        // Only the kept hidden states read padded positions.
+        compute_padding: options.keep_hidden_states,
     };
     let input = make_batch(cells, idx, &options.batch, device);
     let out = match folded {

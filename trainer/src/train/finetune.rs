@@ -396,7 +396,12 @@ pub fn predict(
     let mut logits = Vec::with_capacity(idx.len() * k);
     for chunk in idx.chunks(bo.batch_size.max(1) * 2) {
         let input = make_batch(&data.cells, chunk, bo, device);
-        let l = m.forward(&input, ForwardOptions::default());
+        // Logits read the CLS only: padded rows need not be computed.
+        let only_cells = ForwardOptions {
+            compute_padding: false,
+            ..ForwardOptions::default()
+        };
+        let l = m.forward(&input, only_cells);
         logits.extend(l.into_data().try_to_vec::<f32>().expect("f32 logits"));
     }
     (argmax_rows(&logits, k), logits)
