@@ -85,7 +85,7 @@ data() {
 inference() {  # SHAPE BATCH
   step "inference $1"
   timeout $((3 * T)) "$PY" "$ROOT/bench/inference/bench.py" "$1" "$W/model_$1" "$W/cells_$1.safetensors" \
-    "$W/out" "$BIN" --batch-size "$2" --modes "$INFER_MODES" --device "$BACKEND" --threads "$(nproc)" \
+    "$W/out" "$BIN" --batch-size "$2" --modes "$INFER_MODES" --device "$BACKEND" --threads "$(nproc)" --rounds 1 \
     2>>"$OUT/log" | tee "$OUT/inference_$1.md"
 }
 

@@ -15,7 +15,11 @@ cells/s is the forward-loop time each program reports (model loading excluded; t
 includes folding the embedding tables). CLS embeddings of every mode are compared with (b).
 
 usage: bench.py SHAPE MODEL_DIR CELLS OUT_DIR BIN [--batch-size B] [--threads T] [--modes abcd]
-                [--device cpu|cuda]
+                [--device cpu|cuda] [--rounds R]
+
+The modes run interleaved, R rounds of a, b, c, d, ...: the machine's speed drifts by ±20 %
+over minutes (a shared VM), so each ratio is taken within one round, and the tables report
+the median over rounds with the range.
 """
 
 import argparse
@@ -63,6 +67,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--modes", default="abcd")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (peer on torch's GPU, Rust --backend cuda)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of every mode")
     a = ap.parse_args()
     os.makedirs(a.out_dir, exist_ok=True)
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads),
@@ -84,10 +89,15 @@ def main():
         "f": ("(f) rust, lengths not rounded", rust + ["--output", out("f"), "--pad-multiple", "1"]),
         "g": ("(g) rust, padded to 2048", rust + ["--output", out("g"), "--padding", "stored"]),
     }
+    rounds = []
+    for i in range(max(a.rounds, 1)):
+        print(f"== round {i + 1} of {a.rounds}", file=sys.stderr, flush=True)
+        rounds.append({key: run(modes[key][0], modes[key][1], env) for key in a.modes})
     results = {}
     for key in a.modes:
-        label, cmd = modes[key]
-        results[key] = dict(run(label, cmd, env), label=label)
+        secs = [r[key]["secs"] for r in rounds]
+        results[key] = dict(rounds[0][key], label=modes[key][0], secs=float(np.median(secs)),
+                            secs_all=secs, rss_mib=max(r[key]["rss_mib"] for r in rounds))
     ref = load_file(out("b"))["cell_embedding"] if "b" in results else None
     for key, r in results.items():
         emb = load_file(out(key))["cell_embedding"]
@@ -96,18 +106,21 @@ def main():
     lengths = cells["attention_mask"].sum(1)
     print(f"\n### {a.shape}: {len(lengths)} cells, genes/cell median {int(np.median(lengths))}, "
           f"mean {lengths.mean():.0f}, max {lengths.max()}; batch size {a.batch_size}; "
-          f"{'GPU (cuda)' if a.device == 'cuda' else f'{a.threads} threads'}\n")
-    print("| mode | cells/s | forward s | peak RSS MiB | peak GPU MiB (torch) | max abs diff of CLS vs (b) |")
+          f"{'GPU (cuda)' if a.device == 'cuda' else f'{a.threads} threads'}; {len(rounds)} rounds\n")
+    print("| mode | cells/s (median) | forward s, median (min–max) | peak RSS MiB | peak GPU MiB (torch) "
+          "| max abs diff of CLS vs (b) |")
     print("|---|---:|---:|---:|---:|---:|")
     for key, r in results.items():
         gpu = "—" if r["gpu_mib"] is None else str(r["gpu_mib"])
-        print(f"| {r['label']} | {r['cells'] / r['secs']:.3f} | {r['secs']:.2f} | {r['rss_mib']:.0f} | {gpu} | "
-              f"{r['max_abs_diff_vs_b']:.2e} |")
-    rate = {k: r["cells"] / r["secs"] for k, r in results.items()}
+        print(f"| {r['label']} | {r['cells'] / r['secs']:.3f} | {r['secs']:.2f} ({min(r['secs_all']):.2f}–"
+              f"{max(r['secs_all']):.2f}) | {r['rss_mib']:.0f} | {gpu} | {r['max_abs_diff_vs_b']:.2e} |")
+    print("\nRatios (Rust cells/s ÷ peer cells/s), each taken within one round: median (per round)")
     for rk in "cdefg":
         for pk in "ab":
-            if rk in rate and pk in rate:
-                print(f"\nratio {rk}/{pk} (Rust cells/s ÷ peer cells/s): {rate[rk] / rate[pk]:.2f}", end="")
+            if rk in results and pk in results:
+                per = [r[pk]["secs"] / r[rk]["secs"] for r in rounds]
+                each = ", ".join(f"{x:.2f}" for x in per)
+                print(f"\nratio {rk}/{pk}: {float(np.median(per)):.2f} ({each})", end="")
     print("\n")
     with open(os.path.join(a.out_dir, f"{a.shape}_results.json"), "w") as f:
         json.dump(results, f, indent=1)

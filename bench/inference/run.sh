@@ -6,6 +6,7 @@
 # Env: WORK (default /tmp/gcbench), VENV (default /tmp/benchenv/venv), THREADS (2),
 #      SMALL_CELLS (48), BASE_CELLS (6), BATCH (8, Small), BASE_BATCH (2: with 6 cells, 8 would be one
 #      batch padded to its 2048-gene cell, i.e. no dynamic padding at all), SHAPES ("small base"),
+#      ROUNDS (3: the modes run interleaved this many times; medians and per-round ratios),
 #      REGEN=1 to rebuild data.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -54,5 +55,5 @@ echo "versions: $(rustc --version), burn 0.22.1 (flex CPU backend), $("$PY" -c '
 for shape in $SHAPES; do
   case "$shape" in small) n="$SMALL_CELLS"; b="$BATCH" ;; *) n="$BASE_CELLS"; b="$BASE_BATCH" ;; esac
   "$PY" "$HERE/bench.py" "$shape" "$WORK/model_$shape" "$WORK/cells_${shape}_${n}.safetensors" "$WORK/out" "$BIN" \
-    --batch-size "$b" --threads "$THREADS"
+    --batch-size "$b" --threads "$THREADS" --rounds "${ROUNDS:-3}"
 done
