@@ -233,7 +233,8 @@ fn ptr_window(
     Ok(out)
 }
 
-/// Reads entries `a..b` of `indices` and `data`.
+/// Reads entries `a..b` of `indices` (each checked to lie in `0..bound`) and `data`.
+#[allow(clippy::too_many_arguments)]
 fn entries(
     h5: &H5,
     field: &str,
@@ -241,11 +242,35 @@ fn entries(
     indices: &Dataset,
     a: usize,
     b: usize,
-) -> Result<(Vec<i64>, Vec<f32>), DataError> {
+    bound: usize,
+) -> Result<(Vec<u32>, Vec<f32>), DataError> {
     let n = (b - a) as u64;
-    let idx = indices
-        .read_i64_rows(a as u64, n)
-        .map_err(|e| h5.err(&format!("{field}/indices"), e))?;
+    let name = format!("{field}/indices");
+    // 32-bit signed indices (anndata's usual) convert in place; any other integer type goes
+    // through i64.
+    let int32 = matches!(
+        indices.datatype(),
+        Ok(hdf5_pure::Datatype::FixedPoint {
+            size: 4,
+            layout: hdf5_pure::FixedPointLayout { signed: true, .. },
+            ..
+        })
+    );
+    let idx: Vec<u32> = if int32 {
+        indices
+            .read_i32_rows(a as u64, n)
+            .map_err(|e| h5.err(&name, e))?
+            .into_iter()
+            .map(|i| to_u32(h5, field, i as i64, bound))
+            .collect::<Result<_, _>>()?
+    } else {
+        indices
+            .read_i64_rows(a as u64, n)
+            .map_err(|e| h5.err(&name, e))?
+            .into_iter()
+            .map(|i| to_u32(h5, field, i, bound))
+            .collect::<Result<_, _>>()?
+    };
     let val = data
         .read_f32_rows(a as u64, n)
         .map_err(|e| h5.err(&format!("{field}/data"), e))?;
@@ -279,16 +304,12 @@ fn read_rows(
 ) -> Result<CsrChunk, DataError> {
     let ptr = ptr_window(h5, field, indptr, nnz, start, count)?;
     let (a, b) = (ptr[0], ptr[count]);
-    let (idx, val) = entries(h5, field, data, indices, a, b)?;
-    let bound = u32::MAX as usize;
+    let (indices, data) = entries(h5, field, data, indices, a, b, u32::MAX as usize)?;
     Ok(CsrChunk {
         first_cell: start,
         indptr: ptr.iter().map(|p| p - a).collect(),
-        indices: idx
-            .into_iter()
-            .map(|i| to_u32(h5, field, i, bound))
-            .collect::<Result<_, _>>()?,
-        data: val,
+        indices,
+        data,
     })
 }
 
@@ -330,13 +351,13 @@ fn transpose(
     let mut a = 0;
     while a < nnz {
         let b = (a + WINDOW).min(nnz);
-        let (idx, val) = entries(h5, field, data, indices, a, b)?;
-        for (k, (i, v)) in idx.into_iter().zip(val).enumerate() {
+        let (idx, val) = entries(h5, field, data, indices, a, b, n_cells)?;
+        for (k, (cell, v)) in idx.into_iter().zip(val).enumerate() {
             let e = a + k;
             while gptr[gene + 1] <= e {
                 gene += 1;
             }
-            let cell = to_u32(h5, field, i, n_cells)? as usize;
+            let cell = cell as usize;
             let slot = next[cell];
             next[cell] += 1;
             out_idx[slot] = gene as u32;

@@ -162,6 +162,22 @@ impl GeneTable {
         Ok(Self::new(records))
     }
 
+    /// Starts parsing the embedded human and mouse tables and the orthologs on their own
+    /// threads (about a third of a second of work), so that a command can open its input
+    /// meanwhile; a first use that comes too early waits for the parse instead of repeating it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn warm_embedded() {
+        std::thread::spawn(|| {
+            GeneTable::embedded(Species::Human);
+        });
+        std::thread::spawn(|| {
+            GeneTable::embedded(Species::Mouse);
+        });
+        std::thread::spawn(|| {
+            Orthologs::embedded();
+        });
+    }
+
     /// The embedded table of a species (parsed once, on first use).
     pub fn embedded(species: Species) -> &'static GeneTable {
         static HUMAN: OnceLock<GeneTable> = OnceLock::new();

@@ -7,6 +7,8 @@
 //! 3. **pass 2** — for kept cells: vocabulary filter, optional `normalize_total`, division by the gene
 //!    median, `log2(1+x)`, ranking, truncation ([`super::transform`]).
 
+use rayon::prelude::*;
+
 use super::genes::{GeneMatch, GeneMatchOptions, GeneMatchReport, match_genes};
 use super::medians::{GeneMedians, MedianAccumulator, MedianMode};
 use super::qc::{CellQcOptions, CellStats, GeneCountFilter, QcCounts, select_cells};
@@ -218,43 +220,85 @@ fn stats_pass(
     let mut lens = Vec::with_capacity(n_cells);
     let mut col_totals = vec![0f64; p.mapped.len()];
     while let Some(chunk) = source.next_chunk(opts.chunk_cells.max(1))? {
-        for i in 0..chunk.n_cells() {
-            let (idx, val) = chunk.cell(i);
-            let mut s = CellStats::default();
-            let mut used_sum = 0f64;
-            for (&j, &v) in idx.iter().zip(val) {
-                let j = j as usize;
-                if opts.require_counts && !(v >= 0.0 && v.fract() == 0.0) {
+        // Cells are independent: rayon's threads take them (natively; one thread in wasm), each
+        // with its own gene totals, added up after the chunk. Counts are integers, so the
+        // totals do not depend on the order of the additions.
+        let per_cell =
+            |totals: &mut Vec<f64>, i: usize| -> Result<(CellStats, u32), (usize, f32)> {
+                let (idx, val) = chunk.cell(i);
+                if totals.is_empty() {
+                    totals.resize(p.mapped.len(), 0.0);
+                }
+                let mut s = CellStats::default();
+                let mut used_sum = 0f64;
+                for (&j, &v) in idx.iter().zip(val) {
+                    let j = j as usize;
+                    if opts.require_counts && !(v >= 0.0 && v.fract() == 0.0) {
+                        return Err((j, v));
+                    }
+                    let v = v as f64;
+                    totals[j] += v;
+                    if p.used[j].is_some() {
+                        used_sum += v;
+                    }
+                    if p.mapped[j] {
+                        s.total += v;
+                        if p.mito[j] {
+                            s.mito += v;
+                        }
+                        if p.counted[j] && v != 0.0 {
+                            s.n_counted += 1;
+                        }
+                    }
+                }
+                // What pass 2's `rank_cell` will keep, so that the output can be sized up front.
+                let n = idx
+                    .iter()
+                    .zip(val)
+                    .filter(|&(&j, &v)| {
+                        p.used[j as usize].is_some_and(|(_, median)| {
+                            keeps_gene(v as f64, used_sum, median, opts.normalize_total)
+                        })
+                    })
+                    .count();
+                Ok((s, n as u32))
+            };
+        let (mut cells, totals) = (0..chunk.n_cells())
+            .into_par_iter()
+            .fold(
+                || (Vec::new(), Vec::new()),
+                |(mut cells, mut totals), i| {
+                    cells.push((i, per_cell(&mut totals, i)));
+                    (cells, totals)
+                },
+            )
+            .reduce(
+                || (Vec::new(), Vec::new()),
+                |(mut a, mut ta), (b, tb)| {
+                    a.extend(b);
+                    if ta.is_empty() {
+                        ta = tb;
+                    } else {
+                        ta.iter_mut().zip(&tb).for_each(|(x, y)| *x += y);
+                    }
+                    (a, ta)
+                },
+            );
+        for (x, y) in col_totals.iter_mut().zip(&totals) {
+            *x += y;
+        }
+        cells.sort_unstable_by_key(|c| c.0);
+        for (i, r) in cells {
+            match r {
+                Ok((s, n)) => {
+                    stats.push(s);
+                    lens.push(n);
+                }
+                Err((j, v)) => {
                     let g = source.genes().names.get(j).cloned().unwrap_or_default();
                     return Err(not_counts(source, chunk.first_cell + i, &g, v));
                 }
-                let v = v as f64;
-                col_totals[j] += v;
-                if p.used[j].is_some() {
-                    used_sum += v;
-                }
-                if p.mapped[j] {
-                    s.total += v;
-                    if p.mito[j] {
-                        s.mito += v;
-                    }
-                    if p.counted[j] && v != 0.0 {
-                        s.n_counted += 1;
-                    }
-                }
             }
-            // What pass 2's `rank_cell` will keep, so that the output can be sized up front.
-            let n = idx
-                .iter()
-                .zip(val)
-                .filter(|&(&j, &v)| {
-                    p.used[j as usize].is_some_and(|(_, median)| {
-                        keeps_gene(v as f64, used_sum, median, opts.normalize_total)
-                    })
-                })
-                .count();
-            lens.push(n as u32);
-            stats.push(s);
         }
     }
     Ok(PassOne {

@@ -4,10 +4,12 @@
 
 use super::pipeline::{Plan, Prepared, TokenizeOptions, TokenizeSummary, prepare, text_column};
 use super::qc::QcCounts;
-use super::transform::{GeneValue, rank_cell};
+use rayon::prelude::*;
+
+use super::transform::{GeneValue, RankedCell, rank_cell_counted};
 use super::{GeneMatch, GeneMatchReport, GeneMedians, TokenDictionary, TokenizeError};
 use crate::cells::{CellSet, Species, TokenizedCell};
-use crate::data::CellSource;
+use crate::data::{CellSource, CsrChunk, DataError};
 
 /// Pass 1's outcome: which cells pass 2 writes and how many tokens each gets, known before it
 /// writes anything, so that an output file can be sized up front and filled as cells stream.
@@ -160,10 +162,11 @@ pub struct TokenizeStream<'s> {
     labels: Option<Vec<String>>,
     opts: TokenizeOptions,
     summary: TokenizeSummary,
-    buf: Vec<GeneValue>,
     seen: usize,
     written: usize,
     finished: bool,
+    /// The next chunk's read, done while the last chunk ranked (native builds).
+    ahead: Option<Result<Option<CsrChunk>, DataError>>,
 }
 
 impl<'s> TokenizeStream<'s> {
@@ -184,10 +187,10 @@ impl<'s> TokenizeStream<'s> {
             labels: plan.labels,
             opts: opts.clone(),
             summary,
-            buf: Vec::new(),
             seen: 0,
             written: 0,
             finished: false,
+            ahead: None,
         })
     }
 
@@ -207,7 +210,12 @@ impl<'s> TokenizeStream<'s> {
         if self.finished {
             return Ok(None);
         }
-        let Some(chunk) = self.source.next_chunk(self.opts.chunk_cells.max(1))? else {
+        let n = self.opts.chunk_cells.max(1);
+        let next = match self.ahead.take() {
+            Some(read) => read,
+            None => self.source.next_chunk(n),
+        };
+        let Some(chunk) = next? else {
             self.finished = true;
             if self.seen != self.lens.len() {
                 return Err(changed(
@@ -222,54 +230,54 @@ impl<'s> TokenizeStream<'s> {
             return Ok(None);
         };
         self.seen = self.seen.max(chunk.first_cell + chunk.n_cells());
+        if chunk.first_cell + chunk.n_cells() > self.lens.len() {
+            return Err(changed(
+                self.source,
+                "has more cells than in the first pass",
+            ));
+        }
+        let ranker = Ranker {
+            used: &self.used,
+            lens: &self.lens,
+            opts: &self.opts,
+            max_len: self.max_len,
+        };
+        // Natively, the next chunk is read while this one ranks (reading is serial, ranking
+        // runs on every core). Wasm has no threads to spare: it reads when asked.
+        #[cfg(not(target_arch = "wasm32"))]
+        let ranked = {
+            let source = &mut *self.source;
+            let (ranked, ahead) = std::thread::scope(|s| {
+                let ranking = s.spawn(|| ranker.rank(&chunk));
+                let ahead = source.next_chunk(n);
+                match ranking.join() {
+                    Ok(ranked) => (ranked, ahead),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            });
+            self.ahead = Some(ahead);
+            ranked
+        };
+        #[cfg(target_arch = "wasm32")]
+        let ranked = ranker.rank(&chunk);
         let mut out = Vec::new();
-        for i in 0..chunk.n_cells() {
+        for (i, r) in ranked.into_iter().enumerate() {
+            let Some(r) = r else { continue };
             let cell = chunk.first_cell + i;
-            let Some(&expected) = self.lens.get(cell) else {
-                return Err(changed(
-                    self.source,
-                    "has more cells than in the first pass",
-                ));
-            };
-            if expected == 0 {
-                // Dropped by QC, or no gene left after the vocabulary filter.
-                continue;
-            }
-            let (idx, val) = chunk.cell(i);
-            let used = &self.used;
-            self.buf.clear();
-            self.buf.extend(idx.iter().zip(val).filter_map(|(&j, &v)| {
-                let (token, median) = used[j as usize]?;
-                Some(GeneValue {
-                    column: j,
-                    token,
-                    count: v as f64,
-                    median,
-                })
-            }));
-            let (mut input_ids, mut values) = rank_cell(
-                &self.buf,
-                self.opts.normalize_total,
-                self.opts.tie_break,
-                None,
-            );
-            if input_ids.len() != expected as usize {
+            let expected = self.lens[cell];
+            if r.kept != expected as usize {
                 return Err(changed(
                     self.source,
                     &format!(
                         "cell {cell} has {} tokens, {expected} in the first pass",
-                        input_ids.len()
+                        r.kept
                     ),
                 ));
             }
-            if let Some(m) = self.max_len {
-                input_ids.truncate(m);
-                values.truncate(m);
-            }
             let label = self.labels.as_mut().map(|l| std::mem::take(&mut l[cell]));
             out.push(TokenizedCell {
-                input_ids,
-                values,
+                input_ids: r.input_ids,
+                values: r.values,
                 species: self.gm.species,
                 label,
             });
@@ -294,6 +302,47 @@ pub fn tokenize_each(
         }
     }
     Ok(stream.summary)
+}
+
+/// What ranking a chunk's cells needs from the stream (shareable across threads).
+struct Ranker<'a> {
+    used: &'a [Option<(u32, f64)>],
+    lens: &'a [u32],
+    opts: &'a TokenizeOptions,
+    max_len: Option<usize>,
+}
+
+impl Ranker<'_> {
+    /// Each cell of `chunk` ranked, or `None` where pass 1 dropped it. Cells rank independently:
+    /// across rayon's threads (natively; one thread in wasm).
+    fn rank(&self, chunk: &CsrChunk) -> Vec<Option<RankedCell>> {
+        (0..chunk.n_cells())
+            .into_par_iter()
+            .map_init(Vec::new, |buf: &mut Vec<GeneValue>, i| {
+                if self.lens[chunk.first_cell + i] == 0 {
+                    // Dropped by QC, or no gene left after the vocabulary filter.
+                    return None;
+                }
+                let (idx, val) = chunk.cell(i);
+                buf.clear();
+                buf.extend(idx.iter().zip(val).filter_map(|(&j, &v)| {
+                    let (token, median) = self.used[j as usize]?;
+                    Some(GeneValue {
+                        column: j,
+                        token,
+                        count: v as f64,
+                        median,
+                    })
+                }));
+                Some(rank_cell_counted(
+                    buf,
+                    self.opts.normalize_total,
+                    self.opts.tie_break,
+                    self.max_len,
+                ))
+            })
+            .collect()
+    }
 }
 
 fn changed(source: &dyn CellSource, what: &str) -> TokenizeError {

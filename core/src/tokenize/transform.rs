@@ -84,33 +84,195 @@ pub fn rank_cell(
     tie: TieBreak,
     max_len: Option<usize>,
 ) -> (Vec<u32>, Vec<f32>) {
+    let ranked = rank_cell_counted(genes, normalize_total, tie, max_len);
+    (ranked.input_ids, ranked.values)
+}
+
+/// [`rank_cell`]'s output, with the number of genes kept before truncation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedCell {
+    /// Token ids, highest value first.
+    pub input_ids: Vec<u32>,
+    /// Their values.
+    pub values: Vec<f32>,
+    /// Genes with a non-zero value, before truncation to `max_len`.
+    pub kept: usize,
+}
+
+/// [`rank_cell`], also counting the genes that truncation dropped.
+///
+/// Each gene is sorted as one integer key (value descending in the high bits, then the
+/// tie-break fields), so the sort compares integers instead of following references; with
+/// `max_len`, only the genes that survive truncation are fully sorted.
+pub fn rank_cell_counted(
+    genes: &[GeneValue],
+    normalize_total: Option<f64>,
+    tie: TieBreak,
+    max_len: Option<usize>,
+) -> RankedCell {
     // Same operation order as the official (commented-out) line `x / cell_sum * 1e4 / median`,
     // so that values equal in exact arithmetic round identically and ties rank identically.
     let cell_sum: f64 = genes.iter().map(|g| g.count).sum();
     // Ranked on the stored float32 value: float64 values that differ only in the last bits (e.g.
     // 6/2 vs 4/(4/3) after the division) are ties, broken by `tie`, instead of being ordered by
     // rounding noise of the platform's log1p (numpy's SIMD log1p and libm disagree at that level).
-    let mut v: Vec<(f32, &GeneValue)> = genes
-        .iter()
-        .map(|g| {
-            (
-                log2_1p(divided(g.count, cell_sum, g.median, normalize_total)) as f32,
-                g,
-            )
-        })
-        .filter(|(x, _)| is_kept(*x))
-        .collect();
-    v.sort_by(|a, b| {
-        b.0.total_cmp(&a.0).then_with(|| match tie {
-            TieBreak::TokenId => a.1.token.cmp(&b.1.token).then(a.1.column.cmp(&b.1.column)),
-            TieBreak::ColumnOrder => a.1.column.cmp(&b.1.column),
-        })
-    });
-    if let Some(m) = max_len {
-        v.truncate(m);
+    let value =
+        |g: &GeneValue| log2_1p(divided(g.count, cell_sum, g.median, normalize_total)) as f32;
+    match tie {
+        TieBreak::TokenId => {
+            // `!value · token`: the column orders only equal (value, token) pairs (one gene in
+            // two columns), which rank to identical output, so 64 bits are enough.
+            let keys = genes.iter().filter_map(|g| {
+                let x = value(g);
+                is_kept(x).then(|| u64::from(!ordered_bits(x)) << 32 | u64::from(g.token))
+            });
+            let (keys, kept) = top_sorted(keys.collect(), max_len);
+            RankedCell {
+                input_ids: keys.iter().map(|&k| k as u32).collect(),
+                values: keys
+                    .iter()
+                    .map(|&k| from_ordered(!(k >> 32) as u32))
+                    .collect(),
+                kept,
+            }
+        }
+        TieBreak::ColumnOrder => {
+            // `!value · column · token`: a column appears once, so the token never decides.
+            let keys = genes.iter().filter_map(|g| {
+                let x = value(g);
+                is_kept(x).then(|| {
+                    u128::from(!ordered_bits(x)) << 64
+                        | u128::from(g.column) << 32
+                        | u128::from(g.token)
+                })
+            });
+            let (keys, kept) = top_sorted(keys.collect(), max_len);
+            RankedCell {
+                input_ids: keys.iter().map(|&k| k as u32).collect(),
+                values: keys
+                    .iter()
+                    .map(|&k| from_ordered(!(k >> 64) as u32))
+                    .collect(),
+                kept,
+            }
+        }
     }
-    (
-        v.iter().map(|(_, g)| g.token).collect(),
-        v.iter().map(|(x, _)| *x).collect(),
-    )
+}
+
+/// The `max_len` smallest keys, sorted, and how many there were before the cut.
+fn top_sorted<K: Ord>(mut keys: Vec<K>, max_len: Option<usize>) -> (Vec<K>, usize) {
+    let kept = keys.len();
+    match max_len {
+        Some(0) => keys.clear(),
+        Some(m) if m < keys.len() => {
+            keys.select_nth_unstable(m - 1);
+            keys.truncate(m);
+        }
+        _ => {}
+    }
+    keys.sort_unstable();
+    (keys, kept)
+}
+
+/// `f32::total_cmp` order as an unsigned integer order.
+fn ordered_bits(x: f32) -> u32 {
+    let b = x.to_bits();
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
+}
+
+/// The inverse of [`ordered_bits`].
+fn from_ordered(o: u32) -> f32 {
+    f32::from_bits(if o & 0x8000_0000 != 0 {
+        o & 0x7fff_ffff
+    } else {
+        !o
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The comparison sort the keys replaced: value descending (`total_cmp`), then the tie-break.
+    fn by_comparison(genes: &[GeneValue], tie: TieBreak, max_len: Option<usize>) -> RankedCell {
+        let mut v: Vec<(f32, &GeneValue)> = genes
+            .iter()
+            .map(|g| (log2_1p(divided(g.count, 0.0, g.median, None)) as f32, g))
+            .filter(|(x, _)| is_kept(*x))
+            .collect();
+        let kept = v.len();
+        v.sort_by(|a, b| {
+            b.0.total_cmp(&a.0).then_with(|| match tie {
+                TieBreak::TokenId => a.1.token.cmp(&b.1.token).then(a.1.column.cmp(&b.1.column)),
+                TieBreak::ColumnOrder => a.1.column.cmp(&b.1.column),
+            })
+        });
+        v.truncate(max_len.unwrap_or(usize::MAX));
+        RankedCell {
+            input_ids: v.iter().map(|(_, g)| g.token).collect(),
+            values: v.iter().map(|(x, _)| *x).collect(),
+            kept,
+        }
+    }
+
+    #[test]
+    fn integer_keys_rank_exactly_as_the_comparison_sort() {
+        let mut s = 7u64;
+        let mut next = move |n: u64| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 33) % n
+        };
+        for case in 0..300 {
+            let len = next(400) as usize;
+            let genes: Vec<GeneValue> = (0..len)
+                .map(|c| GeneValue {
+                    // Columns out of order, tokens repeated (duplicate columns of one gene).
+                    column: (c as u32 * 7919) % 1009,
+                    token: next(60) as u32 + 2,
+                    // Few distinct counts: many ties; zeros and negatives too.
+                    count: next(12) as f64 - 1.0,
+                    median: [1.0, 0.5, 2.0, f64::NAN, 3.0][next(5) as usize],
+                })
+                .collect();
+            for tie in [TieBreak::TokenId, TieBreak::ColumnOrder] {
+                for max_len in [None, Some(0), Some(1), Some(17), Some(len / 2)] {
+                    let want = by_comparison(&genes, tie, max_len);
+                    let got = rank_cell_counted(&genes, None, tie, max_len);
+                    assert_eq!(got, want, "case {case}, {tie:?}, max_len {max_len:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ordered_bits_round_trip_and_follow_total_cmp() {
+        let xs = [
+            -f32::MAX,
+            -0.5,
+            -1e-40,
+            1e-40,
+            0.5,
+            1.0,
+            3.25,
+            f32::MAX,
+            f32::INFINITY,
+        ];
+        for w in xs.windows(2) {
+            assert!(
+                ordered_bits(w[0]) < ordered_bits(w[1]),
+                "{} < {}",
+                w[0],
+                w[1]
+            );
+        }
+        for x in xs {
+            assert_eq!(from_ordered(ordered_bits(x)).to_bits(), x.to_bits());
+        }
+    }
 }

@@ -6,6 +6,7 @@ use crate::cells::Species;
 use crate::pickle;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 /// Gene token string → id. Ids are contiguous `0..len()`, `<pad>` is 0 (spec §2).
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +66,7 @@ impl TokenDictionary {
         }
         let mut index = super::fast_hash::fast_map(tokens.len());
         let mut hasher = Sha256::new();
+        let mut line = String::new();
         for (i, t) in tokens.iter().enumerate() {
             if index.insert(t.clone(), i as u32).is_some() {
                 return Err(TokenizeError::Invalid {
@@ -72,7 +74,10 @@ impl TokenDictionary {
                     message: format!("token {t:?} appears twice"),
                 });
             }
-            hasher.update(format!("{t}\t{i}\n").as_bytes());
+            line.clear();
+            // Writing to a String cannot fail.
+            let _ = writeln!(line, "{t}\t{i}");
+            hasher.update(line.as_bytes());
         }
         let sha256 = hasher
             .finalize()
@@ -91,9 +96,9 @@ impl TokenDictionary {
     /// A new vocabulary: `<pad>` = 0, `<mask>` = 1, then `genes` in the given order (duplicates skipped).
     pub fn build(genes: impl IntoIterator<Item = String>) -> Self {
         let mut tokens = vec![PAD_TOKEN.to_string(), MASK_TOKEN.to_string()];
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = super::fast_hash::fast_map::<String, ()>(0);
         for g in genes {
-            if g != PAD_TOKEN && g != MASK_TOKEN && seen.insert(g.clone()) {
+            if g != PAD_TOKEN && g != MASK_TOKEN && seen.insert(g.clone(), ()).is_none() {
                 tokens.push(g);
             }
         }

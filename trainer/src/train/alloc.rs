@@ -1,10 +1,11 @@
-//! Allocator settings for training on the CPU.
+//! Allocator settings for training and tokenizing on the CPU.
 //!
 //! A training step allocates and frees the same few hundred megabytes of activations and
 //! gradients over and over. glibc hands every freed block above its mmap threshold back to
 //! the kernel and takes it again through page faults (the kernel zeroes each page): on the
 //! Small-shape benchmark's cells that churn was about a fifth of a step's time. Keeping freed
-//! memory in the process made those steps 1.15–1.3× faster, for 4 % more peak RSS.
+//! memory in the process made those steps 1.15–1.3× faster, for 4 % more peak RSS. The
+//! tokenizer's chunks (tens of MB read, decoded and freed per chunk) churn the same way.
 
 /// Keeps freed memory for reuse within the process (glibc on Linux; elsewhere a no-op).
 pub fn keep_freed_memory() {
