@@ -6,7 +6,9 @@ mod common;
 use burn::prelude::*;
 use common::{assert_close, read_f32, read_i64, tiny};
 use genecompass_core::checkpoint::{Checkpoint, LoadedModel, WeightsFormat, load_checkpoint};
-use genecompass_core::model::{FoldedEmbedding, ForwardOptions, MlmTargets, ModelInput};
+use genecompass_core::model::{
+    FoldedEmbedding, ForwardOptions, MlmTargets, ModelInput, OutputRows,
+};
 
 const ATOL: f32 = 1e-4;
 
@@ -308,24 +310,39 @@ fn check_classifier(format: WeightsFormat) {
         want(&f, "cls_pooler_output"),
         ATOL,
     );
-    // Skipping the padded rows (packed on the CPU) changes nothing the classifier reads.
-    let real_only = ForwardOptions {
-        compute_padding: false,
-        ..opts
-    };
-    let (logits, pooled) =
-        c.forward_with_pooled(&input(&f, &f.ids, &f.values, false, true, &dev), real_only);
-    let lr = logits.into_data().try_to_vec::<f32>().unwrap();
-    assert_close(
-        "cls_logits (padding skipped)",
-        &lr,
-        want(&f, "cls_logits"),
-        ATOL,
+    // Skipping the padded rows (packed on the CPU), and computing only the CLS row in the last
+    // layer, change nothing the classifier reads.
+    for rows in [OutputRows::Real, OutputRows::Cls] {
+        let (logits, pooled) = c.forward_with_pooled(
+            &input(&f, &f.ids, &f.values, false, true, &dev),
+            ForwardOptions { rows, ..opts },
+        );
+        let lr = logits.into_data().try_to_vec::<f32>().unwrap();
+        assert_close(
+            &format!("cls_logits ({rows:?})"),
+            &lr,
+            want(&f, "cls_logits"),
+            ATOL,
+        );
+        assert_close(
+            &format!("cls_pooler_output ({rows:?})"),
+            &pooled.into_data().try_to_vec::<f32>().unwrap(),
+            want(&f, "cls_pooler_output"),
+            ATOL,
+        );
+    }
+    // Without a mask every position is real: only the CLS-only last layer differs.
+    let logits = c.forward(
+        &input(&f, &f.ids, &f.values, false, false, &dev),
+        ForwardOptions {
+            rows: OutputRows::Cls,
+            ..opts
+        },
     );
     assert_close(
-        "cls_pooler_output (padding skipped)",
-        &pooled.into_data().try_to_vec::<f32>().unwrap(),
-        want(&f, "cls_pooler_output"),
+        "cls_logits_nomask (Cls)",
+        &logits.into_data().try_to_vec::<f32>().unwrap(),
+        want(&f, "cls_logits_nomask"),
         ATOL,
     );
     let logits = c.forward(&input(&f, &f.ids, &f.values, false, false, &dev), opts);
@@ -386,7 +403,7 @@ fn skipping_padded_rows_keeps_every_real_position() {
         &full,
         ForwardOptions {
             output_hidden_states: true,
-            compute_padding: false,
+            rows: OutputRows::Real,
             ..ForwardOptions::default()
         },
     );
@@ -444,6 +461,31 @@ fn skipping_padded_rows_keeps_every_real_position() {
             assert_close("bert_hidden_states_masked[0]", &vec3(hs), w, ATOL);
         } else {
             check(&format!("bert_hidden_states_masked[{i}]"), &vec3(hs), w);
+        }
+    }
+    // Only the CLS: its last-layer row matches, every other position is zero.
+    let out = m.bert.forward(
+        &full,
+        ForwardOptions {
+            rows: OutputRows::Cls,
+            ..ForwardOptions::default()
+        },
+    );
+    let got = vec3(out.last_hidden_state);
+    let all = want(&f, "bert_last_hidden_state_masked");
+    let h = got.len() / (cells * seq);
+    for cell in 0..cells {
+        for pos in 0..seq {
+            let at = (cell * seq + pos) * h;
+            let g = &got[at..at + h];
+            if pos == 0 {
+                assert_close(&format!("CLS of cell {cell}"), g, &all[at..at + h], ATOL);
+            } else {
+                assert!(
+                    g.iter().all(|&v| v == 0.0),
+                    "cell {cell} position {pos} not zero"
+                );
+            }
         }
     }
 }

@@ -117,12 +117,9 @@ impl BertModel {
             None => (emb, input.attention_mask.clone()),
         };
         let mask = mask.map(additive_mask);
-        let (last, layers) = self.encoder.forward(
-            h0.clone(),
-            mask,
-            options.output_hidden_states,
-            options.compute_padding,
-        );
+        let (last, layers) =
+            self.encoder
+                .forward(h0.clone(), mask, options.output_hidden_states, options.rows);
         let hidden_states = if options.output_hidden_states {
             std::iter::once(h0).chain(layers).collect()
         } else {

@@ -137,8 +137,8 @@ pub struct BertEncoder {
 }
 
 impl BertEncoder {
-    /// Runs every layer; collects each layer's output when `keep_all`. Without
-    /// `compute_padding`, padded positions may come out as zeros (see [`super::ForwardOptions`]).
+    /// Runs every layer; collects each layer's output when `keep_all`. Positions that `rows`
+    /// does not ask for may come out as zeros (see [`super::OutputRows`]).
     ///
     /// # Shapes
     /// - `x`: `[B, S, H]`, `mask`: additive `[B, 1, 1, S]` → last `[B, S, H]`
@@ -147,19 +147,12 @@ impl BertEncoder {
         mut x: Tensor<3>,
         mask: Option<Tensor<4>>,
         keep_all: bool,
-        compute_padding: bool,
+        rows: super::OutputRows,
     ) -> (Tensor<3>, Vec<Tensor<3>>) {
         let device = x.device();
         let heads = self.layer.first().map(|l| l.attention.attn.num_heads);
         if let Some(heads) = heads.filter(|_| host_inference(&device, &x)) {
-            return host_encoder::encoder_forward(
-                &self.layer,
-                x,
-                mask,
-                heads,
-                keep_all,
-                compute_padding,
-            );
+            return host_encoder::encoder_forward(&self.layer, x, mask, heads, keep_all, rows);
         }
         let mut all = Vec::new();
         for layer in &self.layer {

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use super::config::HiddenAct;
 use super::encoder::BertLayer;
 use super::host_attention::{self, CellRows, Keys, Qkv, exp_lanes};
+use super::input::OutputRows;
 
 /// Rows per parallel task of the row-wise passes.
 const ROW_CHUNK: usize = 64;
@@ -20,17 +21,19 @@ const ROW_CHUNK: usize = 64;
 /// Runs `layers` over `x` (`[B, S, H]`, additive `mask` `[B, 1, 1, S]`); with `keep_all`, also
 /// every layer's output.
 ///
-/// Without `compute_padding`, a batch whose masks keep a prefix of each cell runs on its real
-/// rows only, packed one cell after another: the products, LayerNorms and activations skip the
-/// padding (about a sixth of the rows of a length-sorted batch), and the padded positions of the
-/// outputs are zeros. Real positions are unchanged: with the mask, no real row reads a padded one.
+/// Unless `rows` is [`OutputRows::All`], a batch whose masks keep a prefix of each cell runs on
+/// its real rows only, packed one cell after another: the products, LayerNorms and activations
+/// skip the padding (about a sixth of the rows of a length-sorted batch), and the padded
+/// positions of the outputs are zeros. Real positions are unchanged: with the mask, no real row
+/// reads a padded one. With [`OutputRows::Cls`], the last layer computes each cell's first row
+/// only, and every other position of the output is zero.
 pub fn encoder_forward(
     layers: &[BertLayer],
     x: Tensor<3>,
     mask: Option<Tensor<4>>,
     heads: usize,
     keep_all: bool,
-    compute_padding: bool,
+    rows: OutputRows,
 ) -> (Tensor<3>, Vec<Tensor<3>>) {
     let [b, s, h] = x.dims();
     let device = x.device();
@@ -48,7 +51,7 @@ pub fn encoder_forward(
             _ => None,
         })
         .collect();
-    let packed = prefix_lens.filter(|lens| !compute_padding && lens.iter().any(|&n| n < s));
+    let packed = prefix_lens.filter(|lens| rows != OutputRows::All && lens.iter().any(|&n| n < s));
     let mut x = host_f32(x);
     let cells = match &packed {
         Some(lens) => {
@@ -65,15 +68,31 @@ pub fn encoder_forward(
         };
         Tensor::<3>::from_data(TensorData::new(full, [b, s, h]), &device)
     };
+    let (body, cls_layer) = match layers.split_last() {
+        Some((last, body)) if rows == OutputRows::Cls => (body, Some(last)),
+        _ => (layers, None),
+    };
     let mut all = Vec::new();
-    SCRATCH.with_borrow_mut(|scratch| {
-        for layer in layers {
+    let cls = SCRATCH.with_borrow_mut(|scratch| {
+        for layer in body {
             layer_forward(layer, &mut x, heads, &cells, &keys, scratch);
             if keep_all {
                 all.push(to_tensor(&x));
             }
         }
+        cls_layer.map(|layer| cls_layer_forward(layer, &x, heads, &cells, &keys, scratch))
     });
+    if let Some(cls) = cls {
+        let mut full = vec![0f32; b * s * h];
+        for (i, row) in cls.chunks_exact(h).enumerate() {
+            full[i * s * h..][..h].copy_from_slice(row);
+        }
+        let last = Tensor::<3>::from_data(TensorData::new(full, [b, s, h]), &device);
+        if keep_all {
+            all.push(last.clone());
+        }
+        return (last, all);
+    }
     let last = match &packed {
         Some(_) => to_tensor(&x),
         None => Tensor::from_data(TensorData::new(x, [b, s, h]), &device),
@@ -125,8 +144,85 @@ fn layer_forward(
 ) {
     let h = layer.attention.output.dense.weight.dims()[1];
     let rows = x.len() / h;
+    qkv_into(layer, x, rows, h, &mut t.qkv);
+    t.attn.resize(rows * h, 0.0);
+    let qkv = Qkv {
+        q: &t.qkv,
+        k: &t.qkv[h..],
+        v: &t.qkv[2 * h..],
+        row_stride: 3 * h,
+    };
+    host_attention::attention_cells(qkv, heads, h / heads, cells, keys, &mut t.attn);
+    block_tail(layer, x, &t.attn, rows, &mut t.x1, &mut t.inter);
+}
+
+/// The last layer for its CLS rows only (each cell's first row): keys and values from every
+/// row of `x` (laid out as `cells`), the query, attention output and feed-forward for one row
+/// per cell. Returns `[cells, H]`.
+fn cls_layer_forward(
+    layer: &BertLayer,
+    x: &[f32],
+    heads: usize,
+    cells: &[CellRows],
+    keys: &[Keys],
+    t: &mut Scratch,
+) -> Vec<f32> {
+    let h = layer.attention.output.dense.weight.dims()[1];
+    let (rows, d) = (x.len() / h, h / heads);
+    // Queries of the other rows are computed and unused: a third of this one product.
+    qkv_into(layer, x, rows, h, &mut t.qkv);
+    let qkv = &t.qkv;
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut attn = vec![0f32; cells.len() * h];
+    attn.par_chunks_mut(h).enumerate().for_each(|(i, out)| {
+        let c = cells[i];
+        let at = |row: usize, part: usize, head: usize| {
+            &qkv[(c.start + row) * 3 * h + part * h + head * d..][..d]
+        };
+        // No kept key at all: HF's additive mask spreads the row evenly over every position.
+        let key_rows: Vec<usize> = match &keys[i] {
+            Keys::Prefix(0) => (0..c.len).collect(),
+            Keys::Prefix(n) => (0..*n).collect(),
+            Keys::Indices(ix) => ix.clone(),
+        };
+        let uniform = keys[i] == Keys::Prefix(0);
+        for head in 0..heads {
+            let q = at(0, 0, head);
+            let mut p: Vec<f32> = key_rows
+                .iter()
+                .map(|&j| match uniform {
+                    true => 0.0,
+                    false => {
+                        q.iter()
+                            .zip(at(j, 1, head))
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>()
+                            * scale
+                    }
+                })
+                .collect();
+            let sum = host_attention::exp_row(&mut p);
+            let o = &mut out[head * d..][..d];
+            for (&j, &p) in key_rows.iter().zip(&p) {
+                o.iter_mut()
+                    .zip(at(j, 2, head))
+                    .for_each(|(o, v)| *o += p * v);
+            }
+            o.iter_mut().for_each(|v| *v /= sum);
+        }
+    });
+    let mut x_cls: Vec<f32> = cells
+        .iter()
+        .flat_map(|c| x[c.start * h..][..h].iter().copied())
+        .collect();
+    let (mut x1, mut inter) = (Vec::new(), Vec::new());
+    block_tail(layer, &mut x_cls, &attn, cells.len(), &mut x1, &mut inter);
+    x_cls
+}
+
+/// `[rows, 3H]` QKV of `x` into `qkv`: one `[H, 3H]` weight, columns `[q | k | v]`.
+fn qkv_into(layer: &BertLayer, x: &[f32], rows: usize, h: usize, qkv: &mut Vec<f32>) {
     let att = &layer.attention.attn;
-    // QKV: one [H, 3H] weight, columns [q | k | v].
     let (wq, wk, wv) = (weights(&att.query), weights(&att.key), weights(&att.value));
     let mut w = Vec::with_capacity(h * 3 * h);
     for r in 0..h {
@@ -138,32 +234,35 @@ fn layer_forward(
         .into_iter()
         .flat_map(|b| b.iter().copied())
         .collect();
-    fill_rows(&mut t.qkv, rows, &bias);
-    matmul_add(x, rows, h, &w, 3 * h, &mut t.qkv);
-    t.attn.resize(rows * h, 0.0);
-    let qkv = Qkv {
-        q: &t.qkv,
-        k: &t.qkv[h..],
-        v: &t.qkv[2 * h..],
-        row_stride: 3 * h,
-    };
-    host_attention::attention_cells(qkv, heads, h / heads, cells, keys, &mut t.attn);
-    // Attention output: LayerNorm(x + attn · Wo + bo).
+    fill_rows(qkv, rows, &bias);
+    matmul_add(x, rows, h, &w, 3 * h, qkv);
+}
+
+/// After attention, in place on `x` (`[rows, H]`): `x1 = LayerNorm(x + attn · Wo + bo)`, then
+/// `LayerNorm(x1 + act(x1 · Wi + bi) · Wo2 + bo2)`.
+fn block_tail(
+    layer: &BertLayer,
+    x: &mut Vec<f32>,
+    attn: &[f32],
+    rows: usize,
+    x1: &mut Vec<f32>,
+    inter: &mut Vec<f32>,
+) {
+    let h = layer.attention.output.dense.weight.dims()[1];
     let out = &layer.attention.output;
     let (wo, bo) = weights(&out.dense);
-    residual_rows(&mut t.x1, x, &bo, h);
-    matmul_add(&t.attn, rows, h, &wo, h, &mut t.x1);
-    layer_norm_rows(&mut t.x1, &out.layer_norm, layer.layer_norm_eps);
-    // Feed-forward: LayerNorm(x1 + act(x1 · Wi + bi) · Wo2 + bo2).
+    residual_rows(x1, x, &bo, h);
+    matmul_add(attn, rows, h, &wo, h, x1);
+    layer_norm_rows(x1, &out.layer_norm, layer.layer_norm_eps);
     let (wi, bi) = weights(&layer.intermediate);
     let f = bi.len();
-    fill_rows(&mut t.inter, rows, &bi);
-    matmul_add(&t.x1, rows, h, &wi, f, &mut t.inter);
-    activate_rows(&mut t.inter, layer.act);
+    fill_rows(inter, rows, &bi);
+    matmul_add(x1, rows, h, &wi, f, inter);
+    activate_rows(inter, layer.act);
     let out = &layer.output;
     let (wo2, bo2) = weights(&out.dense);
-    residual_rows(x, &t.x1, &bo2, h);
-    matmul_add(&t.inter, rows, f, &wo2, h, x);
+    residual_rows(x, x1, &bo2, h);
+    matmul_add(inter, rows, f, &wo2, h, x);
     layer_norm_rows(x, &out.layer_norm, layer.layer_norm_eps);
 }
 

@@ -65,11 +65,24 @@ pub struct ForwardOptions {
     pub alpha: f32,
     /// Return the encoder input and every layer's output.
     pub output_hidden_states: bool,
-    /// Compute the outputs at padded positions too, as the official model does. Inference that
-    /// reads only real positions (cell embeddings, classification) turns this off: on the CPU
-    /// the encoder then skips the padded rows, and their outputs are zeros. Real positions are
-    /// the same either way.
-    pub compute_padding: bool,
+    /// Which positions of the last layer the caller reads; the CPU encoder skips the work for
+    /// the others, whose outputs are then zeros. [`OutputRows::All`], as the official model.
+    pub rows: OutputRows,
+}
+
+/// Which positions of the encoder's output are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputRows {
+    /// Every position, padding included (the official forward).
+    #[default]
+    All,
+    /// Each cell's real positions (cell embeddings: the CLS and the mean over genes). On the
+    /// CPU the padded rows are skipped in every layer.
+    Real,
+    /// Position 0 only (the CLS, all a classifier's pooler reads). On the CPU the padded rows
+    /// are skipped in every layer, and the last layer computes only that row (its keys and
+    /// values still come from every real row).
+    Cls,
 }
 
 impl Default for ForwardOptions {
@@ -77,7 +90,7 @@ impl Default for ForwardOptions {
         Self {
             alpha: 1.0,
             output_hidden_states: false,
-            compute_padding: true,
+            rows: OutputRows::All,
         }
     }
 }

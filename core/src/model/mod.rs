@@ -25,7 +25,7 @@ pub use config::{GeneCompassConfig, HiddenAct, PriorKind};
 pub use embeddings::KnowledgeBertEmbeddings;
 pub use folded::FoldedEmbedding;
 pub use heads::{GeneCompassForMaskedLm, MlmLoss, MlmOutput, MlmTargets, init_mlm};
-pub use input::{ForwardOptions, ModelInput};
+pub use input::{ForwardOptions, ModelInput, OutputRows};
 
 /// Reading a tensor back from its device failed (a lost WebGPU device, a failed kernel).
 #[derive(Debug, thiserror::Error)]

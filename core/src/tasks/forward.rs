@@ -1,7 +1,7 @@
 //! One forward pass of an already-built batch, folded or not, with the last layer copied to the
 //! host. Shared by the tasks that build their own batches (perturbation, gene embeddings).
 
-use crate::model::{BertModel, FoldedEmbedding, ForwardOptions, ModelInput};
+use crate::model::{BertModel, FoldedEmbedding, ForwardOptions, ModelInput, OutputRows};
 
 /// The last layer of `input` as `(row-major [B, S, H] floats, S)`; S counts the CLS row.
 pub(crate) fn last_layer(
@@ -14,7 +14,7 @@ pub(crate) fn last_layer(
         alpha,
         output_hidden_states: false,
         // The official perturbation alignment compares padded positions too.
-        compute_padding: true,
+        rows: OutputRows::All,
     };
     let out = match folded {
         Some(f) => {

@@ -7,7 +7,7 @@ use crate::batch::{BatchOptions, make_batch, plan_batches};
 use crate::cells::{CellSet, Species};
 use crate::model::{
     BertModel, FoldedEmbedding, ForwardOptions, GeneCompassForSequenceClassification,
-    KnowledgeBertEmbeddings, ModelInput, ReadBackError,
+    KnowledgeBertEmbeddings, ModelInput, OutputRows, ReadBackError,
 };
 
 /// Inference settings.
@@ -57,13 +57,13 @@ fn encode_batch(
     cells: &CellSet,
     idx: &[usize],
     options: &InferOptions,
+    rows: OutputRows,
     device: &Device,
 ) -> (ModelInput, Tensor<3>, Option<Tensor<2>>) {
     let fwd = ForwardOptions {
         alpha: options.alpha,
         output_hidden_states: false,
-        // Only the kept hidden states read padded positions.
-        compute_padding: options.keep_hidden_states,
+        rows,
     };
     let input = make_batch(cells, idx, &options.batch, device);
     let out = match folded {
@@ -115,8 +115,14 @@ fn for_each_batch(
         .folded
         .then(|| fold_for_cells(&bert.embeddings, cells));
     for idx in plan_batches(cells, &options.batch) {
+        // Only the kept hidden states read padded positions.
+        let rows = if options.keep_hidden_states {
+            OutputRows::All
+        } else {
+            OutputRows::Real
+        };
         let (input, last, pooled) =
-            encode_batch(bert, folded.as_ref(), cells, &idx, options, device);
+            encode_batch(bert, folded.as_ref(), cells, &idx, options, rows, device);
         each(&idx, &input, last, pooled);
     }
 }
@@ -352,6 +358,7 @@ impl<'m> BatchClassifier<'m> {
             cells,
             idx,
             &self.options,
+            OutputRows::Cls,
             device,
         );
         let pooled = pooled.expect("classifier has a pooler");

@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use genecompass_core::batch::{BatchOptions, Padding, make_batch, validate_cells};
 use genecompass_core::model::{
-    ForwardOptions, GeneCompassForSequenceClassification, init_classifier,
+    ForwardOptions, GeneCompassForSequenceClassification, OutputRows, init_classifier,
 };
 use genecompass_core::tokenize::{GeneMedians, TokenDictionary};
 use serde::{Deserialize, Serialize};
@@ -396,9 +396,9 @@ pub fn predict(
     let mut logits = Vec::with_capacity(idx.len() * k);
     for chunk in idx.chunks(bo.batch_size.max(1) * 2) {
         let input = make_batch(&data.cells, chunk, bo, device);
-        // Logits read the CLS only: padded rows need not be computed.
+        // Logits read the CLS only.
         let only_cells = ForwardOptions {
-            compute_padding: false,
+            rows: OutputRows::Cls,
             ..ForwardOptions::default()
         };
         let l = m.forward(&input, only_cells);
