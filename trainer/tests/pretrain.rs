@@ -110,6 +110,16 @@ fn fixture_model(device: &Device) -> GeneCompassForMaskedLm {
     }
 }
 
+/// Layer 1's query, key or value weight.
+fn attention_weight<'a>(m: &'a mut GeneCompassForMaskedLm, name: &str) -> &'a mut Param<Tensor<2>> {
+    let attn = &mut m.bert.encoder.layer[1].attention.attn;
+    match name {
+        "query" => &mut attn.query.weight,
+        "key" => &mut attn.key.weight,
+        _ => &mut attn.value.weight,
+    }
+}
+
 fn loss_of(model: &GeneCompassForMaskedLm, batch: &MaskedBatch) -> f64 {
     let dev = Device::flex();
     let m = model.valid();
@@ -201,6 +211,20 @@ fn one_step_on_the_fixture_matches_the_official_loss_and_finite_differences() {
         a,
         b,
     );
+    // Attention weights, whose gradients come back through the host attention's backward
+    // pass on flex: layer 1's query and key (through the scores) and value.
+    for name in ["query", "key", "value"] {
+        let (mut a, mut b) = (model.clone(), model.clone());
+        let p = attention_weight(&mut model.clone(), name).clone();
+        *attention_weight(&mut a, name) = perturb(&p, 11, eps);
+        *attention_weight(&mut b, name) = perturb(&p, 11, -eps);
+        check(
+            &format!("encoder.layer.1.attention.self.{name}.weight[11]"),
+            g2(&p, &grads, 11),
+            a,
+            b,
+        );
+    }
     // And the optimiser step moves parameters (AdamW's first step is ~lr per entry).
     let o = OptimOptions {
         lr: 1e-3,

@@ -43,7 +43,8 @@ pub fn forward<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
     x * Tensor::<D>::from_data(TensorData::new(mask, shape), &device)
 }
 
-fn next_key() -> u64 {
+/// The key of this thread's next dropout call (counts as a call).
+pub fn next_key() -> u64 {
     let call = CALLS.with(|c| {
         let n = c.get();
         c.set(n + 1);

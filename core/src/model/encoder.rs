@@ -44,9 +44,17 @@ impl BertSelfAttention {
         let d = h / nh;
         let fused = !x.device().is_autodiff();
         let split = |t: Tensor<3>| t.reshape([b, s, nh, d]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x));
+        let (q, k, v) = (
+            self.query.forward(x.clone()),
+            self.key.forward(x.clone()),
+            self.value.forward(x),
+        );
+        #[cfg(feature = "train")]
+        if !fused && let Some(spec) = self.host_training_spec(&q, mask.as_ref()) {
+            // Training on flex: the host kernel with its own backward pass.
+            return super::attention_op::train_attention(q, k, v, spec);
+        }
+        let (q, k, v) = (split(q), split(k), split(v));
         if fused {
             // Inference (no autodiff, so no dropout): the backend's fused attention, which
             // never materialises the [B, heads, S, S] scores on CPU (flash tiles for long S).
@@ -62,6 +70,57 @@ impl BertSelfAttention {
         }
         let probs = super::dropout::forward(&self.dropout, softmax(scores, 3));
         probs.matmul(v).swap_dims(1, 2).reshape([b, s, h])
+    }
+}
+
+#[cfg(feature = "train")]
+impl BertSelfAttention {
+    /// The host training attention's spec when it applies: f32 on flex, and a mask (if any)
+    /// that blocks only a suffix of each cell, as dynamic padding does.
+    fn host_training_spec(
+        &self,
+        q: &Tensor<3>,
+        mask: Option<&Tensor<4>>,
+    ) -> Option<super::host_attention_train::TrainAttention> {
+        use super::host_attention::Keys;
+        use super::host_attention_train::{AttentionDropout, TrainAttention};
+        let [b, s, h] = q.dims();
+        if !super::attention_op::applies(q) || h % self.num_heads != 0 {
+            return None;
+        }
+        let lens = match mask {
+            None => vec![s; b],
+            Some(m) => {
+                let rows = m
+                    .clone()
+                    .reshape([b, s])
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .ok()?;
+                let mut lens = Vec::with_capacity(b);
+                for row in rows.chunks(s) {
+                    match Keys::from_additive_mask(row) {
+                        Keys::Prefix(n) if n > 0 => lens.push(n),
+                        _ => return None,
+                    }
+                }
+                lens
+            }
+        };
+        let dropout = (self.dropout.training.is_enabled()
+            && q.device().is_autodiff()
+            && self.dropout.prob > 0.0)
+            .then(|| AttentionDropout {
+                prob: self.dropout.prob,
+                key: super::dropout::next_key(),
+            });
+        Some(TrainAttention {
+            heads: self.num_heads,
+            head_dim: h / self.num_heads,
+            seq: s,
+            lens,
+            dropout,
+        })
     }
 }
 

@@ -3,8 +3,11 @@
 //! One file per reference block: [`embeddings`] (knowledge embedding), [`encoder`]
 //! (post-LN BERT layers), [`bert`] (species CLS + pooler), [`heads`] (MLM heads and loss),
 //! [`classifier`], [`folded`] (the inference-only folded embedding) and [`host_attention`]
-//! and [`host_encoder`] (the CPU kernels used for inference on flex).
+//! and [`host_encoder`] (the CPU kernels used for inference on flex), and
+//! [`host_attention_train`] with its burn operation `attention_op` (training on flex).
 
+#[cfg(feature = "train")]
+pub mod attention_op;
 pub mod bert;
 pub mod classifier;
 pub mod config;
@@ -15,6 +18,7 @@ pub mod extend;
 pub mod folded;
 pub mod heads;
 pub mod host_attention;
+pub mod host_attention_train;
 pub mod host_encoder;
 mod init;
 pub mod input;
