@@ -32,7 +32,7 @@ mkdir -p "$DATA_DIR/demo"
 DEMO_RUN="$DATA_DIR/demo/annotator-run"
 if [ ! -f "$DEMO_RUN/model/config.json" ]; then
   echo "== first start: training the demo annotator on demo/baron_mouse_pancreas_822.h5ad"
-  echo "   (822 mouse pancreas cells, 13 types; about 10 minutes on 2 CPU cores)"
+  echo "   (822 mouse pancreas cells, 13 types; about 2 minutes on 2 CPU cores)"
   rm -rf "$DEMO_RUN"
   "$BIN/genecompass-train" finetune \
     --data demo/baron_mouse_pancreas_822.h5ad --label-column cell_type \
