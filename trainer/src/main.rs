@@ -59,6 +59,9 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
+    // Training steps, tokenizer chunks and inference batches all allocate and free the same
+    // buffers over and over: keep freed memory instead of faulting fresh pages in each time.
+    genecompass_trainer::train::alloc::keep_freed_memory();
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Embed(a) => commands::embed::run(a),

@@ -112,7 +112,6 @@ pub(crate) use {set, set_opt};
 
 /// Runs the job; exit code 0 also when interrupted (the checkpoint says where).
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
-    genecompass_trainer::train::alloc::keep_freed_memory();
     let resume = args.resume.is_some();
     let mut spec: FinetuneSpec = match (&args.resume, &args.spec) {
         (Some(dir), _) => read_json(&dir.join("job.json"))?,

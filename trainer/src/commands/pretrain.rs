@@ -86,7 +86,6 @@ pub struct PretrainArgs {
 
 /// Runs the job.
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
-    genecompass_trainer::train::alloc::keep_freed_memory();
     let resume = args.resume.is_some();
     let mut spec: PretrainSpec = match (&args.resume, &args.spec) {
         (Some(dir), _) => read_json(&dir.join("job.json"))?,

@@ -246,9 +246,6 @@ fn build_file_vocab(
 /// Runs `tokenize`.
 pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    // Every chunk allocates and frees the same tens of MB: keep them instead of faulting
-    // fresh pages in for each chunk.
-    genecompass_trainer::train::alloc::keep_freed_memory();
     GeneTable::warm_embedded();
     if args.format == OutputFormat::Hf && args.layout == CellsLayout::Ragged {
         bail!(
