@@ -85,7 +85,8 @@ impl BertSelfAttention {
         use super::host_attention::Keys;
         use super::host_attention_train::{AttentionDropout, TrainAttention};
         let [b, s, h] = q.dims();
-        if !super::attention_op::applies(q) || h % self.num_heads != 0 {
+        // A dropout probability of 1 or more (a broken config) is left to burn's own checks.
+        if !super::attention_op::applies(q) || h % self.num_heads != 0 || self.dropout.prob >= 1.0 {
             return None;
         }
         let lens = match mask {
