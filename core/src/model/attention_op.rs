@@ -90,20 +90,29 @@ impl<C: CheckpointStrategy> HostTrainAttention for Autodiff<Flex, C> {
         v: FloatTensor<Self>,
         spec: TrainAttention,
     ) -> FloatTensor<Self> {
-        let prep = AttentionBackward
+        match AttentionBackward
             .prepare::<C>([q.node(), k.node(), v.node()])
             .compute_bound()
-            .stateful();
-        let (q, k, v) = (
-            host_vec(q.primitive()),
-            host_vec(k.primitive()),
-            host_vec(v.primitive()),
-        );
-        let fwd = spec.forward(&q, &k, &v);
-        let out = flex_tensor(fwd.out.clone(), &spec);
-        match prep {
-            OpsKind::Tracked(prep) => prep.finish(Arc::new(Saved { spec, q, k, v, fwd }), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (q, k, v) = (
+                    host_vec(q.primitive()),
+                    host_vec(k.primitive()),
+                    host_vec(v.primitive()),
+                );
+                let fwd = spec.forward(&q, &k, &v);
+                let out = flex_tensor(fwd.out.clone(), &spec);
+                let saved = Saved { spec, q, k, v, fwd };
+                prep.finish(Arc::new(saved), out)
+            }
+            // Nothing to differentiate (frozen layers, evaluation): the plain forward.
+            OpsKind::UnTracked(prep) => prep.finish(Flex::host_train_attention(
+                q.into_primitive(),
+                k.into_primitive(),
+                v.into_primitive(),
+                spec,
+            )),
         }
     }
 }

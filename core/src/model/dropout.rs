@@ -75,7 +75,9 @@ fn host_mask(n: usize, p: f64, key: u64) -> Vec<f32> {
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
-fn splitmix64(x: u64) -> u64 {
+/// SplitMix64's output function: a 64-bit integer mix, also keying the attention masks of
+/// [`super::host_attention_train`].
+pub(crate) fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(GOLDEN);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

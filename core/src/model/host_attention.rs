@@ -302,6 +302,13 @@ const LANES: usize = 8;
 /// written in 8-lane chunks so that it vectorises.
 #[inline(always)]
 pub fn exp_row(row: &mut [f32]) -> f32 {
+    let max = row_max(row);
+    exp_shifted(row, max)
+}
+
+/// The largest value of `row` (`-inf` when empty), in 8-lane chunks.
+#[inline(always)]
+pub fn row_max(row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let mut chunks = row.chunks_exact(LANES);
     for c in &mut chunks {
@@ -309,16 +316,21 @@ pub fn exp_row(row: &mut [f32]) -> f32 {
             lanes[i] = lanes[i].max(c[i]);
         }
     }
-    let max = chunks.remainder().iter().fold(
+    chunks.remainder().iter().fold(
         lanes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
         |a, &b| a.max(b),
-    );
+    )
+}
+
+/// `exp(x - shift)` of every value of `row` in place, returning their sum; in 8-lane chunks.
+#[inline(always)]
+pub fn exp_shifted(row: &mut [f32], shift: f32) -> f32 {
     let mut sums = [0f32; LANES];
     let mut chunks = row.chunks_exact_mut(LANES);
     for c in &mut chunks {
         let mut x = [0f32; LANES];
         for i in 0..LANES {
-            x[i] = c[i] - max;
+            x[i] = c[i] - shift;
         }
         let e = exp_lanes(x);
         c.copy_from_slice(&e);
@@ -328,7 +340,7 @@ pub fn exp_row(row: &mut [f32]) -> f32 {
     }
     let mut sum: f32 = sums.iter().sum();
     for x in chunks.into_remainder() {
-        *x = exp_lanes([*x - max; LANES])[0];
+        *x = exp_lanes([*x - shift; LANES])[0];
         sum += *x;
     }
     sum
@@ -363,6 +375,20 @@ pub fn exp_lanes(x: [f32; LANES]) -> [f32; LANES] {
         out[i] = y * pow2;
     }
     out
+}
+
+/// `n` reproducible values in [-2, 2) (an LCG), for the attention kernels' tests.
+#[cfg(test)]
+pub(crate) fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -403,18 +429,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect()
     }
 
     #[test]

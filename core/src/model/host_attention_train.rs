@@ -19,12 +19,12 @@
 
 use rayon::prelude::*;
 
-use super::host_attention::exp_lanes;
+use super::dropout::splitmix64;
+use super::host_attention::{exp_shifted, row_max};
 
 /// Query rows per block: a `[rows, keys]` score block (and in the backward pass a second one
 /// for its gradient) stays a few MiB at 2,048 keys.
 const QUERY_BLOCK: usize = 128;
-const LANES: usize = 8;
 
 /// What one attention call computes: `[batch, seq, heads · head_dim]` arrays, heads side by side.
 #[derive(Debug, Clone, PartialEq)]
@@ -375,21 +375,8 @@ unsafe fn backward_row_avx2(s: &mut [f32], g: &mut [f32], stats: RowStats, mask:
 /// One score row to its dropped-out probabilities in place; returns the row's log-sum-exp.
 #[inline(always)]
 fn forward_row(row: &mut [f32], mask: Option<RowMask>) -> f32 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let mut sums = [0f32; LANES];
-    let mut chunks = row.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        let e = exp_lanes(std::array::from_fn(|i| c[i] - max));
-        c.copy_from_slice(&e);
-        for i in 0..LANES {
-            sums[i] += e[i];
-        }
-    }
-    let mut sum: f32 = sums.iter().sum();
-    for x in chunks.into_remainder() {
-        *x = exp_lanes([*x - max; LANES])[0];
-        sum += *x;
-    }
+    let max = row_max(row);
+    let sum = exp_shifted(row, max);
     let inv = 1.0 / sum;
     match mask {
         None => row.iter_mut().for_each(|x| *x *= inv),
@@ -413,14 +400,7 @@ fn backward_row(s: &mut [f32], g: &mut [f32], stats: RowStats, mask: Option<RowM
         o_dot_do,
         scale,
     } = stats;
-    let mut sc = s.chunks_exact_mut(LANES);
-    for s8 in &mut sc {
-        let p = exp_lanes(std::array::from_fn(|i| s8[i] - lse));
-        s8.copy_from_slice(&p);
-    }
-    for x in sc.into_remainder() {
-        *x = exp_lanes([*x - lse; LANES])[0];
-    }
+    exp_shifted(s, lse);
     match mask {
         None => {
             for (p, g) in s.iter().zip(g.iter_mut()) {
@@ -452,13 +432,6 @@ fn hash32(mut x: u32) -> u32 {
     x ^= x >> 15;
     x = x.wrapping_mul(0x846C_A68B);
     x ^ (x >> 16)
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

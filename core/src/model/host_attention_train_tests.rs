@@ -1,15 +1,10 @@
 use super::*;
 
+/// Values in [-1, 1).
 fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    let mut v = super::super::host_attention::pseudo_random(n, seed);
+    v.iter_mut().for_each(|x| *x *= 0.5);
+    v
 }
 
 /// The same attention in f64, written out from its definition, with the same dropout mask.
@@ -100,12 +95,15 @@ fn case(dropout: Option<AttentionDropout>) -> (TrainAttention, [Vec<f32>; 4]) {
     (a, arrays)
 }
 
-#[test]
-fn forward_and_backward_equal_the_definition_without_dropout() {
-    let (a, [q, k, v, d_out]) = case(None);
-    let fwd = a.forward(&q, &k, &v);
-    let grads = a.backward((&q, &k, &v), &fwd, &d_out);
-    let (out, [dq, dk, dv]) = naive(&a, (&q, &k, &v), &d_out);
+/// Runs the kernel forward and backward and checks its output and gradients against
+/// [`naive`] within 2e-5.
+fn assert_matches_definition(
+    a: &TrainAttention,
+    [q, k, v, d_out]: [&[f32]; 4],
+) -> (ForwardOutput, Gradients) {
+    let fwd = a.forward(q, k, v);
+    let grads = a.backward((q, k, v), &fwd, d_out);
+    let (out, [dq, dk, dv]) = naive(a, (q, k, v), d_out);
     for (name, got, want) in [
         ("out", &fwd.out, &out),
         ("dq", &grads.dq, &dq),
@@ -115,6 +113,13 @@ fn forward_and_backward_equal_the_definition_without_dropout() {
         let e = worst(got, want);
         assert!(e < 2e-5, "{name}: max |Δ| {e}");
     }
+    (fwd, grads)
+}
+
+#[test]
+fn forward_and_backward_equal_the_definition_without_dropout() {
+    let (a, [q, k, v, d_out]) = case(None);
+    let (fwd, grads) = assert_matches_definition(&a, [&q, &k, &v, &d_out]);
     // Padded rows: zero output, zero gradients.
     let padded = |m: &[f32]| m[(300 + 1) * 16..600 * 16].iter().all(|&x| x == 0.0);
     assert!(padded(&fwd.out) && padded(&grads.dq) && padded(&grads.dk) && padded(&grads.dv));
@@ -124,18 +129,7 @@ fn forward_and_backward_equal_the_definition_without_dropout() {
 fn forward_and_backward_equal_the_definition_with_dropout() {
     let drop = AttentionDropout { prob: 0.3, key: 42 };
     let (a, [q, k, v, d_out]) = case(Some(drop));
-    let fwd = a.forward(&q, &k, &v);
-    let grads = a.backward((&q, &k, &v), &fwd, &d_out);
-    let (out, [dq, dk, dv]) = naive(&a, (&q, &k, &v), &d_out);
-    for (name, got, want) in [
-        ("out", &fwd.out, &out),
-        ("dq", &grads.dq, &dq),
-        ("dk", &grads.dk, &dk),
-        ("dv", &grads.dv, &dv),
-    ] {
-        let e = worst(got, want);
-        assert!(e < 2e-5, "{name}: max |Δ| {e}");
-    }
+    let (fwd, _) = assert_matches_definition(&a, [&q, &k, &v, &d_out]);
     // The mask does change the result, and another key gives another one.
     let plain = case(None).0.forward(&q, &k, &v);
     assert!(

@@ -7,8 +7,8 @@
 //! memory in the process made those steps 1.15–1.3× faster, for 4 % more peak RSS. The
 //! tokenizer's chunks (tens of MB read, decoded and freed per chunk) churn the same way, and
 //! so do inference batches (the host encoder copies each layer's weights per batch): `embed`
-//! ran 1.10–1.15× faster on the Small benchmark shape and 1.06× on Base with it. The CLI sets
-//! it once, for every command.
+//! ran 1.10–1.18× faster on the Small benchmark shape with it, and Base showed no clear change
+//! within the noise (bench/inference/RESULTS.md). The CLI sets it once, for every command.
 
 /// Keeps freed memory for reuse within the process (glibc on Linux; elsewhere a no-op).
 pub fn keep_freed_memory() {
