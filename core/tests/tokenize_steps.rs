@@ -214,7 +214,16 @@ fn ensembl_parsing_and_symbol_tables() {
     assert_eq!(parse_ensembl("TP53"), None);
     let h = GeneTable::embedded(Species::Human);
     let m = GeneTable::embedded(Species::Mouse);
-    assert!(h.records.len() > 40_000 && m.records.len() > 70_000);
+    assert!(h.len() > 40_000 && m.len() > 70_000);
+    // Matching looks an Ensembl id up only in the table its prefix names.
+    assert!(
+        h.records()
+            .all(|r| parse_ensembl(r.ensembl_id).map(|p| p.1) == Some(Species::Human))
+    );
+    assert!(
+        m.records()
+            .all(|r| parse_ensembl(r.ensembl_id).map(|p| p.1) == Some(Species::Mouse))
+    );
     assert_eq!(h.by_ensembl("ENSG00000141510").unwrap().symbol, "TP53");
     assert_eq!(
         h.by_ensembl("ENSG00000141510").unwrap().biotype,
@@ -223,7 +232,7 @@ fn ensembl_parsing_and_symbol_tables() {
     use genecompass_core::tokenize::gene_tables::{SymbolHit, SymbolRule};
     // NCRNA00181 is a previous symbol of A1BG-AS1.
     match h.resolve_symbol("NCRNA00181") {
-        SymbolHit::Found(i, SymbolRule::Previous) => assert_eq!(h.records[i].symbol, "A1BG-AS1"),
+        SymbolHit::Found(i, SymbolRule::Previous) => assert_eq!(h.record(i).symbol, "A1BG-AS1"),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
@@ -245,19 +254,18 @@ fn ambiguous_alias_is_reported_not_guessed() {
     let h = GeneTable::embedded(Species::Human);
     let mut seen = std::collections::HashMap::new();
     let alias = h
-        .records
-        .iter()
-        .flat_map(|r| r.aliases.iter().map(move |a| (a, &r.ensembl_id)))
+        .records()
+        .flat_map(|r| r.aliases().map(move |a| (a, r.ensembl_id)))
         .find(|(a, e)| {
             !h.has_symbol(a)
-                && h.records.iter().all(|r| !r.previous.contains(a))
+                && h.records().all(|r| r.previous().all(|p| p != *a))
                 && seen
                     .insert(a.to_string(), e.to_string())
-                    .is_some_and(|prev| &prev != *e)
+                    .is_some_and(|prev| prev != *e)
         })
-        .map(|(a, _)| a.clone())
+        .map(|(a, _)| a.to_string())
         .unwrap();
-    let vocab = TokenDictionary::build(h.records.iter().map(|r| r.ensembl_id.clone()));
+    let vocab = TokenDictionary::build(h.records().map(|r| r.ensembl_id.to_string()));
     let genes = genecompass_core::data::GeneColumns {
         names: vec![
             "TP53".into(),

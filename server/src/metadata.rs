@@ -63,23 +63,10 @@ pub struct DatasetMeta {
 
 /// Matches the genes against every embedded human and mouse gene.
 fn gene_meta(genes: &genecompass_core::data::GeneColumns) -> Option<GeneMeta> {
-    use genecompass_core::cells::Species;
     use genecompass_core::tokenize::{
-        GeneMatchOptions, GeneTable, SpeciesEvidence, TokenDictionary, match_genes,
+        EmbeddedGenes, GeneMatchOptions, SpeciesEvidence, match_genes,
     };
-    use std::sync::OnceLock;
-    static ALL: OnceLock<TokenDictionary> = OnceLock::new();
-    let all = ALL.get_or_init(|| {
-        let ids = [Species::Human, Species::Mouse].into_iter().flat_map(|s| {
-            GeneTable::embedded(s)
-                .records
-                .iter()
-                .filter(|r| !r.ensembl_id.is_empty())
-                .map(|r| r.ensembl_id.clone())
-        });
-        TokenDictionary::build(ids)
-    });
-    let m = match_genes(genes, all, &GeneMatchOptions::default()).ok()?;
+    let m = match_genes(genes, &EmbeddedGenes, &GeneMatchOptions::default()).ok()?;
     let r = &m.report;
     let evidence = match r.species_evidence {
         SpeciesEvidence::Override => "override",

@@ -73,9 +73,8 @@ fn names_resolve_to_the_models_tokens() {
     // An ambiguous previous/alias symbol is refused with the candidate ids, never guessed.
     let table = GeneTable::embedded(Species::Mouse);
     let ambiguous = table
-        .records
-        .iter()
-        .flat_map(|r| r.previous.iter().chain(&r.aliases))
+        .records()
+        .flat_map(|r| r.previous().chain(r.aliases()))
         .find(|s| {
             matches!(table.resolve_symbol(s), SymbolHit::Ambiguous(_))
                 && !matches!(

@@ -43,6 +43,12 @@ fn corrupt(name: &str, e: hdf5_pure::Error) -> DataError {
     )
 }
 
+/// Block size and count of the cache in front of a file on disk ([`H5::open_path`]).
+#[cfg(not(target_arch = "wasm32"))]
+const READ_BLOCK: usize = 64 * 1024;
+#[cfg(not(target_arch = "wasm32"))]
+const READ_BLOCKS: usize = 64;
+
 impl H5 {
     /// Parses an HDF5 file held in memory (the browser path).
     pub fn from_bytes(bytes: Vec<u8>, name: &str) -> Result<H5, DataError> {
@@ -92,10 +98,16 @@ impl H5 {
                 "not an HDF5 file (no HDF5 signature); expected .h5ad or a 10x .h5",
             ));
         }
-        let file = File::open_streaming(path).map_err(|e| corrupt(&name, e))?;
-        let h5 = H5 { file, name };
-        h5.probe()?;
-        Ok(h5)
+        let source = super::source::FileSource::open(path).map_err(|source| DataError::Io {
+            path: name.clone(),
+            source,
+        })?;
+        // HDF5 metadata and variable-length strings are many small reads (about 100,000 for
+        // 30,000 gene names, two system calls each through `File::open_streaming`, most of a
+        // small file's tokenization): serve them from 4 MiB of cached 64 KiB blocks. Reads of
+        // a block or more (the matrix's chunks) go straight to the file.
+        let cached = super::source::CachedSource::new(source, READ_BLOCK, READ_BLOCKS);
+        Self::from_source(std::sync::Arc::new(cached), &name)
     }
 
     /// Lists the root so a file truncated after its superblock fails at open, not mid-read.

@@ -102,3 +102,24 @@ pub trait CellSource {
         &[]
     }
 }
+
+impl<T: CellSource + ?Sized> CellSource for Box<T> {
+    fn info(&self) -> &MatrixInfo {
+        (**self).info()
+    }
+    fn genes(&self) -> &GeneColumns {
+        (**self).genes()
+    }
+    fn cells(&self) -> &CellTable {
+        (**self).cells()
+    }
+    fn next_chunk(&mut self, max_cells: usize) -> Result<Option<CsrChunk>, DataError> {
+        (**self).next_chunk(max_cells)
+    }
+    fn rewind(&mut self) -> Result<(), DataError> {
+        (**self).rewind()
+    }
+    fn warnings(&self) -> &[String] {
+        (**self).warnings()
+    }
+}

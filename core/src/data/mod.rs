@@ -7,6 +7,7 @@ mod h5matrix;
 mod h5util;
 mod matrix;
 mod open;
+mod replay;
 mod row_tagged;
 pub mod source;
 pub mod table;
@@ -31,6 +32,7 @@ pub use h5matrix::Storage;
 pub use open::{OpenOptions, open_bytes, open_source, open_source_with};
 #[cfg(not(target_arch = "wasm32"))]
 pub use open::{open_path, open_path_with};
+pub use replay::Replay;
 pub use source::{ByteSource, CachedSource, SourceReader};
 #[cfg(not(target_arch = "wasm32"))]
 pub use table::open_table;

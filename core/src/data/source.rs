@@ -56,6 +56,60 @@ impl ByteSource for Arc<dyn ByteSource> {
     }
 }
 
+/// A file on disk read by position (`pread`: one system call per read, no shared cursor, so
+/// the tokenizer's read-ahead thread can read while the main thread does).
+#[cfg(not(target_arch = "wasm32"))]
+pub struct FileSource {
+    file: std::fs::File,
+    len: u64,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl FileSource {
+    /// Opens `path`.
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Self { file, len })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ByteSource for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(past_end(offset, buf.len(), self.len));
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+        }
+        #[cfg(windows)]
+        {
+            let mut done = 0;
+            while done < buf.len() {
+                let n = std::os::windows::fs::FileExt::seek_read(
+                    &self.file,
+                    &mut buf[done..],
+                    offset + done as u64,
+                )?;
+                if n == 0 {
+                    return Err(past_end(offset, buf.len(), self.len));
+                }
+                done += n;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// A [`ByteSource`] read through a few aligned blocks kept in memory. HDF5 metadata and table
 /// parsing issue many small reads; in a browser each read is a call into the page's `File`,
 /// so small reads are served from the last blocks read. Memory: `blocks × block` bytes.

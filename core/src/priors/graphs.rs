@@ -118,7 +118,7 @@ impl<'a> Resolver<'a> {
         let hit = match parse_ensembl(name_t) {
             Some((id, sp)) => (sp == self.species).then(|| id.to_string()),
             None => match self.table.resolve_symbol(name_t) {
-                SymbolHit::Found(i, _) => Some(self.table.records[i].ensembl_id.clone()),
+                SymbolHit::Found(i, _) => Some(self.table.record(i).ensembl_id.to_string()),
                 _ => None,
             },
         };

@@ -181,7 +181,7 @@ pub fn to_official_pickles(v: &super::GeneVectors) -> OfficialPickles {
         let s = usize::from(sp == Species::Mouse);
         let symbol = GeneTable::embedded(sp)
             .by_ensembl(id)
-            .map(|r| r.symbol.clone())
+            .map(|r| r.symbol.to_string())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| id.to_string());
         out.id_to_symbol.push((g.clone(), symbol.clone()));

@@ -7,28 +7,74 @@
 //! see `core/assets/README.md` for provenance and licences.
 
 use super::TokenizeError;
-use super::fast_hash::{FastMap, fast_map};
+use super::key_index::{KeyIndex, key_hash};
 use crate::cells::Species;
+use std::borrow::Cow;
 use std::io::Read;
 use std::sync::OnceLock;
 
-static HUMAN_GZ: &[u8] = include_bytes!("../../assets/human_genes.tsv.gz");
-static MOUSE_GZ: &[u8] = include_bytes!("../../assets/mouse_genes.tsv.gz");
-static ORTHO_GZ: &[u8] = include_bytes!("../../assets/human_mouse_orthologs.tsv.gz");
+/// An embedded table: its text, inflated by `build.rs` for native builds, gzip'd in the
+/// browser's bundle (a smaller download; inflated once, on first use).
+struct Embedded {
+    #[cfg(not(target_arch = "wasm32"))]
+    text: &'static str,
+    #[cfg(target_arch = "wasm32")]
+    gz: &'static [u8],
+    source: &'static str,
+}
 
-/// One gene of a nomenclature table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GeneRecord {
+macro_rules! embedded {
+    ($file:literal) => {
+        Embedded {
+            #[cfg(not(target_arch = "wasm32"))]
+            text: include_str!(concat!(env!("OUT_DIR"), "/", $file)),
+            #[cfg(target_arch = "wasm32")]
+            gz: include_bytes!(concat!("../../assets/", $file, ".gz")),
+            source: concat!("assets/", $file, ".gz"),
+        }
+    };
+}
+
+static HUMAN: Embedded = embedded!("human_genes.tsv");
+static MOUSE: Embedded = embedded!("mouse_genes.tsv");
+static ORTHO: Embedded = embedded!("human_mouse_orthologs.tsv");
+
+impl Embedded {
+    fn text(&self) -> Cow<'static, str> {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            Cow::Borrowed(self.text)
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            Cow::Owned(gunzip(self.gz, self.source).expect("embedded tables are valid gzip"))
+        }
+    }
+}
+
+/// One gene of a nomenclature table, borrowed from the table's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GeneRecord<'a> {
     /// Ensembl gene id without version (`ENSG…` / `ENSMUSG…`).
-    pub ensembl_id: String,
+    pub ensembl_id: &'a str,
     /// Current approved symbol (HGNC / MGI).
-    pub symbol: String,
-    /// Previous symbols.
-    pub previous: Vec<String>,
-    /// Alias symbols.
-    pub aliases: Vec<String>,
+    pub symbol: &'a str,
     /// Canonical biotype (`protein_coding`, `miRNA`, `lncRNA`, …).
-    pub biotype: String,
+    pub biotype: &'a str,
+    previous: &'a str,
+    aliases: &'a str,
+}
+
+impl<'a> GeneRecord<'a> {
+    /// Previous symbols.
+    pub fn previous(self) -> impl Iterator<Item = &'a str> + 'a {
+        split_list(self.previous)
+    }
+
+    /// Alias symbols.
+    pub fn aliases(self) -> impl Iterator<Item = &'a str> + 'a {
+        split_list(self.aliases)
+    }
 }
 
 /// How a symbol was resolved by [`GeneTable::resolve_symbol`].
@@ -56,24 +102,45 @@ pub enum SymbolRule {
     CaseInsensitive,
 }
 
+/// A byte range of a table's text.
+type Span = (u32, u32);
+
+/// The fields of one record, as ranges of the table's text.
+#[derive(Debug, Clone, Copy)]
+struct RecordSpans {
+    ensembl_id: Span,
+    symbol: Span,
+    previous: Span,
+    aliases: Span,
+    biotype: Span,
+}
+
 /// A species' nomenclature table with symbol and Ensembl lookups.
+///
+/// The decompressed TSV is kept as one string and records are ranges of it; the lookups are
+/// [`KeyIndex`]es over those ranges, so loading a table allocates no per-gene strings.
 #[derive(Debug, Clone, Default)]
 pub struct GeneTable {
-    /// The genes.
-    pub records: Vec<GeneRecord>,
-    by_ensembl: FastMap<String, usize>,
-    by_symbol: FastMap<String, Vec<usize>>,
+    text: Cow<'static, str>,
+    records: Vec<RecordSpans>,
+    by_ensembl: KeyIndex,
+    by_symbol: KeyIndex,
     /// The fallback lookups, built on first use: most files resolve by Ensembl id or current
-    /// symbol, and building these for ~100k genes was most of a small file's start-up.
+    /// symbol.
     fallback: OnceLock<Fallback>,
 }
 
 /// Previous-symbol, alias and upper-cased-symbol lookups.
 #[derive(Debug, Clone, Default)]
 struct Fallback {
-    by_previous: FastMap<String, Vec<usize>>,
-    by_alias: FastMap<String, Vec<usize>>,
-    by_upper: FastMap<String, Vec<usize>>,
+    /// (previous symbol, record) pairs and their index.
+    previous: Vec<(Span, u32)>,
+    by_previous: KeyIndex,
+    /// (alias, record) pairs and their index.
+    aliases: Vec<(Span, u32)>,
+    by_alias: KeyIndex,
+    /// Records by their upper-cased current symbol.
+    by_upper: KeyIndex,
 }
 
 pub(crate) fn gunzip(bytes: &[u8], source: &str) -> Result<String, TokenizeError> {
@@ -90,260 +157,388 @@ pub(crate) fn gunzip(bytes: &[u8], source: &str) -> Result<String, TokenizeError
     Ok(s)
 }
 
-fn split_list(s: &str) -> Vec<String> {
-    s.split('|')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(String::from)
-        .collect()
+fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    s.split('|').map(str::trim).filter(|x| !x.is_empty())
+}
+
+/// The range `part` occupies in `text` (`part` must be a sub-slice of it).
+fn span_in(text: &str, part: &str) -> Span {
+    let start = part.as_ptr() as usize - text.as_ptr() as usize;
+    debug_assert!(start + part.len() <= text.len());
+    (start as u32, (start + part.len()) as u32)
+}
+
+/// Splits the data rows of a TSV asset (header skipped) into `N`-field spans; extra fields are
+/// ignored, missing ones are an error naming the row.
+fn tsv_rows<const N: usize>(text: &str, source: &str) -> Result<Vec<[Span; N]>, TokenizeError> {
+    if text.len() >= u32::MAX as usize {
+        return Err(TokenizeError::Invalid {
+            file: source.into(),
+            message: "table is larger than 4 GiB".into(),
+        });
+    }
+    let mut rows = Vec::with_capacity(text.len() / 48);
+    for line in text.lines().skip(1) {
+        let mut row = [(0u32, 0u32); N];
+        let mut fields = line.split('\t');
+        for (k, slot) in row.iter_mut().enumerate() {
+            let f = fields.next().ok_or_else(|| TokenizeError::Invalid {
+                file: source.into(),
+                message: format!("row {line:?} has {k} columns, expected {N}"),
+            })?;
+            *slot = span_in(text, f);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 impl GeneTable {
-    /// Builds the lookups over `records`.
-    pub fn new(records: Vec<GeneRecord>) -> Self {
-        let n = records.len();
-        let mut t = GeneTable {
-            records,
-            by_ensembl: fast_map(n),
-            by_symbol: fast_map(n),
-            fallback: OnceLock::new(),
-        };
-        for (i, r) in t.records.iter().enumerate() {
-            t.by_ensembl.entry(r.ensembl_id.clone()).or_insert(i);
-            t.by_symbol.entry(r.symbol.clone()).or_default().push(i);
-        }
-        t
-    }
-
-    fn fallback(&self) -> &Fallback {
-        self.fallback.get_or_init(|| {
-            let n = self.records.len();
-            let mut f = Fallback {
-                by_previous: fast_map(n),
-                by_alias: fast_map(2 * n),
-                by_upper: fast_map(n),
-            };
-            for (i, r) in self.records.iter().enumerate() {
-                f.by_upper
-                    .entry(r.symbol.to_uppercase())
-                    .or_default()
-                    .push(i);
-                for p in &r.previous {
-                    f.by_previous.entry(p.clone()).or_default().push(i);
-                }
-                for a in &r.aliases {
-                    f.by_alias.entry(a.clone()).or_default().push(i);
-                }
-            }
-            f
-        })
+    fn str(&self, (a, b): Span) -> &str {
+        &self.text[a as usize..b as usize]
     }
 
     /// Parses the asset format: gzip'd TSV with header `ensembl_id symbol prev_symbols alias_symbols biotype`.
     pub fn from_asset_gz(bytes: &[u8], source: &str) -> Result<Self, TokenizeError> {
-        let text = gunzip(bytes, source)?;
-        let mut records = Vec::new();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split('\t').collect();
-            if f.len() < 5 {
-                return Err(TokenizeError::Invalid {
-                    file: source.into(),
-                    message: format!("row {line:?} has {} columns, expected 5", f.len()),
-                });
-            }
-            records.push(GeneRecord {
-                ensembl_id: f[0].into(),
-                symbol: f[1].into(),
-                previous: split_list(f[2]),
-                aliases: split_list(f[3]),
-                biotype: f[4].into(),
-            });
-        }
-        Ok(Self::new(records))
+        Self::from_tsv(gunzip(bytes, source)?.into(), source)
     }
 
-    /// Starts parsing the embedded human and mouse tables and the orthologs on their own
-    /// threads (about a third of a second of work), so that a command can open its input
-    /// meanwhile; a first use that comes too early waits for the parse instead of repeating it.
+    /// Parses the asset format's text (see [`Self::from_asset_gz`]).
+    pub fn from_tsv(text: Cow<'static, str>, source: &str) -> Result<Self, TokenizeError> {
+        let records: Vec<RecordSpans> = tsv_rows::<5>(&text, source)?
+            .into_iter()
+            .map(|[e, s, p, a, b]| RecordSpans {
+                ensembl_id: e,
+                symbol: s,
+                previous: p,
+                aliases: a,
+                biotype: b,
+            })
+            .collect();
+        let mut t = GeneTable {
+            text,
+            records,
+            ..Default::default()
+        };
+        t.by_ensembl = KeyIndex::build(t.records.iter().map(|r| key_hash(t.str(r.ensembl_id))));
+        t.by_symbol = KeyIndex::build(t.records.iter().map(|r| key_hash(t.str(r.symbol))));
+        Ok(t)
+    }
+
+    fn fallback(&self) -> &Fallback {
+        self.fallback.get_or_init(|| {
+            let mut f = Fallback::default();
+            let mut upper = String::new();
+            let mut upper_hashes = Vec::with_capacity(self.records.len());
+            for (i, r) in self.records.iter().enumerate() {
+                let i = i as u32;
+                for p in split_list(self.str(r.previous)) {
+                    f.previous.push((span_in(&self.text, p), i));
+                }
+                for a in split_list(self.str(r.aliases)) {
+                    f.aliases.push((span_in(&self.text, a), i));
+                }
+                upper.clear();
+                upper.extend(self.str(r.symbol).chars().flat_map(char::to_uppercase));
+                upper_hashes.push(key_hash(&upper));
+            }
+            f.by_previous = KeyIndex::build(f.previous.iter().map(|&(s, _)| key_hash(self.str(s))));
+            f.by_alias = KeyIndex::build(f.aliases.iter().map(|&(s, _)| key_hash(self.str(s))));
+            f.by_upper = KeyIndex::build(upper_hashes.into_iter());
+            f
+        })
+    }
+
+    /// Starts parsing the embedded table of `species` (both when `None`) on its own thread
+    /// (tens of milliseconds), so that a command can open its input meanwhile; a first use that
+    /// comes too early waits for the parse instead of repeating it.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn warm_embedded() {
-        std::thread::spawn(|| {
-            GeneTable::embedded(Species::Human);
-        });
-        std::thread::spawn(|| {
-            GeneTable::embedded(Species::Mouse);
-        });
-        std::thread::spawn(|| {
-            Orthologs::embedded();
-        });
+    pub fn warm_embedded(species: Option<Species>) {
+        for s in [Species::Human, Species::Mouse] {
+            if species.is_none_or(|x| x == s) {
+                std::thread::spawn(move || {
+                    GeneTable::embedded(s);
+                });
+            }
+        }
     }
 
     /// The embedded table of a species (parsed once, on first use).
     pub fn embedded(species: Species) -> &'static GeneTable {
-        static HUMAN: OnceLock<GeneTable> = OnceLock::new();
-        static MOUSE: OnceLock<GeneTable> = OnceLock::new();
+        static HUMAN_TABLE: OnceLock<GeneTable> = OnceLock::new();
+        static MOUSE_TABLE: OnceLock<GeneTable> = OnceLock::new();
         match species {
-            Species::Human => HUMAN.get_or_init(|| {
-                Self::from_asset_gz(HUMAN_GZ, "assets/human_genes.tsv.gz")
-                    .expect("embedded human table is valid")
+            Species::Human => HUMAN_TABLE.get_or_init(|| {
+                Self::from_tsv(HUMAN.text(), HUMAN.source).expect("embedded human table is valid")
             }),
             Species::Added(_) => {
                 static EMPTY: OnceLock<GeneTable> = OnceLock::new();
                 EMPTY.get_or_init(GeneTable::default)
             }
-            Species::Mouse => MOUSE.get_or_init(|| {
-                Self::from_asset_gz(MOUSE_GZ, "assets/mouse_genes.tsv.gz")
-                    .expect("embedded mouse table is valid")
+            Species::Mouse => MOUSE_TABLE.get_or_init(|| {
+                Self::from_tsv(MOUSE.text(), MOUSE.source).expect("embedded mouse table is valid")
             }),
         }
     }
 
+    /// Number of genes.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when the table has no genes (species added to a checkpoint have none).
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The gene at `index` (as returned by [`Self::resolve_symbol`]).
+    pub fn record(&self, index: usize) -> GeneRecord<'_> {
+        let r = &self.records[index];
+        GeneRecord {
+            ensembl_id: self.str(r.ensembl_id),
+            symbol: self.str(r.symbol),
+            biotype: self.str(r.biotype),
+            previous: self.str(r.previous),
+            aliases: self.str(r.aliases),
+        }
+    }
+
+    /// The genes, in table order.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = GeneRecord<'_>> + '_ {
+        (0..self.records.len()).map(|i| self.record(i))
+    }
+
     /// The record of an Ensembl id (version suffix must already be stripped).
-    pub fn by_ensembl(&self, id: &str) -> Option<&GeneRecord> {
-        self.by_ensembl.get(id).map(|&i| &self.records[i])
+    pub fn by_ensembl(&self, id: &str) -> Option<GeneRecord<'_>> {
+        self.index_of_ensembl(id).map(|i| self.record(i))
+    }
+
+    /// The row of an Ensembl id (its first, if the table lists it twice).
+    pub fn index_of_ensembl(&self, id: &str) -> Option<usize> {
+        self.by_ensembl
+            .find(key_hash(id), |e| {
+                self.str(self.records[e as usize].ensembl_id) == id
+            })
+            .next()
+            .map(|e| e as usize)
     }
 
     /// True when `symbol` is a current symbol of this table.
     pub fn has_symbol(&self, symbol: &str) -> bool {
-        self.by_symbol.contains_key(symbol)
+        self.current(symbol).next().is_some()
+    }
+
+    fn current<'a>(&'a self, symbol: &'a str) -> impl Iterator<Item = u32> + 'a {
+        self.by_symbol.find(key_hash(symbol), move |e| {
+            self.str(self.records[e as usize].symbol) == symbol
+        })
+    }
+
+    /// The hit for the records `found` (in table order): the first when they all name one
+    /// Ensembl id, else the distinct ids; `None` when there are none.
+    fn hit(&self, mut found: impl Iterator<Item = u32>, rule: SymbolRule) -> Option<SymbolHit> {
+        let first = found.next()? as usize;
+        let id = self.record(first).ensembl_id;
+        let mut others: Vec<&str> = found
+            .map(|r| self.record(r as usize).ensembl_id)
+            .filter(|e| *e != id)
+            .collect();
+        if others.is_empty() {
+            return Some(SymbolHit::Found(first, rule));
+        }
+        others.push(id);
+        others.sort_unstable();
+        others.dedup();
+        Some(SymbolHit::Ambiguous(
+            others.into_iter().map(String::from).collect(),
+        ))
     }
 
     /// Resolves a symbol: current symbol, then previous, then alias, then case-insensitive current.
     /// A previous/alias symbol shared by several genes is [`SymbolHit::Ambiguous`] (never guessed).
     pub fn resolve_symbol(&self, symbol: &str) -> SymbolHit {
-        let ids = |v: &Vec<usize>| -> Vec<String> {
-            let mut ids: Vec<String> = v
-                .iter()
-                .map(|&i| self.records[i].ensembl_id.clone())
-                .collect();
-            ids.sort();
-            ids.dedup();
-            ids
-        };
-        let hit = |v: &Vec<usize>, rule: SymbolRule| {
-            let distinct = ids(v);
-            if distinct.len() == 1 {
-                SymbolHit::Found(v[0], rule)
-            } else {
-                SymbolHit::Ambiguous(distinct)
-            }
-        };
-        if let Some(v) = self.by_symbol.get(symbol) {
-            return hit(v, SymbolRule::Current);
+        if let Some(h) = self.hit(self.current(symbol), SymbolRule::Current) {
+            return h;
         }
         let f = self.fallback();
-        if let Some(v) = f.by_previous.get(symbol) {
-            return hit(v, SymbolRule::Previous);
+        let h = key_hash(symbol);
+        let listed = |list: &'_ [(Span, u32)], index: &'_ KeyIndex| -> Vec<u32> {
+            index
+                .find(h, |e| self.str(list[e as usize].0) == symbol)
+                .map(|e| list[e as usize].1)
+                .collect()
+        };
+        if let Some(h) = self.hit(
+            listed(&f.previous, &f.by_previous).into_iter(),
+            SymbolRule::Previous,
+        ) {
+            return h;
         }
-        if let Some(v) = f.by_alias.get(symbol) {
-            return hit(v, SymbolRule::Alias);
+        if let Some(h) = self.hit(
+            listed(&f.aliases, &f.by_alias).into_iter(),
+            SymbolRule::Alias,
+        ) {
+            return h;
         }
-        if let Some(v) = f.by_upper.get(&symbol.to_uppercase()) {
-            return hit(v, SymbolRule::CaseInsensitive);
-        }
-        SymbolHit::Missing
+        let upper = symbol.to_uppercase();
+        let same_upper = |e: u32| {
+            self.str(self.records[e as usize].symbol)
+                .chars()
+                .flat_map(char::to_uppercase)
+                .eq(upper.chars())
+        };
+        self.hit(
+            f.by_upper.find(key_hash(&upper), same_upper),
+            SymbolRule::CaseInsensitive,
+        )
+        .unwrap_or(SymbolHit::Missing)
     }
+}
+
+/// One human↔mouse ortholog pair of [`Orthologs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrthologPair<'a> {
+    /// Human Ensembl gene id.
+    pub human: &'a str,
+    /// Mouse Ensembl gene id.
+    pub mouse: &'a str,
+    /// Number of HCOP sources supporting the pair (0 = BioMart only).
+    pub hcop_sources: u8,
+    /// BioMart homology type (`ortholog_one2one`, …) or "".
+    pub biomart_type: &'a str,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PairSpans {
+    human: Span,
+    mouse: Span,
+    hcop_sources: u8,
+    biomart_type: Span,
 }
 
 /// Human↔mouse ortholog pairs (HGNC HCOP ∪ Ensembl BioMart).
 #[derive(Debug, Clone, Default)]
 pub struct Orthologs {
-    /// `(human ENSG, mouse ENSMUSG, n HCOP sources (0 = BioMart only), BioMart homology type or "")`.
-    pub pairs: Vec<(String, String, u8, String)>,
-    human_to_mouse: FastMap<String, Vec<usize>>,
-    mouse_to_human: FastMap<String, Vec<usize>>,
+    text: Cow<'static, str>,
+    pairs: Vec<PairSpans>,
+    human_to_mouse: KeyIndex,
+    mouse_to_human: KeyIndex,
 }
 
+const ONE_TO_ONE: &str = "ortholog_one2one";
+
 impl Orthologs {
-    /// Builds the lookups over pairs.
-    pub fn new(pairs: Vec<(String, String, u8, String)>) -> Self {
-        let n = pairs.len();
-        let mut o = Orthologs {
-            pairs,
-            human_to_mouse: fast_map(n),
-            mouse_to_human: fast_map(n),
-        };
-        for (i, p) in o.pairs.iter().enumerate() {
-            o.human_to_mouse.entry(p.0.clone()).or_default().push(i);
-            o.mouse_to_human.entry(p.1.clone()).or_default().push(i);
-        }
-        o
+    fn str(&self, (a, b): Span) -> &str {
+        &self.text[a as usize..b as usize]
     }
 
     /// Parses the asset format (gzip'd TSV `human mouse hcop_sources biomart_type`).
     pub fn from_asset_gz(bytes: &[u8], source: &str) -> Result<Self, TokenizeError> {
-        let text = gunzip(bytes, source)?;
-        let mut pairs = Vec::new();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split('\t').collect();
-            if f.len() < 4 {
-                return Err(TokenizeError::Invalid {
-                    file: source.into(),
-                    message: format!("row {line:?} has {} columns, expected 4", f.len()),
-                });
-            }
-            pairs.push((
-                f[0].into(),
-                f[1].into(),
-                f[2].parse().unwrap_or(0),
-                f[3].into(),
-            ));
-        }
-        Ok(Self::new(pairs))
+        Self::from_tsv(gunzip(bytes, source)?.into(), source)
+    }
+
+    /// Parses the asset format's text (see [`Self::from_asset_gz`]).
+    pub fn from_tsv(text: Cow<'static, str>, source: &str) -> Result<Self, TokenizeError> {
+        let pairs: Vec<PairSpans> = tsv_rows::<4>(&text, source)?
+            .into_iter()
+            .map(|[h, m, n, t]| PairSpans {
+                human: h,
+                mouse: m,
+                hcop_sources: text[n.0 as usize..n.1 as usize].parse().unwrap_or(0),
+                biomart_type: t,
+            })
+            .collect();
+        let mut o = Orthologs {
+            text,
+            pairs,
+            ..Default::default()
+        };
+        o.human_to_mouse = KeyIndex::build(o.pairs.iter().map(|p| key_hash(o.str(p.human))));
+        o.mouse_to_human = KeyIndex::build(o.pairs.iter().map(|p| key_hash(o.str(p.mouse))));
+        Ok(o)
     }
 
     /// The embedded table (parsed once).
     pub fn embedded() -> &'static Orthologs {
         static O: OnceLock<Orthologs> = OnceLock::new();
         O.get_or_init(|| {
-            Self::from_asset_gz(ORTHO_GZ, "assets/human_mouse_orthologs.tsv.gz")
-                .expect("embedded orthologs are valid")
+            Self::from_tsv(ORTHO.text(), ORTHO.source).expect("embedded orthologs are valid")
         })
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    fn pair(&self, i: u32) -> OrthologPair<'_> {
+        let p = &self.pairs[i as usize];
+        OrthologPair {
+            human: self.str(p.human),
+            mouse: self.str(p.mouse),
+            hcop_sources: p.hcop_sources,
+            biomart_type: self.str(p.biomart_type),
+        }
+    }
+
+    /// Every pair, in table order.
+    pub fn pairs(&self) -> impl ExactSizeIterator<Item = OrthologPair<'_>> + '_ {
+        (0..self.pairs.len() as u32).map(|i| self.pair(i))
+    }
+
+    /// The pairs a gene takes part in: as the human side when `human`, else as the mouse side.
+    fn of<'a>(&'a self, id: &'a str, human: bool) -> impl Iterator<Item = u32> + 'a {
+        let index = if human {
+            &self.human_to_mouse
+        } else {
+            &self.mouse_to_human
+        };
+        index.find(key_hash(id), move |e| {
+            let p = &self.pairs[e as usize];
+            self.str(if human { p.human } else { p.mouse }) == id
+        })
+    }
+
+    fn in_one_pair(&self, id: &str, human: bool) -> bool {
+        let mut it = self.of(id, human);
+        it.next().is_some() && it.next().is_none()
     }
 
     /// Pairs that are one-to-one: BioMart `ortholog_one2one`, or each id in exactly one pair of the table.
     pub fn one_to_one(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs.iter().filter_map(move |p| {
-            let unique =
-                self.human_to_mouse[&p.0].len() == 1 && self.mouse_to_human[&p.1].len() == 1;
-            (unique || p.3 == "ortholog_one2one").then_some((p.0.as_str(), p.1.as_str()))
+        self.pairs().filter_map(move |p| {
+            let unique = self.in_one_pair(p.human, true) && self.in_one_pair(p.mouse, false);
+            (unique || p.biomart_type == ONE_TO_ONE).then_some((p.human, p.mouse))
         })
     }
 
     /// The unique one-to-one ortholog of a gene in the other species, if any.
     pub fn counterpart(&self, ensembl_id: &str) -> Option<&str> {
-        let (map, human) = if ensembl_id.starts_with("ENSMUSG") {
-            (&self.mouse_to_human, false)
-        } else {
-            (&self.human_to_mouse, true)
+        let human = !ensembl_id.starts_with("ENSMUSG");
+        let pick = |i: u32| {
+            let p = self.pair(i);
+            if human { p.mouse } else { p.human }
         };
-        let idx = map.get(ensembl_id)?;
-        let pick = |i: usize| {
-            if human {
-                self.pairs[i].1.as_str()
-            } else {
-                self.pairs[i].0.as_str()
-            }
-        };
-        if idx.len() == 1 {
-            let other = pick(idx[0]);
-            let back = if human {
-                &self.mouse_to_human
-            } else {
-                &self.human_to_mouse
-            };
-            if back.get(other).map(Vec::len) == Some(1)
-                || self.pairs[idx[0]].3 == "ortholog_one2one"
-            {
+        let mut pairs = self.of(ensembl_id, human);
+        let first = pairs.next()?;
+        if pairs.next().is_none() {
+            let other = pick(first);
+            if self.in_one_pair(other, !human) || self.pair(first).biomart_type == ONE_TO_ONE {
                 return Some(other);
             }
         }
-        let o2o: Vec<usize> = idx
-            .iter()
-            .copied()
-            .filter(|&i| self.pairs[i].3 == "ortholog_one2one")
-            .collect();
-        (o2o.len() == 1).then(|| pick(o2o[0]))
+        let mut o2o = self
+            .of(ensembl_id, human)
+            .filter(|&i| self.pair(i).biomart_type == ONE_TO_ONE);
+        match (o2o.next(), o2o.next()) {
+            (Some(i), None) => Some(pick(i)),
+            _ => None,
+        }
     }
 }
 
@@ -391,7 +586,10 @@ pub fn resolve_gene_name(name: &str, prefer: Option<Species>) -> NameHit {
         .or_else(|| hits.iter().find(|(_, h)| matches!(h, SymbolHit::Found(..))));
     if let Some((species, SymbolHit::Found(i, rule))) = found {
         return NameHit::Symbol {
-            ensembl: GeneTable::embedded(*species).records[*i].ensembl_id.clone(),
+            ensembl: GeneTable::embedded(*species)
+                .record(*i)
+                .ensembl_id
+                .to_string(),
             species: *species,
             rule: *rule,
         };

@@ -28,6 +28,47 @@ pub fn parse_ensembl(s: &str) -> Option<(&str, Species)> {
     (digits.len() >= 11 && digits.bytes().all(|b| b.is_ascii_digit())).then_some((base, species))
 }
 
+/// What a file's genes are matched against: a model's [`TokenDictionary`], or [`EmbeddedGenes`].
+pub trait GeneVocabulary {
+    /// The token of an Ensembl gene id (no version suffix), if the vocabulary has it.
+    fn token(&self, ensembl_id: &str) -> Option<u32>;
+}
+
+impl GeneVocabulary for TokenDictionary {
+    fn token(&self, ensembl_id: &str) -> Option<u32> {
+        self.get(ensembl_id)
+    }
+}
+
+/// Every gene of the embedded HGNC and MGI tables as a vocabulary (token = its row; mouse rows
+/// have the top bit set): what a file's genes are, without a model's dictionary
+/// (`--build-vocab`, the registry's dataset summaries), with no dictionary of ~120k strings to
+/// build first.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EmbeddedGenes;
+
+impl GeneVocabulary for EmbeddedGenes {
+    fn token(&self, ensembl_id: &str) -> Option<u32> {
+        let species = table_species(ensembl_id);
+        let row = GeneTable::embedded(species).index_of_ensembl(ensembl_id)? as u32;
+        Some(if species == Species::Mouse {
+            row | 1 << 31
+        } else {
+            row
+        })
+    }
+}
+
+/// The embedded table that can hold an Ensembl id: the HGNC table lists only `ENSG` ids and the
+/// MGI table only `ENSMUSG` ids (checked by a test), so the other table is never loaded for it.
+fn table_species(ensembl_id: &str) -> Species {
+    if ensembl_id.starts_with("ENSMUSG") {
+        Species::Mouse
+    } else {
+        Species::Human
+    }
+}
+
 /// Options for [`match_genes`].
 #[derive(Debug, Clone, Default)]
 pub struct GeneMatchOptions {
@@ -118,27 +159,40 @@ fn share_ensembl(v: &[String]) -> (usize, usize) {
 /// Matches the file's genes to Ensembl ids and vocabulary tokens using the embedded tables.
 pub fn match_genes(
     genes: &GeneColumns,
-    vocab: &TokenDictionary,
+    vocab: &(impl GeneVocabulary + ?Sized),
     opts: &GeneMatchOptions,
 ) -> Result<GeneMatch, TokenizeError> {
-    match_genes_with(
+    // Each table is parsed on first use: a human file with `--species human` never loads the
+    // MGI table, and only the (non-official) ortholog fallback reads the orthology table.
+    match_genes_in(
         genes,
         vocab,
         opts,
-        GeneTable::embedded(Species::Human),
-        GeneTable::embedded(Species::Mouse),
-        Orthologs::embedded(),
+        &GeneTable::embedded,
+        &Orthologs::embedded,
     )
 }
 
 /// [`match_genes`] with explicit tables.
 pub fn match_genes_with(
     genes: &GeneColumns,
-    vocab: &TokenDictionary,
+    vocab: &(impl GeneVocabulary + ?Sized),
     opts: &GeneMatchOptions,
     human: &GeneTable,
     mouse: &GeneTable,
     orthologs: &Orthologs,
+) -> Result<GeneMatch, TokenizeError> {
+    let tables = |s: Species| if s == Species::Mouse { mouse } else { human };
+    match_genes_in(genes, vocab, opts, &tables, &|| orthologs)
+}
+
+/// [`match_genes`] with the tables fetched through `tables` and `orthologs` when a step needs them.
+fn match_genes_in<'t>(
+    genes: &GeneColumns,
+    vocab: &(impl GeneVocabulary + ?Sized),
+    opts: &GeneMatchOptions,
+    tables: &dyn Fn(Species) -> &'t GeneTable,
+    orthologs: &dyn Fn() -> &'t Orthologs,
 ) -> Result<GeneMatch, TokenizeError> {
     if let Some(species @ Species::Added(_)) = opts.species {
         return Ok(match_added_species(genes, vocab, species));
@@ -175,6 +229,7 @@ pub fn match_genes_with(
             },
         )
     } else {
+        let (human, mouse) = (tables(Species::Human), tables(Species::Mouse));
         let h = genes.names.iter().filter(|g| human.has_symbol(g)).count();
         let m = genes.names.iter().filter(|g| mouse.has_symbol(g)).count();
         if h == 0 && m == 0 {
@@ -191,9 +246,13 @@ pub fn match_genes_with(
         };
         (s, SpeciesEvidence::SymbolTables { human: h, mouse: m })
     };
-    let (table, other) = match species {
-        Species::Mouse => (mouse, human),
-        _ => (human, mouse),
+    let table = tables(species);
+    let other = || {
+        tables(if species == Species::Mouse {
+            Species::Human
+        } else {
+            Species::Mouse
+        })
     };
 
     let mut ensembl = vec![None; n];
@@ -224,13 +283,13 @@ pub fn match_genes_with(
             symbols[j] = Some(name.clone());
             match table.resolve_symbol(name) {
                 SymbolHit::Found(i, rule) => {
-                    id = Some(table.records[i].ensembl_id.clone());
+                    id = Some(table.record(i).ensembl_id.to_string());
                     how = rule_name(rule);
                 }
                 SymbolHit::Ambiguous(c) => ambiguous.push((name.clone(), c)),
                 SymbolHit::Missing if opts.ortholog_fallback => {
-                    if let SymbolHit::Found(i, _) = other.resolve_symbol(name)
-                        && let Some(o) = orthologs.counterpart(&other.records[i].ensembl_id)
+                    if let SymbolHit::Found(i, _) = other().resolve_symbol(name)
+                        && let Some(o) = orthologs().counterpart(other().record(i).ensembl_id)
                     {
                         id = Some(o.to_string());
                         how = "ortholog";
@@ -240,22 +299,22 @@ pub fn match_genes_with(
             }
         }
         if let Some(e) = &id
-            && vocab.get(e).is_none()
+            && vocab.token(e).is_none()
             && opts.ortholog_fallback
-            && let Some(o) = orthologs.counterpart(e)
-            && vocab.get(o).is_some()
+            && let Some(o) = orthologs().counterpart(e)
+            && vocab.token(o).is_some()
         {
             id = Some(o.to_string());
             how = "ortholog";
         }
         if let Some(e) = &id {
             *mapped_by.entry(how.to_string()).or_default() += 1;
-            let rec = human.by_ensembl(e).or_else(|| mouse.by_ensembl(e));
+            let rec = tables(table_species(e)).by_ensembl(e);
             if symbols[j].is_none() {
-                symbols[j] = rec.map(|r| r.symbol.clone());
+                symbols[j] = rec.map(|r| r.symbol.to_string());
             }
-            biotypes[j] = rec.map(|r| r.biotype.clone());
-            tokens[j] = vocab.get(e);
+            biotypes[j] = rec.map(|r| r.biotype.to_string());
+            tokens[j] = vocab.token(e);
         }
         ensembl[j] = id;
     }
@@ -295,7 +354,7 @@ pub fn match_genes_with(
 /// is dropped), exactly as extend-vocab added them.
 fn match_added_species(
     genes: &GeneColumns,
-    vocab: &TokenDictionary,
+    vocab: &(impl GeneVocabulary + ?Sized),
     species: Species,
 ) -> GeneMatch {
     let strip = |s: &str| -> String {
@@ -306,8 +365,9 @@ fn match_added_species(
             _ => s.into(),
         }
     };
-    let lookup =
-        |col: &[String]| -> Vec<Option<u32>> { col.iter().map(|g| vocab.get(&strip(g))).collect() };
+    let lookup = |col: &[String]| -> Vec<Option<u32>> {
+        col.iter().map(|g| vocab.token(&strip(g))).collect()
+    };
     let by_names = lookup(&genes.names);
     let by_ids = genes.ids.as_deref().map(lookup);
     let hits = |v: &[Option<u32>]| v.iter().filter(|t| t.is_some()).count();

@@ -11,6 +11,7 @@ pub mod assets_build;
 mod fast_hash;
 pub mod gene_tables;
 pub mod genes;
+mod key_index;
 pub mod medians;
 pub mod pipeline;
 pub mod qc;
@@ -18,12 +19,17 @@ pub mod stream;
 pub mod transform;
 pub mod vocab;
 
-pub use gene_tables::{GeneRecord, GeneTable, NameHit, Orthologs, resolve_gene_name};
-pub use genes::{GeneMatch, GeneMatchOptions, GeneMatchReport, SpeciesEvidence, match_genes};
+pub use gene_tables::{GeneRecord, GeneTable, NameHit, OrthologPair, Orthologs, resolve_gene_name};
+pub use genes::{
+    EmbeddedGenes, GeneMatch, GeneMatchOptions, GeneMatchReport, GeneVocabulary, SpeciesEvidence,
+    match_genes,
+};
 pub use medians::{GeneMedians, MedianAccumulator, MedianMode};
 pub use pipeline::{MedianBuilder, TokenizeOptions, TokenizeSummary, compute_medians};
 pub use qc::{CellQcOptions, GeneCountFilter};
-pub use stream::{TokenizePlan, TokenizeStream, plan_tokenize, tokenize, tokenize_each};
+pub use stream::{
+    TokenizePlan, TokenizeStream, plan_tokenize, plan_tokenize_matched, tokenize, tokenize_each,
+};
 pub use transform::TieBreak;
 pub use vocab::{HomologMap, TokenDictionary};
 

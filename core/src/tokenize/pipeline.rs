@@ -63,6 +63,16 @@ impl Default for TokenizeOptions {
     }
 }
 
+impl TokenizeOptions {
+    /// The gene-matching options these tokenizer options imply.
+    pub fn gene_match(&self) -> GeneMatchOptions {
+        GeneMatchOptions {
+            species: self.species,
+            ortholog_fallback: self.ortholog_fallback,
+        }
+    }
+}
+
 /// What tokenization did; record it next to the output.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TokenizeSummary {
@@ -314,12 +324,12 @@ pub(super) fn prepare(
     vocab: &TokenDictionary,
     medians: Option<&GeneMedians>,
     opts: &TokenizeOptions,
+    matched: Option<GeneMatch>,
 ) -> Result<Prepared, TokenizeError> {
-    let gopts = GeneMatchOptions {
-        species: opts.species,
-        ortholog_fallback: opts.ortholog_fallback,
+    let mut gm = match matched {
+        Some(gm) => gm,
+        None => match_genes(source.genes(), vocab, &opts.gene_match())?,
     };
-    let mut gm = match_genes(source.genes(), vocab, &gopts)?;
     let p = plan(&gm, medians, opts);
     let samples = match &opts.qc.sample_column {
         Some(c) => Some(text_column(source, c, "sample")?),
@@ -389,7 +399,7 @@ impl<'v> MedianBuilder<'v> {
     ) -> Result<QcCounts, TokenizeError> {
         let Prepared {
             plan: p, keep, qc, ..
-        } = prepare(source, self.vocab, None, opts)?;
+        } = prepare(source, self.vocab, None, opts, None)?;
         // Slot = token id: one per distinct Ensembl id of the vocabulary.
         let slots: Vec<Option<usize>> = p.used.iter().map(|u| u.map(|(t, _)| t as usize)).collect();
         source.rewind()?;

@@ -6,7 +6,10 @@ use super::pipeline::{Plan, Prepared, TokenizeOptions, TokenizeSummary, prepare,
 use super::qc::QcCounts;
 use rayon::prelude::*;
 
-use super::transform::{GeneValue, RankedCell, rank_cell_counted};
+use super::transform::{
+    GeneValue, RankedCell, SmallCountValues, TieBreak, is_kept, rank_cell_counted, rank_token_keys,
+    token_key,
+};
 use super::{GeneMatch, GeneMatchReport, GeneMedians, TokenDictionary, TokenizeError};
 use crate::cells::{CellSet, Species, TokenizedCell};
 use crate::data::{CellSource, CsrChunk, DataError};
@@ -110,13 +113,45 @@ pub fn plan_tokenize(
     medians: &GeneMedians,
     opts: &TokenizeOptions,
 ) -> Result<TokenizePlan, TokenizeError> {
+    plan_from(source, vocab, medians, opts, None)
+}
+
+/// [`plan_tokenize`] for a caller that already matched the source's genes (to report them
+/// before pass 1): `matched` must be [`super::match_genes`] of `source.genes()` with `vocab`
+/// and `opts.gene_match()`, as checked here by its size and species.
+pub fn plan_tokenize_matched(
+    source: &mut dyn CellSource,
+    matched: GeneMatch,
+    vocab: &TokenDictionary,
+    medians: &GeneMedians,
+    opts: &TokenizeOptions,
+) -> Result<TokenizePlan, TokenizeError> {
+    let n = source.genes().names.len();
+    if matched.tokens.len() != n || opts.species.is_some_and(|s| s != matched.species) {
+        return Err(TokenizeError::Options(format!(
+            "the gene match given to pass 1 does not belong to this input ({} genes, species {}; \
+             the input has {n} genes): match the genes again with the same options",
+            matched.tokens.len(),
+            matched.species.name()
+        )));
+    }
+    plan_from(source, vocab, medians, opts, Some(matched))
+}
+
+fn plan_from(
+    source: &mut dyn CellSource,
+    vocab: &TokenDictionary,
+    medians: &GeneMedians,
+    opts: &TokenizeOptions,
+    matched: Option<GeneMatch>,
+) -> Result<TokenizePlan, TokenizeError> {
     let Prepared {
         gm,
         plan,
         keep,
         qc,
         mut lens,
-    } = prepare(source, vocab, Some(medians), opts)?;
+    } = prepare(source, vocab, Some(medians), opts, matched)?;
     let mut cells_empty = 0;
     for (l, &k) in lens.iter_mut().zip(&keep) {
         if !k {
@@ -167,6 +202,9 @@ pub struct TokenizeStream<'s> {
     finished: bool,
     /// The next chunk's read, done while the last chunk ranked (native builds).
     ahead: Option<Result<Option<CsrChunk>, DataError>>,
+    /// Tabulated values of small counts, when the options allow it and the file is large
+    /// enough to repay the table.
+    small: Option<SmallCountValues>,
 }
 
 impl<'s> TokenizeStream<'s> {
@@ -178,6 +216,11 @@ impl<'s> TokenizeStream<'s> {
     ) -> Result<Self, TokenizeError> {
         let summary = plan.summary();
         source.rewind()?;
+        // The table costs `COUNTS` logarithms per gene; each cell holding the gene saves one.
+        let small = (opts.normalize_total.is_none()
+            && opts.tie_break == TieBreak::TokenId
+            && plan.lens.len() >= 8 * SmallCountValues::COUNTS)
+            .then(|| SmallCountValues::new(plan.plan.used.iter().copied()));
         Ok(Self {
             source,
             gm: plan.gm,
@@ -191,6 +234,7 @@ impl<'s> TokenizeStream<'s> {
             written: 0,
             finished: false,
             ahead: None,
+            small,
         })
     }
 
@@ -241,6 +285,7 @@ impl<'s> TokenizeStream<'s> {
             lens: &self.lens,
             opts: &self.opts,
             max_len: self.max_len,
+            small: self.small.as_ref(),
         };
         // Natively, the next chunk is read while this one ranks (reading is serial, ranking
         // runs on every core). Wasm has no threads to spare: it reads when asked.
@@ -310,12 +355,16 @@ struct Ranker<'a> {
     lens: &'a [u32],
     opts: &'a TokenizeOptions,
     max_len: Option<usize>,
+    small: Option<&'a SmallCountValues>,
 }
 
 impl Ranker<'_> {
     /// Each cell of `chunk` ranked, or `None` where pass 1 dropped it. Cells rank independently:
     /// across rayon's threads (natively; one thread in wasm).
     fn rank(&self, chunk: &CsrChunk) -> Vec<Option<RankedCell>> {
+        if let Some(small) = self.small {
+            return self.rank_counts(chunk, small);
+        }
         (0..chunk.n_cells())
             .into_par_iter()
             .map_init(Vec::new, |buf: &mut Vec<GeneValue>, i| {
@@ -340,6 +389,31 @@ impl Ranker<'_> {
                     self.opts.tie_break,
                     self.max_len,
                 ))
+            })
+            .collect()
+    }
+}
+
+impl Ranker<'_> {
+    /// [`Self::rank`] without normalisation and with token-id ties (the defaults): each gene's
+    /// sort key is built straight from the tabulated value, into one buffer per thread.
+    fn rank_counts(&self, chunk: &CsrChunk, small: &SmallCountValues) -> Vec<Option<RankedCell>> {
+        (0..chunk.n_cells())
+            .into_par_iter()
+            .map_init(Vec::new, |keys: &mut Vec<u64>, i| {
+                if self.lens[chunk.first_cell + i] == 0 {
+                    return None;
+                }
+                let (idx, val) = chunk.cell(i);
+                keys.clear();
+                for (&j, &v) in idx.iter().zip(val) {
+                    if let Some((token, x)) = small.lookup(j, v)
+                        && is_kept(x)
+                    {
+                        keys.push(token_key(x, token));
+                    }
+                }
+                Some(rank_token_keys(keys, self.max_len))
             })
             .collect()
     }
@@ -376,4 +450,71 @@ pub fn tokenize(
         },
         summary,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{MatrixChoice, open_path};
+    use crate::tokenize::{EmbeddedGenes, GeneMatchOptions, match_genes};
+
+    /// The tabulated path ranks every real cell exactly as the general one does, with official
+    /// medians below 1, a NaN median, and counts above the table.
+    #[test]
+    fn tabulated_counts_rank_like_the_general_path() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/h5ad/baron_mouse_pancreas_822.h5ad"
+        );
+        let mut src = open_path(std::path::Path::new(path), MatrixChoice::Auto)
+            .expect("../shared/data beside the checkout");
+        let gm = match_genes(src.genes(), &EmbeddedGenes, &GeneMatchOptions::default()).unwrap();
+        let ids: Vec<String> = gm.ensembl.iter().flatten().cloned().collect();
+        let vocab = TokenDictionary::build(ids.clone());
+        // Medians from 0.25 to 4 and one NaN, so that divisions round differently per gene.
+        let medians = GeneMedians {
+            medians: ids
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let m = if i == 3 {
+                        f64::NAN
+                    } else {
+                        0.25 * (1 + i % 16) as f64
+                    };
+                    (e.clone(), m)
+                })
+                .collect(),
+        };
+        let opts = TokenizeOptions {
+            max_len: Some(300),
+            ..Default::default()
+        };
+        let plan = plan_tokenize(&mut src, &vocab, &medians, &opts).unwrap();
+        let TokenizeStream {
+            source,
+            used,
+            lens,
+            small,
+            ..
+        } = TokenizeStream::new(&mut src, plan, &opts).unwrap();
+        let small = small.as_ref().expect("822 cells use the table");
+        let chunk = source.next_chunk(usize::MAX).unwrap().unwrap();
+        assert!(
+            chunk
+                .data
+                .iter()
+                .any(|&v| v as usize >= SmallCountValues::COUNTS)
+        );
+        let ranker = |small| Ranker {
+            used: &used,
+            lens: &lens,
+            opts: &opts,
+            max_len: opts.max_len,
+            small,
+        };
+        let general = ranker(None).rank(&chunk);
+        assert!(general.iter().flatten().count() > 700);
+        assert_eq!(ranker(Some(small)).rank(&chunk), general);
+    }
 }

@@ -61,7 +61,7 @@ fn divided(count: f64, cell_sum: f64, median: f64, normalize_total: Option<f64>)
 }
 
 /// Genes whose stored value is 0 or NaN are dropped (official `np.nonzero`).
-fn is_kept(x: f32) -> bool {
+pub(crate) fn is_kept(x: f32) -> bool {
     x != 0.0 && !x.is_nan()
 }
 
@@ -71,6 +71,93 @@ pub fn keeps_gene(count: f64, cell_sum: f64, median: f64, normalize_total: Optio
     let y = divided(count, cell_sum, median, normalize_total);
     // log2(1 + y) >= y for 0 < y <= 1 and grows beyond: far above f32's smallest subnormal.
     y >= 1e-30 || is_kept(log2_1p(y) as f32)
+}
+
+/// `log2(1 + count / median)` as stored (f32) for the small integer counts that make up most
+/// of a count matrix, per gene column: one logarithm per (gene, count) instead of one per
+/// non-zero value, which was an eighth of tokenizing a large file. Each column's token, median
+/// and tabulated values share one cache line, so a gene costs one memory access. Valid only
+/// without library-size normalisation (the value then depends on the count and median alone);
+/// each entry is the very expression [`rank_cell`] evaluates, so results are identical.
+#[derive(Debug, Clone)]
+pub struct SmallCountValues {
+    rows: Vec<CountRow>,
+}
+
+/// One column of [`SmallCountValues`]: 64 bytes.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct CountRow {
+    values: [f32; SmallCountValues::COUNTS],
+    /// The vocabulary token; `u32::MAX` for a column that never enters the transform.
+    token: u32,
+    median: f64,
+}
+
+impl SmallCountValues {
+    /// Counts `0..COUNTS` are tabulated (what fits beside the token and median in 64 bytes).
+    pub const COUNTS: usize = 13;
+
+    /// The table for columns entering the transform as `(token, median)` (`None`: a column
+    /// that does not).
+    pub fn new(columns: impl Iterator<Item = Option<(u32, f64)>>) -> Self {
+        let rows = columns
+            .map(|c| {
+                let mut row = CountRow {
+                    values: [0.0; Self::COUNTS],
+                    token: u32::MAX,
+                    median: 1.0,
+                };
+                if let Some((token, m)) = c {
+                    row.token = token;
+                    row.median = m;
+                    for (c, v) in row.values.iter_mut().enumerate() {
+                        *v = log2_1p(median_divide(c as f64, m)) as f32;
+                    }
+                }
+                row
+            })
+            .collect();
+        Self { rows }
+    }
+
+    /// The token and stored value of `count` in `column`, or `None` for a column that does not
+    /// enter the transform.
+    #[inline]
+    pub fn lookup(&self, column: u32, count: f32) -> Option<(u32, f32)> {
+        let row = &self.rows[column as usize];
+        if row.token == u32::MAX {
+            return None;
+        }
+        let c = count as usize;
+        let x = if c < Self::COUNTS && c as f32 == count {
+            row.values[c]
+        } else {
+            log2_1p(median_divide(f64::from(count), row.median)) as f32
+        };
+        Some((row.token, x))
+    }
+}
+
+/// The sort key of a gene under [`TieBreak::TokenId`]: `!value · token`, so that ascending
+/// integer order is value descending, then token ascending.
+#[inline]
+pub(crate) fn token_key(value: f32, token: u32) -> u64 {
+    u64::from(!ordered_bits(value)) << 32 | u64::from(token)
+}
+
+/// Truncates `keys` (built by [`token_key`] from kept genes) to `max_len`, sorts them, and
+/// unpacks the cell.
+pub(crate) fn rank_token_keys(keys: &mut Vec<u64>, max_len: Option<usize>) -> RankedCell {
+    let kept = top_sorted_in_place(keys, max_len);
+    RankedCell {
+        input_ids: keys.iter().map(|&k| k as u32).collect(),
+        values: keys
+            .iter()
+            .map(|&k| from_ordered(!(k >> 32) as u32))
+            .collect(),
+        kept,
+    }
 }
 
 /// Normalises, log-transforms, ranks (descending) and truncates one cell's genes.
@@ -122,19 +209,14 @@ pub fn rank_cell_counted(
         TieBreak::TokenId => {
             // `!value · token`: the column orders only equal (value, token) pairs (one gene in
             // two columns), which rank to identical output, so 64 bits are enough.
-            let keys = genes.iter().filter_map(|g| {
-                let x = value(g);
-                is_kept(x).then(|| u64::from(!ordered_bits(x)) << 32 | u64::from(g.token))
-            });
-            let (keys, kept) = top_sorted(keys.collect(), max_len);
-            RankedCell {
-                input_ids: keys.iter().map(|&k| k as u32).collect(),
-                values: keys
-                    .iter()
-                    .map(|&k| from_ordered(!(k >> 32) as u32))
-                    .collect(),
-                kept,
-            }
+            let mut keys: Vec<u64> = genes
+                .iter()
+                .filter_map(|g| {
+                    let x = value(g);
+                    is_kept(x).then(|| token_key(x, g.token))
+                })
+                .collect();
+            rank_token_keys(&mut keys, max_len)
         }
         TieBreak::ColumnOrder => {
             // `!value · column · token`: a column appears once, so the token never decides.
@@ -146,7 +228,8 @@ pub fn rank_cell_counted(
                         | u128::from(g.token)
                 })
             });
-            let (keys, kept) = top_sorted(keys.collect(), max_len);
+            let mut keys: Vec<u128> = keys.collect();
+            let kept = top_sorted_in_place(&mut keys, max_len);
             RankedCell {
                 input_ids: keys.iter().map(|&k| k as u32).collect(),
                 values: keys
@@ -159,8 +242,8 @@ pub fn rank_cell_counted(
     }
 }
 
-/// The `max_len` smallest keys, sorted, and how many there were before the cut.
-fn top_sorted<K: Ord>(mut keys: Vec<K>, max_len: Option<usize>) -> (Vec<K>, usize) {
+/// Leaves the `max_len` smallest keys, sorted; returns how many there were before the cut.
+fn top_sorted_in_place<K: Ord>(keys: &mut Vec<K>, max_len: Option<usize>) -> usize {
     let kept = keys.len();
     match max_len {
         Some(0) => keys.clear(),
@@ -171,7 +254,7 @@ fn top_sorted<K: Ord>(mut keys: Vec<K>, max_len: Option<usize>) -> (Vec<K>, usiz
         _ => {}
     }
     keys.sort_unstable();
-    (keys, kept)
+    kept
 }
 
 /// `f32::total_cmp` order as an unsigned integer order.
@@ -246,6 +329,44 @@ mod tests {
                     let got = rank_cell_counted(&genes, None, tie, max_len);
                     assert_eq!(got, want, "case {case}, {tie:?}, max_len {max_len:?}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn tabulated_small_counts_equal_the_computed_values() {
+        let medians = [
+            Some(1.0),
+            Some(0.37),
+            None,
+            Some(f64::NAN),
+            Some(0.0),
+            Some(2.5e-7),
+        ];
+        let t = SmallCountValues::new(
+            medians
+                .iter()
+                .enumerate()
+                .map(|(i, m)| m.map(|m| (i as u32 + 5, m))),
+        );
+        let counts = [
+            0.0f32, -0.0, 1.0, 2.0, 7.0, 12.0, 13.0, 33.0, 1e6, 0.5, 2.25, -3.0,
+        ];
+        for (col, m) in medians.iter().enumerate() {
+            let Some(m) = *m else {
+                assert_eq!(t.lookup(col as u32, 1.0), None);
+                continue;
+            };
+            for &c in &counts {
+                let want = log2_1p(median_divide(f64::from(c), m)) as f32;
+                let (token, got) = t.lookup(col as u32, c).expect("a used column");
+                assert_eq!(token, col as u32 + 5);
+                // Equal as stored, and kept or dropped alike (-0.0 and 0.0 are both dropped).
+                assert!(
+                    got == want || (got.is_nan() && want.is_nan()),
+                    "column {col}, count {c}: {got} vs {want}"
+                );
+                assert_eq!(is_kept(got), is_kept(want));
             }
         }
     }

@@ -180,7 +180,7 @@ pub fn symbol_of(ensembl: &str) -> Option<String> {
     let (base, species) = parse_ensembl(ensembl)?;
     GeneTable::embedded(species)
         .by_ensembl(base)
-        .map(|r| r.symbol.clone())
+        .map(|r| r.symbol.to_string())
         .filter(|s| !s.is_empty())
 }
 

@@ -15,11 +15,11 @@ use genecompass_core::cells::hf_dataset::write_hf_dataset;
 use genecompass_core::cells::{CellSet, Species};
 use genecompass_core::data::{
     CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixChoice, MatrixInfo, OpenOptions,
-    open_path_with,
+    Replay, open_path_with,
 };
 use genecompass_core::tokenize::{
-    GeneMatchOptions, GeneMedians, GeneTable, TokenDictionary, TokenizeError, TokenizeOptions,
-    TokenizePlan, match_genes, plan_tokenize, tokenize_each,
+    EmbeddedGenes, GeneMatchOptions, GeneMedians, GeneTable, TokenDictionary, TokenizeError,
+    TokenizeOptions, TokenizePlan, match_genes, plan_tokenize_matched, tokenize_each,
 };
 use indicatif::ProgressBar;
 use serde_json::json;
@@ -207,11 +207,10 @@ pub fn open_input(input: &Path, matrix: &MatrixChoice) -> anyhow::Result<Box<dyn
 /// Every Ensembl id of the embedded tables of `species`, sorted, de-duplicated.
 pub fn embedded_gene_ids(species: Species, biotypes: Option<&[String]>) -> Vec<String> {
     let mut ids: Vec<String> = GeneTable::embedded(species)
-        .records
-        .iter()
+        .records()
         .filter(|r| !r.ensembl_id.is_empty())
-        .filter(|r| biotypes.is_none_or(|b| b.contains(&r.biotype)))
-        .map(|r| r.ensembl_id.clone())
+        .filter(|r| biotypes.is_none_or(|b| b.iter().any(|x| x == r.biotype)))
+        .map(|r| r.ensembl_id.to_string())
         .collect();
     ids.sort();
     ids.dedup();
@@ -223,12 +222,7 @@ fn build_file_vocab(
     source: &dyn CellSource,
     gopts: &GeneMatchOptions,
 ) -> anyhow::Result<TokenDictionary> {
-    let all = TokenDictionary::build(
-        embedded_gene_ids(Species::Human, None)
-            .into_iter()
-            .chain(embedded_gene_ids(Species::Mouse, None)),
-    );
-    let gm = match_genes(source.genes(), &all, gopts)?;
+    let gm = match_genes(source.genes(), &EmbeddedGenes, gopts)?;
     check_known_genes(
         &gm.report,
         source.genes(),
@@ -243,10 +237,15 @@ fn build_file_vocab(
     ))
 }
 
+/// Decoded matrix bytes kept from pass 1 for pass 2 (about 16 million non-zero values): a file
+/// that fits is read and decompressed once; a larger one is read twice, with memory still
+/// bounded by this budget and the chunk size.
+const REPLAY_BUDGET: usize = 128 << 20;
+
 /// Runs `tokenize`.
 pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    GeneTable::warm_embedded();
+    GeneTable::warm_embedded(args.species.species());
     if args.format == OutputFormat::Hf && args.layout == CellsLayout::Ragged {
         bail!(
             "--layout ragged applies to safetensors outputs; a --format hf dataset folder is always \
@@ -270,7 +269,10 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         }
         None => GeneMedians::default(),
     };
-    let source = open_input(&args.input, &args.matrix)?;
+    let source: Box<dyn CellSource> = Box::new(Replay::new(
+        open_input(&args.input, &args.matrix)?,
+        REPLAY_BUDGET,
+    ));
     let info = source.info().clone();
     println!("input:            {}", args.input.display());
     println!("format:           {}", info.format);
@@ -298,10 +300,19 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let gopts = GeneMatchOptions {
+    let opts = TokenizeOptions {
         species: args.species.species(),
-        ortholog_fallback: false,
+        label_column: args.label_column.clone(),
+        max_len: (args.max_genes > 0).then_some(args.max_genes),
+        normalize_total: args.normalize_total.then_some(1e4),
+        chunk_cells: args.chunk_cells.max(1),
+        qc: genecompass_core::tokenize::CellQcOptions {
+            sample_column: args.sample_column.clone(),
+            ..Default::default()
+        },
+        ..Default::default()
     };
+    let gopts = opts.gene_match();
     let (vocab, vocab_file) = match vocab_given {
         Some(v) => (v, None),
         None => {
@@ -329,18 +340,6 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         );
     }
 
-    let opts = TokenizeOptions {
-        species: args.species.species(),
-        label_column: args.label_column.clone(),
-        max_len: (args.max_genes > 0).then_some(args.max_genes),
-        normalize_total: args.normalize_total.then_some(1e4),
-        chunk_cells: args.chunk_cells.max(1),
-        qc: genecompass_core::tokenize::CellQcOptions {
-            sample_column: args.sample_column.clone(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
     let bar = cells_bar(info.n_cells, "pass 1/2 QC statistics");
     let mut src = WithProgress {
         inner: source,
@@ -348,8 +347,8 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         pass: 0,
         passes: 2,
     };
-    let plan =
-        plan_tokenize(&mut src, &vocab, &medians, &opts).map_err(|e| explain(e, &args.input))?;
+    let plan = plan_tokenize_matched(&mut src, gm, &vocab, &medians, &opts)
+        .map_err(|e| explain(e, &args.input))?;
     let summary = plan.summary();
     if plan.cells_out() == 0 {
         bar.finish_and_clear();

@@ -1,0 +1,266 @@
+//! Tokenization reads a file twice (QC statistics, then tokens). For a file whose matrix fits
+//! in a fixed budget, the second read is served from the chunks the first one decoded, instead
+//! of reading and decompressing the file again; larger files are read twice as before, so
+//! memory stays bounded by the budget, not the file size.
+
+use super::{CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixInfo};
+
+/// A [`CellSource`] that keeps what its first full pass read, while that fits in `budget`
+/// bytes, and replays it after [`CellSource::rewind`].
+pub struct Replay<S> {
+    inner: S,
+    budget: usize,
+    kept: Vec<CsrChunk>,
+    bytes: usize,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading the inner source and keeping its chunks.
+    Recording,
+    /// Reading the inner source; the kept chunks went over the budget (or a pass stopped early).
+    Passthrough,
+    /// The first pass read every cell and `kept` holds them all.
+    Complete,
+    /// Serving `kept[chunk]` from its cell `cell`; the inner source is not read.
+    Replaying { chunk: usize, cell: usize },
+}
+
+fn chunk_bytes(c: &CsrChunk) -> usize {
+    c.indptr.len() * size_of::<usize>() + c.indices.len() * 4 + c.data.len() * 4
+}
+
+/// Cells `from..from + n` of `c`, as a chunk of their own.
+fn slice_chunk(c: &CsrChunk, from: usize, n: usize) -> CsrChunk {
+    let (a, b) = (c.indptr[from], c.indptr[from + n]);
+    CsrChunk {
+        first_cell: c.first_cell + from,
+        indptr: c.indptr[from..=from + n].iter().map(|p| p - a).collect(),
+        indices: c.indices[a..b].to_vec(),
+        data: c.data[a..b].to_vec(),
+    }
+}
+
+impl<S: CellSource> Replay<S> {
+    /// Wraps `inner`, keeping at most `budget` bytes of decoded chunks.
+    pub fn new(inner: S, budget: usize) -> Self {
+        Self {
+            inner,
+            budget,
+            kept: Vec::new(),
+            bytes: 0,
+            state: State::Recording,
+        }
+    }
+
+    /// True when the next pass will be served from memory.
+    pub fn replays(&self) -> bool {
+        matches!(self.state, State::Complete | State::Replaying { .. })
+    }
+
+    fn drop_kept(&mut self) {
+        self.kept = Vec::new();
+        self.bytes = 0;
+    }
+}
+
+impl<S: CellSource> CellSource for Replay<S> {
+    fn info(&self) -> &MatrixInfo {
+        self.inner.info()
+    }
+
+    fn genes(&self) -> &GeneColumns {
+        self.inner.genes()
+    }
+
+    fn cells(&self) -> &CellTable {
+        self.inner.cells()
+    }
+
+    fn warnings(&self) -> &[String] {
+        self.inner.warnings()
+    }
+
+    fn next_chunk(&mut self, max_cells: usize) -> Result<Option<CsrChunk>, DataError> {
+        match self.state {
+            State::Recording => {
+                let Some(c) = self.inner.next_chunk(max_cells)? else {
+                    self.state = State::Complete;
+                    return Ok(None);
+                };
+                let size = chunk_bytes(&c);
+                if self.bytes + size <= self.budget {
+                    self.bytes += size;
+                    self.kept.push(c.clone());
+                } else {
+                    self.drop_kept();
+                    self.state = State::Passthrough;
+                }
+                Ok(Some(c))
+            }
+            State::Passthrough => self.inner.next_chunk(max_cells),
+            // A read after the end of the recorded pass: still the end.
+            State::Complete => Ok(None),
+            State::Replaying { chunk, cell } => {
+                let Some(c) = self.kept.get(chunk) else {
+                    self.state = State::Complete;
+                    return Ok(None);
+                };
+                let n = c.n_cells() - cell;
+                let take = n.min(max_cells.max(1));
+                let out = if cell == 0 && take == n {
+                    c.clone()
+                } else {
+                    slice_chunk(c, cell, take)
+                };
+                self.state = if take == n {
+                    State::Replaying {
+                        chunk: chunk + 1,
+                        cell: 0,
+                    }
+                } else {
+                    State::Replaying {
+                        chunk,
+                        cell: cell + take,
+                    }
+                };
+                Ok(Some(out))
+            }
+        }
+    }
+
+    fn rewind(&mut self) -> Result<(), DataError> {
+        match self.state {
+            State::Complete | State::Replaying { .. } => {
+                self.state = State::Replaying { chunk: 0, cell: 0 };
+                Ok(())
+            }
+            State::Recording | State::Passthrough => {
+                // A pass that stopped early, or went over the budget: read the file again, and
+                // keep what this pass reads if it fits.
+                self.drop_kept();
+                self.state = State::Recording;
+                self.inner.rewind()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source of `n` cells, cell `i` holding gene `i % 7` with value `i`, counting its reads.
+    struct Cells {
+        info: MatrixInfo,
+        genes: GeneColumns,
+        cells: CellTable,
+        n: usize,
+        next: usize,
+        reads: usize,
+    }
+
+    impl Cells {
+        fn new(n: usize) -> Self {
+            Self {
+                info: MatrixInfo {
+                    format: "test".into(),
+                    matrix_path: "X".into(),
+                    n_cells: n,
+                    n_genes: 7,
+                },
+                genes: GeneColumns::default(),
+                cells: CellTable::default(),
+                n,
+                next: 0,
+                reads: 0,
+            }
+        }
+    }
+
+    impl CellSource for Cells {
+        fn info(&self) -> &MatrixInfo {
+            &self.info
+        }
+        fn genes(&self) -> &GeneColumns {
+            &self.genes
+        }
+        fn cells(&self) -> &CellTable {
+            &self.cells
+        }
+        fn next_chunk(&mut self, max_cells: usize) -> Result<Option<CsrChunk>, DataError> {
+            if self.next >= self.n {
+                return Ok(None);
+            }
+            self.reads += 1;
+            let k = max_cells.min(self.n - self.next);
+            let c = CsrChunk {
+                first_cell: self.next,
+                indptr: (0..=k).collect(),
+                indices: (self.next..self.next + k).map(|i| (i % 7) as u32).collect(),
+                data: (self.next..self.next + k).map(|i| i as f32).collect(),
+            };
+            self.next += k;
+            Ok(Some(c))
+        }
+        fn rewind(&mut self) -> Result<(), DataError> {
+            self.next = 0;
+            Ok(())
+        }
+    }
+
+    /// Every (cell, gene, value) of one pass, reading `max` cells at a time.
+    fn pass(s: &mut dyn CellSource, max: usize) -> Vec<(usize, u32, f32)> {
+        let mut out = Vec::new();
+        while let Some(c) = s.next_chunk(max).unwrap() {
+            assert!(c.n_cells() <= max);
+            for i in 0..c.n_cells() {
+                let (g, v) = c.cell(i);
+                out.extend(g.iter().zip(v).map(|(g, v)| (c.first_cell + i, *g, *v)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn second_pass_comes_from_memory_and_equals_the_first() {
+        let mut r = Replay::new(Cells::new(10), 1 << 20);
+        let first = pass(&mut r, 4);
+        assert_eq!(first.len(), 10);
+        assert_eq!(r.inner.reads, 3);
+        r.rewind().unwrap();
+        assert!(r.replays());
+        // Same chunking, smaller chunks and larger ones all give the same cells.
+        assert_eq!(pass(&mut r, 4), first);
+        r.rewind().unwrap();
+        assert_eq!(pass(&mut r, 3), first);
+        r.rewind().unwrap();
+        assert_eq!(pass(&mut r, 100), first);
+        assert_eq!(r.inner.reads, 3, "the file was read once");
+    }
+
+    #[test]
+    fn over_budget_reads_the_file_again() {
+        let mut r = Replay::new(Cells::new(10), 64);
+        let first = pass(&mut r, 4);
+        r.rewind().unwrap();
+        assert!(!r.replays());
+        assert_eq!(pass(&mut r, 4), first);
+        assert_eq!(r.inner.reads, 6);
+        assert!(r.kept.is_empty() && r.bytes == 0);
+    }
+
+    #[test]
+    fn a_pass_stopped_early_is_not_replayed() {
+        let mut r = Replay::new(Cells::new(10), 1 << 20);
+        r.next_chunk(4).unwrap();
+        r.rewind().unwrap();
+        assert!(!r.replays());
+        let all = pass(&mut r, 4);
+        assert_eq!(all.len(), 10);
+        r.rewind().unwrap();
+        assert!(r.replays());
+        assert_eq!(pass(&mut r, 4), all);
+    }
+}
