@@ -74,51 +74,52 @@ pub fn keeps_gene(count: f64, cell_sum: f64, median: f64, normalize_total: Optio
 }
 
 /// `log2(1 + count / median)` as stored (f32) for the small integer counts that make up most
-/// of a count matrix, per gene column: one logarithm per (gene, count) instead of one per
-/// non-zero value, which was an eighth of tokenizing a large file. Each column's token, median
-/// and tabulated values share one cache line, so a gene costs one memory access. Valid only
-/// without library-size normalisation (the value then depends on the count and median alone);
-/// each entry is the very expression [`rank_cell`] evaluates, so results are identical.
+/// of a count matrix (counts below 7 are 96 % of Baron's), per gene column: one logarithm per
+/// (gene, count) instead of one per non-zero value, which was an eighth of tokenizing a large
+/// file. A column's token and tabulated values share 32 bytes, so that the rows of a 15,000-gene
+/// file (480 KB) stay in the core's cache. Valid only without library-size normalisation (the
+/// value then depends on the count and median alone); each entry is the very expression
+/// [`rank_cell`] evaluates, so results are identical.
 #[derive(Debug, Clone)]
 pub struct SmallCountValues {
     rows: Vec<CountRow>,
+    /// Each column's median, for the counts outside the table.
+    medians: Vec<f64>,
 }
 
-/// One column of [`SmallCountValues`]: 64 bytes.
+/// One column of [`SmallCountValues`].
 #[derive(Debug, Clone, Copy)]
-#[repr(C, align(64))]
+#[repr(C, align(32))]
 struct CountRow {
-    values: [f32; SmallCountValues::COUNTS],
     /// The vocabulary token; `u32::MAX` for a column that never enters the transform.
     token: u32,
-    median: f64,
+    values: [f32; SmallCountValues::COUNTS],
 }
 
 impl SmallCountValues {
-    /// Counts `0..COUNTS` are tabulated (what fits beside the token and median in 64 bytes).
-    pub const COUNTS: usize = 13;
+    /// Counts `0..COUNTS` are tabulated (what fits beside the token in 32 bytes).
+    pub const COUNTS: usize = 7;
 
     /// The table for columns entering the transform as `(token, median)` (`None`: a column
     /// that does not).
     pub fn new(columns: impl Iterator<Item = Option<(u32, f64)>>) -> Self {
-        let rows = columns
+        let (rows, medians) = columns
             .map(|c| {
                 let mut row = CountRow {
-                    values: [0.0; Self::COUNTS],
                     token: u32::MAX,
-                    median: 1.0,
+                    values: [0.0; Self::COUNTS],
                 };
-                if let Some((token, m)) = c {
-                    row.token = token;
-                    row.median = m;
-                    for (c, v) in row.values.iter_mut().enumerate() {
-                        *v = log2_1p(median_divide(c as f64, m)) as f32;
-                    }
+                let Some((token, m)) = c else {
+                    return (row, 1.0);
+                };
+                row.token = token;
+                for (c, v) in row.values.iter_mut().enumerate() {
+                    *v = log2_1p(median_divide(c as f64, m)) as f32;
                 }
-                row
+                (row, m)
             })
-            .collect();
-        Self { rows }
+            .unzip();
+        Self { rows, medians }
     }
 
     /// The token and stored value of `count` in `column`, or `None` for a column that does not
@@ -133,7 +134,10 @@ impl SmallCountValues {
         let x = if c < Self::COUNTS && c as f32 == count {
             row.values[c]
         } else {
-            log2_1p(median_divide(f64::from(count), row.median)) as f32
+            log2_1p(median_divide(
+                f64::from(count),
+                self.medians[column as usize],
+            )) as f32
         };
         Some((row.token, x))
     }
