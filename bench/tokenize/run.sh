@@ -6,6 +6,7 @@
 #
 #   bash bench/tokenize/run.sh            # all inputs
 #   SKIP_SYNTH=1 bash bench/tokenize/run.sh
+#   REPS=5 bash bench/tokenize/run.sh   # runs per real file (median reported; default 3)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -47,30 +48,46 @@ wall() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m)"
 echo
-echo "| input | cells | size | Rust s padded / ragged | Rust cells/s (ragged) | Rust peak MiB padded / ragged | Python s | Python cells/s | Python peak MiB | Rust ÷ Python cells/s | cells kept R / Py |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+# timed OUT REPS CMD...: runs CMD REPS times (after a `sync`, so that no run pays for the
+# previous one's writeback; the padded 1 GB output is 4.8 GB) and keeps the stdout and the
+# /usr/bin/time -v log of the run with the median wall time as OUT.log and OUT.time.
+timed() {
+  local out=$1 reps=$2 i
+  shift 2
+  for i in $(seq "$reps"); do
+    sync
+    /usr/bin/time -v "$@" >"$out.log.$i" 2>"$out.time.$i" || { cat "$out.log.$i" "$out.time.$i" >&2; exit 1; }
+  done
+  i=$(for r in $(seq "$reps"); do echo "$(wall "$out.time.$r") $r"; done | sort -n | awk -v m=$(((reps + 1) / 2)) 'NR == m {print $2}')
+  mv "$out.log.$i" "$out.log"
+  mv "$out.time.$i" "$out.time"
+  rm -f "$out".log.[0-9]* "$out".time.[0-9]*
+}
+
+echo "| input | cells | size | runs | Rust s padded / ragged | Rust cells/s (ragged) | Rust peak MiB padded / ragged | Python s | Python cells/s | Python peak MiB | Rust ÷ Python cells/s, padded / ragged | cells kept R / Py |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for spec in "${INPUTS[@]}"; do
   IFS='|' read -r name file species <<<"$spec"
   out="$WORK/$(basename "$file" .h5ad)"
-  # Each timed run starts with no dirty pages left by the one before (the padded 1 GB output
-  # is 4.8 GB; its writeback otherwise lands on the next run).
-  sync
-  /usr/bin/time -v "$BIN" tokenize "$file" --output "$out.rust.safetensors" --build-vocab \
-    --species "$species" >"$out.rust.log" 2>"$out.rust.time" || { cat "$out.rust.log" "$out.rust.time" >&2; exit 1; }
-  sync
-  /usr/bin/time -v "$BIN" tokenize "$file" --output "$out.ragged.safetensors" --build-vocab --layout ragged \
-    --species "$species" >"$out.ragged.log" 2>"$out.ragged.time" || { cat "$out.ragged.log" "$out.ragged.time" >&2; exit 1; }
-  sync
-  /usr/bin/time -v "$PY" "$HERE/reference.py" tokenize "$file" --token-dict "$out.rust.token_dict.json" \
-    --species "$species" --output "$out.py.safetensors" >"$out.py.log" 2>"$out.py.time" || { cat "$out.py.log" "$out.py.time" >&2; exit 1; }
+  # Medians of REPS runs for the real files (a fraction of a second each, so noise matters);
+  # one run of each tool on the synthetic 1 GB file.
+  reps=${REPS:-3}
+  [[ "$name" == synth* ]] && reps=1
+  timed "$out.rust" "$reps" "$BIN" tokenize "$file" --output "$out.rust.safetensors" --build-vocab \
+    --species "$species"
+  timed "$out.ragged" "$reps" "$BIN" tokenize "$file" --output "$out.ragged.safetensors" --build-vocab \
+    --layout ragged --species "$species"
+  timed "$out.py" "$reps" "$PY" "$HERE/reference.py" tokenize "$file" --token-dict "$out.rust.token_dict.json" \
+    --species "$species" --output "$out.py.safetensors"
   cells=$(awk -F': *' '/cells in:/ {print $2; exit}' "$out.rust.log")
   kept_r=$(awk '/written:/ {print $2; exit}' "$out.rust.log")
   kept_p=$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["cells_out"])' "$out.py.log")
   size=$(du -h "$file" | cut -f1)
   rs=$(wall "$out.rust.time"); rr=$(wall "$out.ragged.time"); ps=$(wall "$out.py.time")
-  printf '| %s | %s | %s | %s / %s | %.0f | %s / %s | %s | %.0f | %s | %.1f× | %s / %s |\n' "$name" "$cells" "$size" \
-    "$rs" "$rr" "$(echo "$cells / $rr" | bc -l)" "$(rss "$out.rust.time")" "$(rss "$out.ragged.time")" \
-    "$ps" "$(echo "$cells / $ps" | bc -l)" "$(rss "$out.py.time")" "$(echo "$ps / $rr" | bc -l)" "$kept_r" "$kept_p"
+  printf '| %s | %s | %s | %s | %s / %s | %.0f | %s / %s | %s | %.0f | %s | %.1f× / %.1f× | %s / %s |\n' "$name" "$cells" "$size" \
+    "$reps" "$rs" "$rr" "$(echo "$cells / $rr" | bc -l)" "$(rss "$out.rust.time")" "$(rss "$out.ragged.time")" \
+    "$ps" "$(echo "$cells / $ps" | bc -l)" "$(rss "$out.py.time")" "$(echo "$ps / $rs" | bc -l)" \
+    "$(echo "$ps / $rr" | bc -l)" "$kept_r" "$kept_p"
   rm -f "$out.rust.safetensors" "$out.ragged.safetensors" "$out.py.safetensors"
 done
 echo

@@ -9,7 +9,7 @@ use burn::tensor::Bytes;
 use genecompass_core::batch::{BatchOptions, Padding};
 use genecompass_core::checkpoint::{Checkpoint, LoadedModel, TensorMap, from_tensor_map};
 use genecompass_core::data::{
-    ByteSource, CellSource, DataError, ValueKind, open_source, value_kind,
+    ByteSource, CellSource, DataError, Replay, ValueKind, open_source, value_kind,
 };
 use genecompass_core::model::{
     GeneCompassConfig, GeneCompassForSequenceClassification, init_classifier,
@@ -346,7 +346,9 @@ pub fn open_file_source(
             path: file.to_string(),
             source: e,
         })?;
-    let mut source = RowTagged::new(open_source(file, bytes)?);
+    // Annotation reads the file twice (QC statistics, then tokens): a file whose matrix fits in
+    // 64 MiB is decoded once and its second pass replayed from memory.
+    let mut source = RowTagged::new(Box::new(Replay::new(open_source(file, bytes)?, 64 << 20)));
     let info = source.info().clone();
     let sample = source.next_chunk(256)?.unwrap_or_default();
     source.rewind()?;

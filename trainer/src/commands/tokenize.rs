@@ -186,7 +186,13 @@ impl CellSource for WithProgress {
     }
 }
 
-/// Opens `input` with a clear message for a missing path.
+/// Decoded matrix bytes kept from a first pass over an input for the next (about 16 million
+/// non-zero values): tokenization, medians and annotation read a file twice, and one that fits
+/// is then read and decompressed once; a larger one is read twice, with memory still bounded by
+/// this budget and the chunk size.
+const REPLAY_BUDGET: usize = 128 << 20;
+
+/// Opens `input` with a clear message for a missing path; see [`REPLAY_BUDGET`].
 pub fn open_input(input: &Path, matrix: &MatrixChoice) -> anyhow::Result<Box<dyn CellSource>> {
     if !input.exists() {
         bail!(
@@ -194,14 +200,15 @@ pub fn open_input(input: &Path, matrix: &MatrixChoice) -> anyhow::Result<Box<dyn
             input.display()
         );
     }
-    open_path_with(
+    let source = open_path_with(
         input,
         &OpenOptions {
             matrix: matrix.clone(),
             ..Default::default()
         },
     )
-    .with_context(|| format!("opening {}", input.display()))
+    .with_context(|| format!("opening {}", input.display()))?;
+    Ok(Box::new(Replay::new(source, REPLAY_BUDGET)))
 }
 
 /// Every Ensembl id of the embedded tables of `species`, sorted, de-duplicated.
@@ -237,11 +244,6 @@ fn build_file_vocab(
     ))
 }
 
-/// Decoded matrix bytes kept from pass 1 for pass 2 (about 16 million non-zero values): a file
-/// that fits is read and decompressed once; a larger one is read twice, with memory still
-/// bounded by this budget and the chunk size.
-const REPLAY_BUDGET: usize = 128 << 20;
-
 /// Runs `tokenize`.
 pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     let start = Instant::now();
@@ -269,10 +271,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         }
         None => GeneMedians::default(),
     };
-    let source: Box<dyn CellSource> = Box::new(Replay::new(
-        open_input(&args.input, &args.matrix)?,
-        REPLAY_BUDGET,
-    ));
+    let source = open_input(&args.input, &args.matrix)?;
     let info = source.info().clone();
     println!("input:            {}", args.input.display());
     println!("format:           {}", info.format);
