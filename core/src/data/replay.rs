@@ -3,15 +3,15 @@
 //! of reading and decompressing the file again; larger files are read twice as before, so
 //! memory stays bounded by the budget, not the file size.
 
-use super::{CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixInfo};
+use super::{CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixInfo, MemCsr};
 
 /// A [`CellSource`] that keeps what its first full pass read, while that fits in `budget`
 /// bytes, and replays it after [`CellSource::rewind`].
 pub struct Replay<S> {
     inner: S,
     budget: usize,
-    kept: Vec<CsrChunk>,
-    bytes: usize,
+    /// The cells read since the last rewind of the inner source, in order from cell 0.
+    kept: MemCsr,
     state: State,
 }
 
@@ -23,23 +23,13 @@ enum State {
     Passthrough,
     /// The first pass read every cell and `kept` holds them all.
     Complete,
-    /// Serving `kept[chunk]` from its cell `cell`; the inner source is not read.
-    Replaying { chunk: usize, cell: usize },
+    /// Serving `kept` from this cell on; the inner source is not read.
+    Replaying(usize),
 }
 
-fn chunk_bytes(c: &CsrChunk) -> usize {
-    c.indptr.len() * size_of::<usize>() + c.indices.len() * 4 + c.data.len() * 4
-}
-
-/// Cells `from..from + n` of `c`, as a chunk of their own.
-fn slice_chunk(c: &CsrChunk, from: usize, n: usize) -> CsrChunk {
-    let (a, b) = (c.indptr[from], c.indptr[from + n]);
-    CsrChunk {
-        first_cell: c.first_cell + from,
-        indptr: c.indptr[from..=from + n].iter().map(|p| p - a).collect(),
-        indices: c.indices[a..b].to_vec(),
-        data: c.data[a..b].to_vec(),
-    }
+/// Bytes of a CSR matrix of `rows` offsets and `entries` values.
+fn csr_bytes(rows: usize, entries: usize) -> usize {
+    rows * size_of::<usize>() + entries * (size_of::<u32>() + size_of::<f32>())
 }
 
 impl<S: CellSource> Replay<S> {
@@ -48,20 +38,42 @@ impl<S: CellSource> Replay<S> {
         Self {
             inner,
             budget,
-            kept: Vec::new(),
-            bytes: 0,
+            kept: MemCsr::default(),
             state: State::Recording,
         }
     }
 
     /// True when the next pass will be served from memory.
     pub fn replays(&self) -> bool {
-        matches!(self.state, State::Complete | State::Replaying { .. })
+        matches!(self.state, State::Complete | State::Replaying(_))
     }
 
-    fn drop_kept(&mut self) {
-        self.kept = Vec::new();
-        self.bytes = 0;
+    /// Appends `c` to what is kept, or drops everything when that would exceed the budget.
+    fn record(&mut self, c: &CsrChunk) {
+        let k = &self.kept;
+        let after = csr_bytes(
+            k.indptr.len() + c.indptr.len(),
+            k.indices.len() + c.indices.len(),
+        );
+        if after > self.budget {
+            self.kept = MemCsr::default();
+            self.state = State::Passthrough;
+            return;
+        }
+        let k = &mut self.kept;
+        let base = k.indices.len();
+        if k.indptr.is_empty() {
+            k.indptr.push(0);
+            // The entries can never outgrow the budget, so reserve that once: doubling would
+            // copy, and the freed halves would stay resident (the CLI keeps freed memory).
+            // Pages never written cost no memory.
+            let entries = self.budget / (size_of::<u32>() + size_of::<f32>());
+            k.indices.reserve_exact(entries);
+            k.data.reserve_exact(entries);
+        }
+        k.indptr.extend(c.indptr[1..].iter().map(|p| base + p));
+        k.indices.extend_from_slice(&c.indices);
+        k.data.extend_from_slice(&c.data);
     }
 }
 
@@ -89,57 +101,34 @@ impl<S: CellSource> CellSource for Replay<S> {
                     self.state = State::Complete;
                     return Ok(None);
                 };
-                let size = chunk_bytes(&c);
-                if self.bytes + size <= self.budget {
-                    self.bytes += size;
-                    self.kept.push(c.clone());
-                } else {
-                    self.drop_kept();
-                    self.state = State::Passthrough;
-                }
+                self.record(&c);
                 Ok(Some(c))
             }
             State::Passthrough => self.inner.next_chunk(max_cells),
             // A read after the end of the recorded pass: still the end.
             State::Complete => Ok(None),
-            State::Replaying { chunk, cell } => {
-                let Some(c) = self.kept.get(chunk) else {
+            State::Replaying(cell) => {
+                if cell >= self.kept.n_cells() {
                     self.state = State::Complete;
                     return Ok(None);
-                };
-                let n = c.n_cells() - cell;
-                let take = n.min(max_cells.max(1));
-                let out = if cell == 0 && take == n {
-                    c.clone()
-                } else {
-                    slice_chunk(c, cell, take)
-                };
-                self.state = if take == n {
-                    State::Replaying {
-                        chunk: chunk + 1,
-                        cell: 0,
-                    }
-                } else {
-                    State::Replaying {
-                        chunk,
-                        cell: cell + take,
-                    }
-                };
-                Ok(Some(out))
+                }
+                let c = self.kept.slice(cell, max_cells.max(1));
+                self.state = State::Replaying(cell + c.n_cells());
+                Ok(Some(c))
             }
         }
     }
 
     fn rewind(&mut self) -> Result<(), DataError> {
         match self.state {
-            State::Complete | State::Replaying { .. } => {
-                self.state = State::Replaying { chunk: 0, cell: 0 };
+            State::Complete | State::Replaying(_) => {
+                self.state = State::Replaying(0);
                 Ok(())
             }
             State::Recording | State::Passthrough => {
                 // A pass that stopped early, or went over the budget: read the file again, and
                 // keep what this pass reads if it fits.
-                self.drop_kept();
+                self.kept = MemCsr::default();
                 self.state = State::Recording;
                 self.inner.rewind()
             }
@@ -248,7 +237,7 @@ mod tests {
         assert!(!r.replays());
         assert_eq!(pass(&mut r, 4), first);
         assert_eq!(r.inner.reads, 6);
-        assert!(r.kept.is_empty() && r.bytes == 0);
+        assert_eq!(r.kept, MemCsr::default());
     }
 
     #[test]

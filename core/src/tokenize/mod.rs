@@ -4,6 +4,7 @@
 //! - [`vocab`]: the token dictionary, the homolog map.
 //! - [`medians`]: per-gene median dictionaries, loaded or computed in a streaming pass.
 //! - [`gene_tables`]: HGNC / MGI / orthology tables embedded in the crate (`core/assets/`).
+//! - [`orthologs`]: the human↔mouse ortholog pairs and their one-to-one lookups.
 //! - [`genes`]: gene identity (Ensembl id vs symbol, species) and matching to the vocabulary.
 //! - [`qc`], [`transform`], [`pipeline`]: the official steps, from counts to [`crate::cells::CellSet`].
 
@@ -13,6 +14,7 @@ pub mod gene_tables;
 pub mod genes;
 mod key_index;
 pub mod medians;
+pub mod orthologs;
 pub mod pipeline;
 pub mod qc;
 pub mod stream;
