@@ -238,10 +238,12 @@ pub const BARON: &str = concat!(
     "/../../shared/data/h5ad/baron_mouse_pancreas_822.h5ad"
 );
 
-/// The `genecompass-train` binary for job tests: `$GENECOMPASS_TRAINER_BIN` if set, otherwise
-/// `cargo build -p genecompass-trainer --bin genecompass-train` into this test's own target
-/// directory (a no-op when up to date; `cargo test --workspace` has built it already), once
-/// per test process. `CARGO_BIN_EXE_*` only covers binaries of the package under test.
+/// The `genecompass-train` binary for job tests: `$GENECOMPASS_TRAINER_BIN` if set (as
+/// `scripts/test.sh` does), otherwise `cargo test --workspace --no-run` into this test's own
+/// target directory, once per test process: a no-op after `cargo test --workspace`, which
+/// builds the binary for the trainer's own tests. `cargo build -p genecompass-trainer` would
+/// unify features differently and rebuild some 130 crates. `CARGO_BIN_EXE_*` only covers
+/// binaries of the package under test.
 pub fn trainer_bin() -> std::path::PathBuf {
     static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
@@ -256,19 +258,15 @@ pub fn trainer_bin() -> std::path::PathBuf {
             .expect("target/<profile>");
         let target = profile_dir.parent().expect("target dir");
         let mut cmd = std::process::Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "-p",
-            "genecompass-trainer",
-            "--bin",
-            "genecompass-train",
-        ])
-        .arg("--target-dir")
-        .arg(target);
+        cmd.args(["test", "--workspace", "--no-run"])
+            .arg("--target-dir")
+            .arg(target);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
-        let status = cmd.status().expect("run cargo build for genecompass-train");
+        let status = cmd
+            .status()
+            .expect("run cargo test --no-run for genecompass-train");
         let bin = profile_dir.join("genecompass-train");
         if !status.success() {
             // E.g. the trainer's sources are mid-edit; an earlier build still serves.
