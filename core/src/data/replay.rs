@@ -64,12 +64,16 @@ impl<S: CellSource> Replay<S> {
         let base = k.indices.len();
         if k.indptr.is_empty() {
             k.indptr.push(0);
-            // The entries can never outgrow the budget, so reserve that once: doubling would
-            // copy, and the freed halves would stay resident (the CLI keeps freed memory).
-            // Pages never written cost no memory.
-            let entries = self.budget / (size_of::<u32>() + size_of::<f32>());
-            k.indices.reserve_exact(entries);
-            k.data.reserve_exact(entries);
+            // Natively, the entries can never outgrow the budget, so reserve that once:
+            // doubling would copy, and the freed halves would stay resident (the CLI keeps
+            // freed memory), while pages never written cost no memory. A wasm heap only grows,
+            // so there a small file's replay grows as it needs.
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                let entries = self.budget / (size_of::<u32>() + size_of::<f32>());
+                k.indices.reserve_exact(entries);
+                k.data.reserve_exact(entries);
+            }
         }
         k.indptr.extend(c.indptr[1..].iter().map(|p| base + p));
         k.indices.extend_from_slice(&c.indices);
