@@ -161,7 +161,7 @@ pub async fn bootstrap_admin(db: &Db) -> Result<Option<NewUser>, AppError> {
 }
 
 /// One team the caller belongs to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Membership {
     /// Team id.
     pub team_id: String,
@@ -170,12 +170,6 @@ pub struct Membership {
     /// Role, as stored.
     pub role: String,
 }
-
-crate::db::from_row!(Membership {
-    team_id,
-    team_name,
-    role
-});
 
 impl Membership {
     /// The parsed role (unknown strings count as viewer).

@@ -112,7 +112,7 @@ pub async fn me(user: AuthUser) -> ApiJson<AuthUser> {
 }
 
 /// One token, without its secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct TokenInfo {
     /// Token id.
     pub id: String,
@@ -125,14 +125,6 @@ pub struct TokenInfo {
     /// Revocation time (Unix seconds).
     pub revoked_at: Option<i64>,
 }
-
-crate::db::from_row!(TokenInfo {
-    id,
-    label,
-    created_at,
-    last_used_at,
-    revoked_at
-});
 
 /// `GET /api/v1/tokens`: the caller's tokens.
 pub async fn tokens_index(

@@ -27,7 +27,7 @@ macro_rules! select_datasets {
     };
 }
 
-#[derive(Debug)]
+#[derive(Debug, sqlx::FromRow)]
 struct DatasetRow {
     id: String,
     team_id: String,
@@ -46,25 +46,6 @@ struct DatasetRow {
     uploaded_by: String,
     created_at: i64,
 }
-
-crate::db::from_row!(DatasetRow {
-    id,
-    team_id,
-    team_name,
-    name,
-    sha256,
-    size_bytes,
-    format,
-    matrix_path,
-    n_cells,
-    n_genes,
-    value_kind,
-    obs_columns,
-    warnings,
-    gene_report,
-    uploaded_by,
-    created_at
-});
 
 /// A registered dataset.
 #[derive(Debug, Serialize)]

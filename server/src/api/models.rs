@@ -49,7 +49,7 @@ pub async fn checkpoints_import(
     Ok((StatusCode::CREATED, ApiJson(v)))
 }
 
-#[derive(Debug)]
+#[derive(Debug, sqlx::FromRow)]
 struct ModelRow {
     id: String,
     team_id: String,
@@ -57,14 +57,6 @@ struct ModelRow {
     name: String,
     created_at: i64,
 }
-
-crate::db::from_row!(ModelRow {
-    id,
-    team_id,
-    team_name,
-    name,
-    created_at
-});
 
 /// A model with its versions and aliases.
 #[derive(Debug, Serialize)]
@@ -146,7 +138,7 @@ pub async fn models_show(
 }
 
 /// One stored file of a version.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct VersionFile {
     /// Path relative to the model directory.
     pub path: String,
@@ -156,13 +148,7 @@ pub struct VersionFile {
     pub size_bytes: i64,
 }
 
-crate::db::from_row!(VersionFile {
-    path,
-    sha256,
-    size_bytes
-});
-
-#[derive(Debug)]
+#[derive(Debug, sqlx::FromRow)]
 struct VersionRow {
     id: String,
     model_id: String,
@@ -181,26 +167,8 @@ struct VersionRow {
     model_card: Option<String>,
 }
 
-crate::db::from_row!(VersionRow {
-    id,
-    model_id,
-    version,
-    kind,
-    config,
-    weights_file,
-    tensor_count,
-    source_path,
-    created_by,
-    created_at,
-    prior_version_id,
-    parent_version_id,
-    dataset_id,
-    job_id,
-    model_card
-});
-
 /// A model version named from elsewhere (a parent).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct VersionRef {
     /// Model id.
     pub model_id: String,
@@ -211,13 +179,6 @@ pub struct VersionRef {
     /// Version id.
     pub version_id: String,
 }
-
-crate::db::from_row!(VersionRef {
-    model_id,
-    model,
-    version,
-    version_id
-});
 
 /// Where a version came from.
 #[derive(Debug, Default, Serialize)]
@@ -231,7 +192,7 @@ pub struct Lineage {
 }
 
 /// The prior version a checkpoint's knowledge tables were built from.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct PriorRef {
     /// Prior set id.
     pub prior_set_id: String,
@@ -242,13 +203,6 @@ pub struct PriorRef {
     /// Prior version id.
     pub version_id: String,
 }
-
-crate::db::from_row!(PriorRef {
-    prior_set_id,
-    name,
-    version,
-    version_id
-});
 
 /// An immutable model version.
 #[derive(Debug, Serialize)]

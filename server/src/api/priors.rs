@@ -61,7 +61,7 @@ pub struct PriorSet {
 }
 
 /// One version in a listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct PriorVersionSummary {
     /// Id (`prv_...`).
     pub id: String,
@@ -79,25 +79,17 @@ pub struct PriorVersionSummary {
     /// Import time (Unix seconds).
     pub created_at: i64,
     /// Kinds held (promoter, co_exp, gene_family, peca_grn).
+    #[sqlx(skip)]
     pub kinds: Vec<String>,
 }
 
-crate::db::from_row!(PriorVersionSummary { id, version, kinds_json, genes, width, manifest_sha256, created_at } default { kinds });
-
-#[derive(Debug)]
+#[derive(Debug, sqlx::FromRow)]
 struct SetRow {
     id: String,
     team_name: String,
     name: String,
     created_at: i64,
 }
-
-crate::db::from_row!(SetRow {
-    id,
-    team_name,
-    name,
-    created_at
-});
 
 async fn load_sets(
     state: &AppState,
@@ -159,7 +151,7 @@ pub async fn priors_show(
 }
 
 /// A checkpoint built from a prior version.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct PriorUser {
     /// Model id.
     pub model_id: String,
@@ -170,13 +162,6 @@ pub struct PriorUser {
     /// Model version id.
     pub version_id: String,
 }
-
-crate::db::from_row!(PriorUser {
-    model_id,
-    model,
-    version,
-    version_id
-});
 
 /// An immutable prior version.
 #[derive(Debug, Serialize)]
@@ -211,7 +196,7 @@ pub struct PriorVersion {
     pub used_by: Vec<PriorUser>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, sqlx::FromRow)]
 struct VersionRow {
     id: String,
     prior_set_id: String,
@@ -226,21 +211,6 @@ struct VersionRow {
     created_by: String,
     created_at: i64,
 }
-
-crate::db::from_row!(VersionRow {
-    id,
-    prior_set_id,
-    name,
-    version,
-    kinds,
-    genes,
-    width,
-    manifest,
-    manifest_sha256,
-    source_path,
-    created_by,
-    created_at
-});
 
 /// A version of a visible prior set by number or `latest`.
 pub async fn find_version(

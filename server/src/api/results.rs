@@ -10,7 +10,7 @@ use crate::db::{Role, new_id, now};
 use crate::error::{ApiJson, ApiQuery, ApiResult, AppError};
 
 /// One result row, with names resolved.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct ResultRow {
     /// Id (`res_...`).
     pub id: String,
@@ -39,22 +39,6 @@ pub struct ResultRow {
     /// Recording time (Unix seconds).
     pub created_at: i64,
 }
-
-crate::db::from_row!(ResultRow {
-    id,
-    team,
-    model_id,
-    model,
-    model_version_id,
-    version,
-    dataset_id,
-    dataset,
-    job_id,
-    task,
-    metric,
-    value,
-    created_at
-});
 
 /// `GET /api/v1/results` filters.
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,7 @@ pub const SELECT_JOBS: &str = "SELECT j.id, j.team_id, t.name AS team_name, j.ki
      FROM jobs j JOIN teams t ON t.id = j.team_id JOIN users u ON u.id = j.created_by ";
 
 /// A job row as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JobRow {
     /// Id (`job_...`).
     pub id: String,
@@ -71,34 +71,6 @@ pub struct JobRow {
     /// Last change.
     pub updated_at: i64,
 }
-
-crate::db::from_row!(JobRow {
-    id,
-    team_id,
-    team_name,
-    kind,
-    state,
-    params,
-    runner,
-    external_id,
-    gpu,
-    progress,
-    last_event,
-    error,
-    attempts,
-    resume,
-    cancel_requested,
-    dataset_id,
-    base_version_id,
-    model_version_id,
-    result_path,
-    created_by,
-    created_by_name,
-    created_at,
-    started_at,
-    finished_at,
-    updated_at
-});
 
 impl JobRow {
     /// The parsed state (unknown strings count as failed).
