@@ -2,11 +2,15 @@
 
 (a) peer padded  : PyTorch peer, every cell padded to 2048 (the official layout)
 (b) peer dynamic : PyTorch peer, length-sorted batches padded to the batch max
-(c) rust folded  : `genecompass-train embed --cells-only` (dynamic padding, folded embedding)
+(c) rust folded  : `genecompass-train embed --cls-only` (dynamic padding, folded embedding; the
+                   CLS cell embedding only, as the peer writes, so the last layer runs one row
+                   per cell)
 (d) rust unfolded: the same with `--unfolded`
 (e) rust again   : (c) run a second time (on a GPU: warm kernel and autotune caches)
 (f) rust, no rounding: (c) with `--pad-multiple 1` (the GPU default rounds lengths up to 64)
 (g) rust, stored : (c) with `--padding stored` (every cell padded to 2048, one shape)
+(h) rust + mean  : (c) with `--cells-only` instead: the mean over genes is written too, so the
+                   last layer runs every gene's row
 
 `--device cuda` runs the peer on the GPU and the Rust CLI with `--backend cuda`.
 
@@ -14,7 +18,7 @@ Each mode is a separate process under `/usr/bin/time -v` (peak RSS = its max res
 cells/s is the forward-loop time each program reports (model loading excluded; the Rust time
 includes folding the embedding tables). CLS embeddings of every mode are compared with (b).
 
-usage: bench.py SHAPE MODEL_DIR CELLS OUT_DIR BIN [--batch-size B] [--threads T] [--modes abcd]
+usage: bench.py SHAPE MODEL_DIR CELLS OUT_DIR BIN [--batch-size B] [--threads T] [--modes abcdh]
                 [--device cpu|cuda] [--rounds R]
 
 The modes run interleaved, R rounds of a, b, c, d, ...: the machine's speed drifts by ±20 %
@@ -65,7 +69,7 @@ def main():
     ap.add_argument("bin")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--modes", default="abcd")
+    ap.add_argument("--modes", default="abcdh")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (peer on torch's GPU, Rust --backend cuda)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of every mode")
     a = ap.parse_args()
@@ -75,7 +79,7 @@ def main():
     py = sys.executable
     out = lambda m: os.path.join(a.out_dir, f"{a.shape}_{m}.safetensors")  # noqa: E731
     peer = [py, os.path.join(HERE, "peer.py"), a.model_dir, a.cells]
-    rust = [a.bin, "embed", "--cells-only", "--checkpoint", a.model_dir, "--input", a.cells,
+    rust = [a.bin, "embed", "--checkpoint", a.model_dir, "--input", a.cells,
             "--batch-size", str(a.batch_size), "--backend", a.device]
     dev = ["--device", a.device]
     modes = {
@@ -83,11 +87,12 @@ def main():
                                                  "--threads", str(a.threads)] + dev),
         "b": ("(b) peer, dynamic padding", peer + [out("b"), "--mode", "dynamic", "--batch-size", str(a.batch_size),
                                                   "--threads", str(a.threads)] + dev),
-        "c": ("(c) rust, dynamic + folded", rust + ["--output", out("c")]),
-        "d": ("(d) rust, dynamic, unfolded", rust + ["--output", out("d"), "--unfolded"]),
-        "e": ("(e) rust, (c) again", rust + ["--output", out("e")]),
-        "f": ("(f) rust, lengths not rounded", rust + ["--output", out("f"), "--pad-multiple", "1"]),
-        "g": ("(g) rust, padded to 2048", rust + ["--output", out("g"), "--padding", "stored"]),
+        "c": ("(c) rust, dynamic + folded", rust + ["--output", out("c"), "--cls-only"]),
+        "d": ("(d) rust, dynamic, unfolded", rust + ["--output", out("d"), "--cls-only", "--unfolded"]),
+        "e": ("(e) rust, (c) again", rust + ["--output", out("e"), "--cls-only"]),
+        "f": ("(f) rust, lengths not rounded", rust + ["--output", out("f"), "--cls-only", "--pad-multiple", "1"]),
+        "g": ("(g) rust, padded to 2048", rust + ["--output", out("g"), "--cls-only", "--padding", "stored"]),
+        "h": ("(h) rust, (c) + mean over genes", rust + ["--output", out("h"), "--cells-only"]),
     }
     rounds = []
     for i in range(max(a.rounds, 1)):
@@ -115,7 +120,7 @@ def main():
         print(f"| {r['label']} | {r['cells'] / r['secs']:.3f} | {r['secs']:.2f} ({min(r['secs_all']):.2f}–"
               f"{max(r['secs_all']):.2f}) | {r['rss_mib']:.0f} | {gpu} | {r['max_abs_diff_vs_b']:.2e} |")
     print("\nRatios (Rust cells/s ÷ peer cells/s), each taken within one round: median (per round)")
-    for rk in "cdefg":
+    for rk in "cdefgh":
         for pk in "ab":
             if rk in results and pk in results:
                 per = [r[pk]["secs"] / r[rk]["secs"] for r in rounds]

@@ -9,7 +9,7 @@ use genecompass_core::batch::{BatchOptions, Padding};
 use genecompass_core::cells::{CellSet, Species, TokenizedCell};
 use genecompass_core::checkpoint::{LoadedModel, WeightsFormat, load_checkpoint};
 use genecompass_core::model::GeneCompassForSequenceClassification;
-use genecompass_core::tasks::infer::{BatchClassifier, InferOptions, classify_cells};
+use genecompass_core::tasks::infer::{BatchClassifier, InferOptions, classify_cells, embed_cells};
 
 /// The fixture's six cells without padding.
 fn fixture_cells() -> CellSet {
@@ -156,5 +156,34 @@ fn async_read_back_equals_the_synchronous_path() {
         assert_eq!(a.logits, b.logits, "logits of batch {idx:?}");
         assert_eq!(a.probabilities, b.probabilities);
         assert_eq!(a.pooled, b.pooled);
+    }
+}
+
+/// Cell embeddings without the mean run the last layer for the CLS rows only: the CLS must equal
+/// the full last layer's, with and without species, and the mean is left out.
+#[test]
+fn cls_only_embeddings_equal_the_full_last_layer() {
+    let dev = Device::flex();
+    let ck = load_checkpoint(&tiny(), WeightsFormat::Safetensors, &dev).expect("load MLM");
+    let cells = fixture_cells();
+    for use_species in [true, false] {
+        let mut full = options(4);
+        full.batch.use_species = use_species;
+        let cls_only = InferOptions {
+            mean_embedding: false,
+            ..full
+        };
+        let a = embed_cells(ck.bert(), &cells, &full, &dev, |_| {});
+        let b = embed_cells(ck.bert(), &cells, &cls_only, &dev, |_| {});
+        assert_eq!(a.mean.len(), a.cls.len());
+        assert!(
+            b.mean.is_empty(),
+            "the mean was computed without being asked for"
+        );
+        assert_close("CLS-only vs full last layer", &b.cls, &a.cls, 1e-5);
+        assert!(
+            a.cls.iter().any(|v| v.abs() > 1e-3),
+            "CLS outputs are all ~0"
+        );
     }
 }

@@ -222,4 +222,40 @@ fn shuffled_ids_in_another_shape_give_the_same_embeddings() {
     // Not a vacuous match: the embeddings carry signal.
     let spread = got[0].1.iter().map(|x| x.abs()).fold(0.0f32, f32::max);
     assert!(spread > 1e-3, "embeddings are all ~0");
+
+    // `--cls-only` (the last layer for the CLS rows only) writes the same cell embeddings and
+    // nothing per gene.
+    let (input, output) = (
+        dir.join("cells_b.safetensors"),
+        dir.join("cls_b.safetensors"),
+    );
+    ok(train(&[
+        "embed",
+        "--checkpoint",
+        b.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--cls-only",
+    ]));
+    let cls = cell_embeddings(&output);
+    assert_eq!(cls.0, got[1].0);
+    let diff = cls
+        .1
+        .iter()
+        .zip(&got[1].1)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        diff < 1e-5,
+        "--cls-only differs from --cells-only by {diff}"
+    );
+    let bytes = std::fs::read(&output).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(
+        st.tensor("mean_embedding").is_err() && st.tensor("last_hidden_state").is_err(),
+        "--cls-only wrote per-gene outputs: {:?}",
+        st.names()
+    );
 }

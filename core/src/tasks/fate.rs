@@ -107,7 +107,12 @@ fn vectors(
     options: &FateOptions,
     device: &Device,
 ) -> (usize, Vec<f32>) {
-    let e = embed_cells(bert, cells, &options.infer, device, |_| {});
+    // CLS vectors need only the CLS row of the last layer.
+    let infer = InferOptions {
+        mean_embedding: options.vector == CellVector::Mean,
+        ..options.infer
+    };
+    let e = embed_cells(bert, cells, &infer, device, |_| {});
     let v = match options.vector {
         CellVector::Cls => e.cls,
         CellVector::Mean => e.mean,

@@ -97,6 +97,7 @@ impl InferArgs {
             alpha: 1.0,
             folded: !self.unfolded,
             keep_hidden_states: false,
+            mean_embedding: true,
         }
     }
 }
