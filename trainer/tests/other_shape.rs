@@ -154,6 +154,27 @@ fn write_cells(path: &Path, cells: &[Vec<usize>], species: &[i64], perm: &[usize
     safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
+/// `genecompass-train embed` of `input` through `model` into `output`, with `flag`.
+fn embed(model: &Path, input: &Path, output: &Path, flag: &str) {
+    ok(train(&[
+        "embed",
+        "--checkpoint",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        flag,
+    ]));
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
 fn cell_embeddings(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -195,26 +216,12 @@ fn shuffled_ids_in_another_shape_give_the_same_embeddings() {
         let input = dir.join(format!("cells_{name}.safetensors"));
         let output = dir.join(format!("emb_{name}.safetensors"));
         write_cells(&input, &cells, &species, ids);
-        ok(train(&[
-            "embed",
-            "--checkpoint",
-            model_dir.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--cells-only",
-        ]));
+        embed(model_dir, &input, &output, "--cells-only");
         got.push(cell_embeddings(&output));
     }
     assert_eq!(got[0].0, vec![cells.len(), 48]);
     assert_eq!(got[0].0, got[1].0);
-    let max_diff = got[0]
-        .1
-        .iter()
-        .zip(&got[1].1)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let max_diff = max_abs_diff(&got[0].1, &got[1].1);
     assert!(
         max_diff < 1e-4,
         "embeddings differ by {max_diff} across id orders"
@@ -229,24 +236,10 @@ fn shuffled_ids_in_another_shape_give_the_same_embeddings() {
         dir.join("cells_b.safetensors"),
         dir.join("cls_b.safetensors"),
     );
-    ok(train(&[
-        "embed",
-        "--checkpoint",
-        b.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--cls-only",
-    ]));
+    embed(&b, &input, &output, "--cls-only");
     let cls = cell_embeddings(&output);
     assert_eq!(cls.0, got[1].0);
-    let diff = cls
-        .1
-        .iter()
-        .zip(&got[1].1)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let diff = max_abs_diff(&cls.1, &got[1].1);
     assert!(
         diff < 1e-5,
         "--cls-only differs from --cells-only by {diff}"

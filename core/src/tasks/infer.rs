@@ -23,7 +23,8 @@ pub struct InferOptions {
     pub keep_hidden_states: bool,
     /// Compute the mean over genes ([`Embeddings::mean`]). Without it and without the hidden
     /// states, only the CLS is read, so on the CPU the last layer computes one row per cell
-    /// (see [`OutputRows::Cls`]): a twelfth less work on a 12-layer model, a sixth on 6.
+    /// (see [`OutputRows::Cls`]): 4–7 % less time on a Base-shaped model, 13 % on Small
+    /// (`bench/inference/RESULTS.md`).
     pub mean_embedding: bool,
 }
 
@@ -120,16 +121,16 @@ fn for_each_batch(
     let folded = options
         .folded
         .then(|| fold_for_cells(&bert.embeddings, cells));
+    // Only the kept hidden states read padded positions, and only they and the mean read rows
+    // other than the CLS.
+    let rows = if options.keep_hidden_states {
+        OutputRows::All
+    } else if options.mean_embedding {
+        OutputRows::Real
+    } else {
+        OutputRows::Cls
+    };
     for idx in plan_batches(cells, &options.batch) {
-        // Only the kept hidden states read padded positions, and only they and the mean read
-        // rows other than the CLS.
-        let rows = if options.keep_hidden_states {
-            OutputRows::All
-        } else if options.mean_embedding {
-            OutputRows::Real
-        } else {
-            OutputRows::Cls
-        };
         let (input, last, pooled) =
             encode_batch(bert, folded.as_ref(), cells, &idx, options, rows, device);
         each(&idx, &input, last, pooled);

@@ -23,7 +23,7 @@ pub struct EmbedArgs {
     pub cells_only: bool,
     /// Write only `cell_embedding` (the CLS output, GeneCompass' cell embedding): no
     /// `last_hidden_state`, no `mean_embedding`. On the CPU the last layer then computes one
-    /// row per cell instead of every gene's, a twelfth less work on a 12-layer model.
+    /// row per cell instead of every gene's (4–7 % less time on GeneCompass_Base, 13 % on Small).
     #[arg(long, conflicts_with = "cells_only")]
     pub cls_only: bool,
 }
