@@ -92,6 +92,25 @@ pub(crate) fn check_chunk(
     chunk: &CsrChunk,
     n_genes: usize,
 ) -> Result<(), DataError> {
+    check_chunk_lengths(file, field, chunk)?;
+    if let Some(&bad) = chunk.indices.iter().find(|&&i| i as usize >= n_genes) {
+        return Err(format_err(
+            file,
+            format!(
+                "`{field}`: gene index {bad} is out of range for {n_genes} genes; \
+                 the matrix does not match its gene list"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_chunk`] without the gene indices (for readers that checked them as they decoded).
+pub(crate) fn check_chunk_lengths(
+    file: &str,
+    field: &str,
+    chunk: &CsrChunk,
+) -> Result<(), DataError> {
     let nnz = chunk.indices.len();
     if chunk.data.len() != nnz || chunk.indptr.last().copied().unwrap_or(0) != nnz {
         return Err(format_err(
@@ -103,15 +122,6 @@ pub(crate) fn check_chunk(
         return Err(format_err(
             file,
             format!("`{field}`: indptr decreases; the file is corrupt"),
-        ));
-    }
-    if let Some(&bad) = chunk.indices.iter().find(|&&i| i as usize >= n_genes) {
-        return Err(format_err(
-            file,
-            format!(
-                "`{field}`: gene index {bad} is out of range for {n_genes} genes; \
-                 the matrix does not match its gene list"
-            ),
         ));
     }
     Ok(())

@@ -10,7 +10,8 @@
 
 use hdf5_pure::Dataset;
 
-use super::csr::{MemCsr, check_chunk};
+use super::csr::{MemCsr, check_chunk, check_chunk_lengths, format_err};
+use super::h5direct::{DirectDataset, Elem};
 use super::h5util::H5;
 use super::{CsrChunk, DataError};
 
@@ -28,12 +29,26 @@ pub enum Storage {
 /// Entries per window when scanning a gene-major matrix.
 const WINDOW: usize = 1 << 20;
 
+/// One of a sparse matrix's entry arrays (`data`, `indices`), with where its elements lie in
+/// the file when it is plain enough to be read straight into a buffer.
+struct EntryArray {
+    ds: Dataset,
+    direct: Option<DirectDataset>,
+}
+
+impl EntryArray {
+    fn new(h5: &H5, ds: Dataset) -> Self {
+        let direct = h5.source.as_ref().and_then(|_| DirectDataset::new(&ds));
+        Self { ds, direct }
+    }
+}
+
 // One value per open matrix: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 enum Kind {
     Compressed {
-        data: Dataset,
-        indices: Dataset,
+        data: EntryArray,
+        indices: EntryArray,
         indptr: Dataset,
         nnz: usize,
         transposed: Option<MemCsr>,
@@ -112,8 +127,8 @@ impl H5Matrix {
             n_genes,
             storage,
             kind: Kind::Compressed {
-                data,
-                indices,
+                data: EntryArray::new(h5, data),
+                indices: EntryArray::new(h5, indices),
                 indptr,
                 nnz,
                 transposed: None,
@@ -193,7 +208,20 @@ impl H5Matrix {
                     let m = transposed.as_ref().expect("transposed just above");
                     m.slice(start, count)
                 } else {
-                    read_rows(h5, field, data, indices, indptr, *nnz, start, count)?
+                    let chunk = read_rows(
+                        h5,
+                        field,
+                        data,
+                        indices,
+                        indptr,
+                        *nnz,
+                        start,
+                        count,
+                        self.n_genes,
+                    )?;
+                    // Its indices were checked against the gene count as they were read.
+                    check_chunk_lengths(&h5.name, field, &chunk)?;
+                    return Ok(chunk);
                 }
             }
         };
@@ -234,62 +262,161 @@ fn ptr_window(
 }
 
 /// Reads entries `a..b` of `indices` (each checked to lie in `0..bound`) and `data`.
-#[allow(clippy::too_many_arguments)]
 fn entries(
     h5: &H5,
     field: &str,
-    data: &Dataset,
-    indices: &Dataset,
-    a: usize,
-    b: usize,
+    data: &EntryArray,
+    indices: &EntryArray,
+    (a, b): (usize, usize),
     bound: usize,
 ) -> Result<(Vec<u32>, Vec<f32>), DataError> {
-    let n = (b - a) as u64;
-    let name = format!("{field}/indices");
-    // 32-bit signed indices (anndata's usual) convert in place; any other integer type goes
-    // through i64.
-    let int32 = matches!(
-        indices.datatype(),
-        Ok(hdf5_pure::Datatype::FixedPoint {
-            size: 4,
-            layout: hdf5_pure::FixedPointLayout { signed: true, .. },
-            ..
-        })
-    );
-    let idx: Vec<u32> = if int32 {
-        let raw = indices
-            .read_i32_rows(a as u64, n)
-            .map_err(|e| h5.err(&name, e))?;
-        // One branch-free pass to validate (vectorised), then an in-place cast; the per-value
-        // checked conversion was 7 % of tokenizing a 1 GB file.
-        let out_of_range = raw
-            .iter()
-            .fold(false, |bad, &i| bad | (i < 0) | (i as i64 >= bound as i64));
-        if out_of_range {
-            let &i = raw
-                .iter()
-                .find(|&&i| i < 0 || i as i64 >= bound as i64)
-                .expect("an index out of range was seen");
-            to_u32(h5, field, i64::from(i), bound)?;
-        }
-        raw.into_iter().map(|i| i as u32).collect()
-    } else {
-        indices
-            .read_i64_rows(a as u64, n)
-            .map_err(|e| h5.err(&name, e))?
-            .into_iter()
-            .map(|i| to_u32(h5, field, i, bound))
-            .collect::<Result<_, _>>()?
-    };
-    let val = data
-        .read_f32_rows(a as u64, n)
-        .map_err(|e| h5.err(&format!("{field}/data"), e))?;
+    let idx = read_indices(h5, field, indices, a, b, bound)?;
+    let val = read_values(h5, field, data, a, b)?;
     if idx.len() != b - a || val.len() != b - a {
         return Err(h5.msg(format!(
             "`{field}`: data or indices shorter than indptr says"
         )));
     }
     Ok((idx, val))
+}
+
+/// [`entries`]' `indices`: read in place when plain 32-bit, else decoded by `hdf5-pure`.
+fn read_indices(
+    h5: &H5,
+    field: &str,
+    indices: &EntryArray,
+    a: usize,
+    b: usize,
+    bound: usize,
+) -> Result<Vec<u32>, DataError> {
+    let n = b - a;
+    let name = format!("{field}/indices");
+    if let (Some(d), Some(src)) = (&indices.direct, &h5.source) {
+        match d.elem {
+            Elem::I32 | Elem::U32 => {
+                let mut idx = vec![0u32; n];
+                d.read(src.as_ref(), a as u64, bytemuck::cast_slice_mut(&mut idx))
+                    .map_err(|e| read_failed(h5, &name, e))?;
+                // Negative int32 read as u32 are 2^31 and up: one bound covers both checks.
+                let limit = if d.elem == Elem::I32 {
+                    bound.min(1 << 31)
+                } else {
+                    bound
+                };
+                check_below(h5, field, &idx, limit, bound, d.elem == Elem::I32)?;
+                return Ok(idx);
+            }
+            Elem::I64 => {
+                let mut raw = vec![0i64; n];
+                d.read(src.as_ref(), a as u64, bytemuck::cast_slice_mut(&mut raw))
+                    .map_err(|e| read_failed(h5, &name, e))?;
+                return raw
+                    .into_iter()
+                    .map(|i| to_u32(h5, field, i, bound))
+                    .collect();
+            }
+            Elem::F32 => {}
+        }
+    }
+    // 32-bit signed indices (anndata's usual) convert in place; any other integer type goes
+    // through i64.
+    let int32 = matches!(
+        indices.ds.datatype(),
+        Ok(hdf5_pure::Datatype::FixedPoint {
+            size: 4,
+            layout: hdf5_pure::FixedPointLayout { signed: true, .. },
+            ..
+        })
+    );
+    if int32 {
+        let raw = indices
+            .ds
+            .read_i32_rows(a as u64, n as u64)
+            .map_err(|e| h5.err(&name, e))?;
+        let idx: Vec<u32> = raw.into_iter().map(|i| i as u32).collect();
+        check_below(h5, field, &idx, bound.min(1 << 31), bound, true)?;
+        Ok(idx)
+    } else {
+        indices
+            .ds
+            .read_i64_rows(a as u64, n as u64)
+            .map_err(|e| h5.err(&name, e))?
+            .into_iter()
+            .map(|i| to_u32(h5, field, i, bound))
+            .collect()
+    }
+}
+
+/// Checks every index is below `limit` in one branch-free (vectorised) pass; the per-value
+/// checked conversion was 7 % of tokenizing a 1 GB file. The error names the first offender
+/// (as a signed number when the file stores `signed` indices) against `bound`.
+fn check_below(
+    h5: &H5,
+    field: &str,
+    idx: &[u32],
+    limit: usize,
+    bound: usize,
+    signed: bool,
+) -> Result<(), DataError> {
+    if idx
+        .iter()
+        .fold(false, |bad, &i| bad | (i as usize >= limit))
+    {
+        let &i = idx
+            .iter()
+            .find(|&&i| i as usize >= limit)
+            .expect("an index out of range was seen");
+        let i = if signed {
+            i64::from(i as i32)
+        } else {
+            i64::from(i)
+        };
+        to_u32(h5, field, i, bound)?;
+        return Err(h5.msg(format!(
+            "`{field}/indices` holds {i}, outside 0..{bound}; the matrix does not match its shape"
+        )));
+    }
+    Ok(())
+}
+
+/// [`entries`]' `data`: read in place when plain float32 (or int32, 10x's counts), else
+/// decoded by `hdf5-pure`.
+fn read_values(
+    h5: &H5,
+    field: &str,
+    data: &EntryArray,
+    a: usize,
+    b: usize,
+) -> Result<Vec<f32>, DataError> {
+    let n = b - a;
+    let name = format!("{field}/data");
+    if let (Some(d), Some(src)) = (&data.direct, &h5.source) {
+        match d.elem {
+            Elem::F32 => {
+                let mut val = vec![0f32; n];
+                d.read(src.as_ref(), a as u64, bytemuck::cast_slice_mut(&mut val))
+                    .map_err(|e| read_failed(h5, &name, e))?;
+                return Ok(val);
+            }
+            Elem::I32 => {
+                let mut raw = vec![0i32; n];
+                d.read(src.as_ref(), a as u64, bytemuck::cast_slice_mut(&mut raw))
+                    .map_err(|e| read_failed(h5, &name, e))?;
+                return Ok(raw.into_iter().map(|v| v as f32).collect());
+            }
+            Elem::U32 | Elem::I64 => {}
+        }
+    }
+    data.ds
+        .read_f32_rows(a as u64, n as u64)
+        .map_err(|e| h5.err(&name, e))
+}
+
+fn read_failed(h5: &H5, name: &str, e: std::io::Error) -> DataError {
+    format_err(
+        &h5.name,
+        format!("cannot read `{name}` ({e}); the file may be truncated or corrupt"),
+    )
 }
 
 fn to_u32(h5: &H5, field: &str, i: i64, bound: usize) -> Result<u32, DataError> {
@@ -305,16 +432,17 @@ fn to_u32(h5: &H5, field: &str, i: i64, bound: usize) -> Result<u32, DataError> 
 fn read_rows(
     h5: &H5,
     field: &str,
-    data: &Dataset,
-    indices: &Dataset,
+    data: &EntryArray,
+    indices: &EntryArray,
     indptr: &Dataset,
     nnz: usize,
     start: usize,
     count: usize,
+    n_genes: usize,
 ) -> Result<CsrChunk, DataError> {
     let ptr = ptr_window(h5, field, indptr, nnz, start, count)?;
     let (a, b) = (ptr[0], ptr[count]);
-    let (indices, data) = entries(h5, field, data, indices, a, b, u32::MAX as usize)?;
+    let (indices, data) = entries(h5, field, data, indices, (a, b), n_genes)?;
     Ok(CsrChunk {
         first_cell: start,
         indptr: ptr.iter().map(|p| p - a).collect(),
@@ -328,8 +456,8 @@ fn read_rows(
 fn transpose(
     h5: &H5,
     field: &str,
-    data: &Dataset,
-    indices: &Dataset,
+    data: &EntryArray,
+    indices: &EntryArray,
     indptr: &Dataset,
     nnz: usize,
     n_cells: usize,
@@ -344,6 +472,7 @@ fn transpose(
     while a < nnz {
         let b = (a + WINDOW).min(nnz);
         let idx = indices
+            .ds
             .read_i64_rows(a as u64, (b - a) as u64)
             .map_err(|e| h5.err(&format!("{field}/indices"), e))?;
         for i in idx {
@@ -361,7 +490,7 @@ fn transpose(
     let mut a = 0;
     while a < nnz {
         let b = (a + WINDOW).min(nnz);
-        let (idx, val) = entries(h5, field, data, indices, a, b, n_cells)?;
+        let (idx, val) = entries(h5, field, data, indices, (a, b), n_cells)?;
         for (k, (cell, v)) in idx.into_iter().zip(val).enumerate() {
             let e = a + k;
             while gptr[gene + 1] <= e {

@@ -12,6 +12,9 @@ use super::csr::format_err;
 pub(crate) struct H5 {
     pub file: File,
     pub name: String,
+    /// The file's bytes when it is read by position (a file on disk, a browser `File`): plain
+    /// datasets are then read straight into their buffers ([`super::h5direct`]).
+    pub source: Option<std::sync::Arc<dyn super::source::ByteSource>>,
 }
 
 /// Names of a group's sub-groups and datasets.
@@ -62,6 +65,7 @@ impl H5 {
         let h5 = H5 {
             file,
             name: name.to_string(),
+            source: None,
         };
         h5.probe()?;
         Ok(h5)
@@ -73,11 +77,12 @@ impl H5 {
         source: std::sync::Arc<dyn super::source::ByteSource>,
         name: &str,
     ) -> Result<H5, DataError> {
-        let file =
-            File::from_source(super::source::Hdf5Source(source)).map_err(|e| corrupt(name, e))?;
+        let file = File::from_source(super::source::Hdf5Source(source.clone()))
+            .map_err(|e| corrupt(name, e))?;
         let h5 = H5 {
             file,
             name: name.to_string(),
+            source: Some(source),
         };
         h5.probe()?;
         Ok(h5)

@@ -3,6 +3,7 @@
 mod csr;
 mod error;
 pub mod h5ad;
+mod h5direct;
 mod h5matrix;
 mod h5util;
 mod matrix;

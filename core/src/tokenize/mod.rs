@@ -17,6 +17,7 @@ pub mod medians;
 pub mod orthologs;
 pub mod pipeline;
 pub mod qc;
+pub mod rank_table;
 pub mod stream;
 pub mod transform;
 pub mod vocab;

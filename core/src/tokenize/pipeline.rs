@@ -15,7 +15,7 @@ use super::qc::{CellQcOptions, CellStats, GeneCountFilter, QcCounts, select_cell
 use super::transform::{TieBreak, keeps_gene};
 use super::{TokenDictionary, TokenizeError};
 use crate::cells::Species;
-use crate::data::{CellSource, ObsColumn};
+use crate::data::{CellSource, CsrChunk, ObsColumn};
 use serde::Serialize;
 
 /// All tokenizer options; `Default` is the official behaviour wherever it is known.
@@ -101,8 +101,9 @@ pub struct TokenizeSummary {
 #[derive(Debug)]
 pub(super) struct Plan {
     mapped: Vec<bool>,
-    /// The four per-column facts pass 1 reads for every value, packed into one byte
-    /// ([`USED`], [`MAPPED`], [`MITO`], [`COUNTED`]) so that they cost one cache line, not four.
+    /// The per-column facts pass 1 reads for every value, packed into one byte ([`USED`],
+    /// [`MAPPED`], [`MITO`], [`COUNTED`], [`KEEPS_COUNTS`]) so that they cost one cache line,
+    /// not five.
     flags: Vec<u8>,
     /// `Some((token, divisor))` for genes entering the transform.
     pub(super) used: Vec<Option<(u32, f64)>>,
@@ -113,6 +114,10 @@ const USED: u8 = 1;
 const MAPPED: u8 = 2;
 const MITO: u8 = 4;
 const COUNTED: u8 = 8;
+/// A used column whose divisor keeps every count of 1 or more (a positive median up to 1e29):
+/// pass 1 then counts the cell's kept genes without dividing (the division was most of its
+/// per-value work).
+const KEEPS_COUNTS: u8 = 16;
 
 fn plan(gm: &GeneMatch, medians: Option<&GeneMedians>, opts: &TokenizeOptions) -> Plan {
     let prefix = opts
@@ -164,6 +169,7 @@ fn plan(gm: &GeneMatch, medians: Option<&GeneMedians>, opts: &TokenizeOptions) -
                 | (u8::from(mapped[j]) * MAPPED)
                 | (u8::from(mito[j]) * MITO)
                 | (u8::from(counted[j]) * COUNTED)
+                | (u8::from(used[j].is_some_and(|(_, m)| m > 0.0 && m <= 1e29)) * KEEPS_COUNTS)
         })
         .collect();
     Plan {
@@ -230,18 +236,119 @@ pub(super) struct Prepared {
     pub(super) lens: Vec<u32>,
 }
 
-/// Pass 1: per-cell statistics, per-gene totals and the number of genes each cell keeps after
-/// the transform (before QC and before truncation to `max_len`); validates counts.
-/// A non-negative whole number (what `v >= 0 && v.fract() == 0` says, without `fract`'s call
-/// into libm on every value: every finite f32 from 2^23 up is whole).
+/// A non-negative whole number (what `v >= 0 && v.fract() == 0` says), without branches or
+/// libm, so that a chunk's values are checked in one vectorised pass: below 2^23, adding 2^23
+/// rounds to a whole number, which is `v` only when `v` is one; every finite f32 from 2^23 up
+/// is whole.
+// `&` on the comparisons (not `contains`, whose `&&` may branch) keeps the loop vectorisable.
+#[allow(clippy::manual_range_contains)]
 fn is_count(v: f32) -> bool {
-    if v < 8_388_608.0 {
-        v >= 0.0 && (v as u32) as f32 == v
-    } else {
-        v.is_finite()
-    }
+    const WHOLE: f32 = 8_388_608.0;
+    let small = (v >= 0.0) & (v < WHOLE) & ((v + WHOLE) - WHOLE == v);
+    let large = (v >= WHOLE) & (v <= f32::MAX);
+    small | large
 }
 
+/// One cell's pass-1 facts, or the first value that is not a count (column, value).
+type CellFacts = Result<(CellStats, u32), (usize, f32)>;
+
+/// Pass 1 on one chunk: each cell's facts (by position in the chunk, in any order) and the
+/// chunk's gene totals.
+fn chunk_stats(
+    chunk: &CsrChunk,
+    p: &Plan,
+    opts: &TokenizeOptions,
+) -> (Vec<(usize, CellFacts)>, Vec<f64>) {
+    // Every value checked at once; cells are checked one by one only to name the first
+    // offender.
+    let check = opts.require_counts && !chunk.data.iter().fold(true, |ok, &v| ok & is_count(v));
+    // Cells are independent: rayon's threads take them (natively; one thread in wasm), each
+    // with its own gene totals, added up after the chunk. Counts are integers, so the
+    // totals do not depend on the order of the additions.
+    let per_cell = |totals: &mut Vec<f64>, i: usize| -> Result<(CellStats, u32), (usize, f32)> {
+        let (idx, val) = chunk.cell(i);
+        if totals.is_empty() {
+            totals.resize(p.mapped.len(), 0.0);
+        }
+        let mut s = CellStats::default();
+        let mut used_sum = 0f64;
+        // Without normalisation a gene's fate does not depend on the cell's sum: count
+        // the kept genes in this same loop.
+        let mut kept = 0u32;
+        let fused = opts.normalize_total.is_none();
+        for (&j, &v) in idx.iter().zip(val) {
+            let j = j as usize;
+            if check && !is_count(v) {
+                return Err((j, v));
+            }
+            let f = p.flags[j];
+            let v = v as f64;
+            totals[j] += v;
+            if f & USED != 0 {
+                used_sum += v;
+                if f & KEEPS_COUNTS != 0 && (v >= 1.0 || v == 0.0) {
+                    // v / median >= 1e-29 for a count; 0 is never kept.
+                    kept += u32::from(v >= 1.0);
+                } else if fused
+                    && let Some((_, median)) = p.used[j]
+                    && keeps_gene(v, 0.0, median, None)
+                {
+                    kept += 1;
+                }
+            }
+            if f & MAPPED != 0 {
+                s.total += v;
+                if f & MITO != 0 {
+                    s.mito += v;
+                }
+                if f & COUNTED != 0 && v != 0.0 {
+                    s.n_counted += 1;
+                }
+            }
+        }
+        if fused {
+            return Ok((s, kept));
+        }
+        // What pass 2's `rank_cell` will keep, so that the output can be sized up front.
+        let n = idx
+            .iter()
+            .zip(val)
+            .filter(|&(&j, &v)| {
+                p.used[j as usize].is_some_and(|(_, median)| {
+                    keeps_gene(v as f64, used_sum, median, opts.normalize_total)
+                })
+            })
+            .count();
+        Ok((s, n as u32))
+    };
+    (0..chunk.n_cells())
+        .into_par_iter()
+        // A few cells per task: each task's gene totals are a vector as long as the file
+        // has genes, zeroed and added up after the chunk.
+        .with_min_len(chunk.n_cells().div_ceil(4).max(1))
+        .fold(
+            || (Vec::new(), Vec::new()),
+            |(mut cells, mut totals), i| {
+                cells.push((i, per_cell(&mut totals, i)));
+                (cells, totals)
+            },
+        )
+        .reduce(
+            || (Vec::new(), Vec::new()),
+            |(mut a, mut ta), (b, tb)| {
+                a.extend(b);
+                if ta.is_empty() {
+                    ta = tb;
+                } else {
+                    ta.iter_mut().zip(&tb).for_each(|(x, y)| *x += y);
+                }
+                (a, ta)
+            },
+        )
+}
+
+/// Pass 1: per-cell statistics, per-gene totals and the number of genes each cell keeps after
+/// the transform (before QC and before truncation to `max_len`); validates counts.
 fn stats_pass(
     source: &mut dyn CellSource,
     p: &Plan,
@@ -252,85 +359,21 @@ fn stats_pass(
     let mut stats = Vec::with_capacity(n_cells);
     let mut lens = Vec::with_capacity(n_cells);
     let mut col_totals = vec![0f64; p.mapped.len()];
-    while let Some(chunk) = source.next_chunk(opts.chunk_cells.max(1))? {
-        // Cells are independent: rayon's threads take them (natively; one thread in wasm), each
-        // with its own gene totals, added up after the chunk. Counts are integers, so the
-        // totals do not depend on the order of the additions.
-        let per_cell =
-            |totals: &mut Vec<f64>, i: usize| -> Result<(CellStats, u32), (usize, f32)> {
-                let (idx, val) = chunk.cell(i);
-                if totals.is_empty() {
-                    totals.resize(p.mapped.len(), 0.0);
-                }
-                let mut s = CellStats::default();
-                let mut used_sum = 0f64;
-                // Without normalisation a gene's fate does not depend on the cell's sum: count
-                // the kept genes in this same loop.
-                let mut kept = 0u32;
-                let fused = opts.normalize_total.is_none();
-                for (&j, &v) in idx.iter().zip(val) {
-                    let j = j as usize;
-                    if opts.require_counts && !is_count(v) {
-                        return Err((j, v));
-                    }
-                    let f = p.flags[j];
-                    let v = v as f64;
-                    totals[j] += v;
-                    if f & USED != 0 {
-                        used_sum += v;
-                        if fused
-                            && let Some((_, median)) = p.used[j]
-                            && keeps_gene(v, 0.0, median, None)
-                        {
-                            kept += 1;
-                        }
-                    }
-                    if f & MAPPED != 0 {
-                        s.total += v;
-                        if f & MITO != 0 {
-                            s.mito += v;
-                        }
-                        if f & COUNTED != 0 && v != 0.0 {
-                            s.n_counted += 1;
-                        }
-                    }
-                }
-                if fused {
-                    return Ok((s, kept));
-                }
-                // What pass 2's `rank_cell` will keep, so that the output can be sized up front.
-                let n = idx
-                    .iter()
-                    .zip(val)
-                    .filter(|&(&j, &v)| {
-                        p.used[j as usize].is_some_and(|(_, median)| {
-                            keeps_gene(v as f64, used_sum, median, opts.normalize_total)
-                        })
-                    })
-                    .count();
-                Ok((s, n as u32))
-            };
-        let (mut cells, totals) = (0..chunk.n_cells())
-            .into_par_iter()
-            .fold(
-                || (Vec::new(), Vec::new()),
-                |(mut cells, mut totals), i| {
-                    cells.push((i, per_cell(&mut totals, i)));
-                    (cells, totals)
-                },
-            )
-            .reduce(
-                || (Vec::new(), Vec::new()),
-                |(mut a, mut ta), (b, tb)| {
-                    a.extend(b);
-                    if ta.is_empty() {
-                        ta = tb;
-                    } else {
-                        ta.iter_mut().zip(&tb).for_each(|(x, y)| *x += y);
-                    }
-                    (a, ta)
-                },
-            );
+    let n = opts.chunk_cells.max(1);
+    let mut next = source.next_chunk(n)?;
+    while let Some(chunk) = next.take() {
+        // Natively, the next chunk is read while this one's cells are counted.
+        #[cfg(not(target_arch = "wasm32"))]
+        let ((mut cells, totals), ahead) = std::thread::scope(|s| {
+            let counting = s.spawn(|| chunk_stats(&chunk, p, opts));
+            let ahead = source.next_chunk(n);
+            match counting.join() {
+                Ok(counted) => (counted, ahead),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        #[cfg(target_arch = "wasm32")]
+        let ((mut cells, totals), ahead) = (chunk_stats(&chunk, p, opts), source.next_chunk(n));
         for (x, y) in col_totals.iter_mut().zip(&totals) {
             *x += y;
         }
@@ -347,6 +390,7 @@ fn stats_pass(
                 }
             }
         }
+        next = ahead?;
     }
     Ok(PassOne {
         stats,
@@ -498,6 +542,9 @@ mod tests {
             -0.5,
             8_388_607.0,
             8_388_607.5,
+            2.5,
+            4_194_303.5,
+            16_777_217.0,
             8_388_608.0,
             1e20,
             f32::MAX,

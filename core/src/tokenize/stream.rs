@@ -6,10 +6,8 @@ use super::pipeline::{Plan, Prepared, TokenizeOptions, TokenizeSummary, prepare,
 use super::qc::QcCounts;
 use rayon::prelude::*;
 
-use super::transform::{
-    GeneValue, RankedCell, SmallCountValues, TieBreak, is_kept, rank_cell_counted, rank_token_keys,
-    token_key,
-};
+use super::rank_table::{RankScratch, RankTable};
+use super::transform::{GeneValue, RankedCell, TieBreak, rank_cell_counted};
 use super::{GeneMatch, GeneMatchReport, GeneMedians, TokenDictionary, TokenizeError};
 use crate::cells::{CellSet, Species, TokenizedCell};
 use crate::data::{CellSource, CsrChunk, DataError};
@@ -202,9 +200,9 @@ pub struct TokenizeStream<'s> {
     finished: bool,
     /// The next chunk's read, done while the last chunk ranked (native builds).
     ahead: Option<Result<Option<CsrChunk>, DataError>>,
-    /// Tabulated values of small counts, when the options allow it and the file is large
+    /// The global ranks of small counts, when the options allow it and the file is large
     /// enough to repay the table.
-    small: Option<SmallCountValues>,
+    table: Option<RankTable>,
 }
 
 impl<'s> TokenizeStream<'s> {
@@ -216,11 +214,14 @@ impl<'s> TokenizeStream<'s> {
     ) -> Result<Self, TokenizeError> {
         let summary = plan.summary();
         source.rewind()?;
-        // The table costs `COUNTS` logarithms per gene; each cell holding the gene saves one.
-        let small = (opts.normalize_total.is_none()
+        // The table costs a logarithm and a sort entry per (gene, small count); each cell's
+        // gene saves a sort entry.
+        let genes: usize = plan.lens.iter().map(|&l| l as usize).sum();
+        let used_columns = plan.plan.used.iter().flatten().count();
+        let table = (opts.normalize_total.is_none()
             && opts.tie_break == TieBreak::TokenId
-            && plan.lens.len() >= 8 * SmallCountValues::COUNTS)
-            .then(|| SmallCountValues::new(plan.plan.used.iter().copied()));
+            && RankTable::pays_off(genes, used_columns))
+        .then(|| RankTable::new(&plan.plan.used));
         Ok(Self {
             source,
             gm: plan.gm,
@@ -234,7 +235,7 @@ impl<'s> TokenizeStream<'s> {
             written: 0,
             finished: false,
             ahead: None,
-            small,
+            table,
         })
     }
 
@@ -285,7 +286,7 @@ impl<'s> TokenizeStream<'s> {
             lens: &self.lens,
             opts: &self.opts,
             max_len: self.max_len,
-            small: self.small.as_ref(),
+            table: self.table.as_ref(),
         };
         // Natively, the next chunk is read while this one ranks (reading is serial, ranking
         // runs on every core). Wasm has no threads to spare: it reads when asked.
@@ -355,15 +356,15 @@ struct Ranker<'a> {
     lens: &'a [u32],
     opts: &'a TokenizeOptions,
     max_len: Option<usize>,
-    small: Option<&'a SmallCountValues>,
+    table: Option<&'a RankTable>,
 }
 
 impl Ranker<'_> {
     /// Each cell of `chunk` ranked, or `None` where pass 1 dropped it. Cells rank independently:
     /// across rayon's threads (natively; one thread in wasm).
     fn rank(&self, chunk: &CsrChunk) -> Vec<Option<RankedCell>> {
-        if let Some(small) = self.small {
-            return self.rank_counts(chunk, small);
+        if let Some(table) = self.table {
+            return self.rank_counts(chunk, table);
         }
         (0..chunk.n_cells())
             .into_par_iter()
@@ -395,25 +396,17 @@ impl Ranker<'_> {
 }
 
 impl Ranker<'_> {
-    /// [`Self::rank`] without normalisation and with token-id ties (the defaults): each gene's
-    /// sort key is built straight from the tabulated value, into one buffer per thread.
-    fn rank_counts(&self, chunk: &CsrChunk, small: &SmallCountValues) -> Vec<Option<RankedCell>> {
+    /// [`Self::rank`] without normalisation and with token-id ties (the defaults), through the
+    /// table of global ranks, with one scratch bitmap per thread.
+    fn rank_counts(&self, chunk: &CsrChunk, table: &RankTable) -> Vec<Option<RankedCell>> {
         (0..chunk.n_cells())
             .into_par_iter()
-            .map_init(Vec::new, |keys: &mut Vec<u64>, i| {
+            .map_init(RankScratch::default, |scratch, i| {
                 if self.lens[chunk.first_cell + i] == 0 {
                     return None;
                 }
                 let (idx, val) = chunk.cell(i);
-                keys.clear();
-                for (&j, &v) in idx.iter().zip(val) {
-                    if let Some((token, x)) = small.lookup(j, v)
-                        && is_kept(x)
-                    {
-                        keys.push(token_key(x, token));
-                    }
-                }
-                Some(rank_token_keys(keys, self.max_len))
+                Some(table.rank(idx, val, scratch, self.max_len))
             })
             .collect()
     }
@@ -458,10 +451,10 @@ mod tests {
     use crate::data::{MatrixChoice, open_path};
     use crate::tokenize::{EmbeddedGenes, GeneMatchOptions, match_genes};
 
-    /// The tabulated path ranks every real cell exactly as the general one does, with official
-    /// medians below 1, a NaN median, and counts above the table.
+    /// The rank table ranks every real cell exactly as the general path does, with medians
+    /// below and above 1, a NaN median, and counts above the table.
     #[test]
-    fn tabulated_counts_rank_like_the_general_path() {
+    fn the_rank_table_ranks_like_the_general_path() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../shared/data/h5ad/baron_mouse_pancreas_822.h5ad"
@@ -495,26 +488,21 @@ mod tests {
             source,
             used,
             lens,
-            small,
+            table,
             ..
         } = TokenizeStream::new(&mut src, plan, &opts).unwrap();
-        let small = small.as_ref().expect("822 cells use the table");
+        let table = table.as_ref().expect("822 cells use the table");
         let chunk = source.next_chunk(usize::MAX).unwrap().unwrap();
-        assert!(
-            chunk
-                .data
-                .iter()
-                .any(|&v| v as usize >= SmallCountValues::COUNTS)
-        );
-        let ranker = |small| Ranker {
+        assert!(chunk.data.iter().any(|&v| v as usize > 8));
+        let ranker = |table| Ranker {
             used: &used,
             lens: &lens,
             opts: &opts,
             max_len: opts.max_len,
-            small,
+            table,
         };
         let general = ranker(None).rank(&chunk);
         assert!(general.iter().flatten().count() > 700);
-        assert_eq!(ranker(Some(small)).rank(&chunk), general);
+        assert_eq!(ranker(Some(table)).rank(&chunk), general);
     }
 }

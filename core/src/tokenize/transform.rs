@@ -73,76 +73,6 @@ pub fn keeps_gene(count: f64, cell_sum: f64, median: f64, normalize_total: Optio
     y >= 1e-30 || is_kept(log2_1p(y) as f32)
 }
 
-/// `log2(1 + count / median)` as stored (f32) for the small integer counts that make up most
-/// of a count matrix (counts below 7 are 96 % of Baron's), per gene column: one logarithm per
-/// (gene, count) instead of one per non-zero value, which was an eighth of tokenizing a large
-/// file. A column's token and tabulated values share 32 bytes, so that the rows of a 15,000-gene
-/// file (480 KB) stay in the core's cache. Valid only without library-size normalisation (the
-/// value then depends on the count and median alone); each entry is the very expression
-/// [`rank_cell`] evaluates, so results are identical.
-#[derive(Debug, Clone)]
-pub struct SmallCountValues {
-    rows: Vec<CountRow>,
-    /// Each column's median, for the counts outside the table.
-    medians: Vec<f64>,
-}
-
-/// One column of [`SmallCountValues`].
-#[derive(Debug, Clone, Copy)]
-#[repr(C, align(32))]
-struct CountRow {
-    /// The vocabulary token; `u32::MAX` for a column that never enters the transform.
-    token: u32,
-    values: [f32; SmallCountValues::COUNTS],
-}
-
-impl SmallCountValues {
-    /// Counts `0..COUNTS` are tabulated (what fits beside the token in 32 bytes).
-    pub const COUNTS: usize = 7;
-
-    /// The table for columns entering the transform as `(token, median)` (`None`: a column
-    /// that does not).
-    pub fn new(columns: impl Iterator<Item = Option<(u32, f64)>>) -> Self {
-        let (rows, medians) = columns
-            .map(|c| {
-                let mut row = CountRow {
-                    token: u32::MAX,
-                    values: [0.0; Self::COUNTS],
-                };
-                let Some((token, m)) = c else {
-                    return (row, 1.0);
-                };
-                row.token = token;
-                for (c, v) in row.values.iter_mut().enumerate() {
-                    *v = log2_1p(median_divide(c as f64, m)) as f32;
-                }
-                (row, m)
-            })
-            .unzip();
-        Self { rows, medians }
-    }
-
-    /// The token and stored value of `count` in `column`, or `None` for a column that does not
-    /// enter the transform.
-    #[inline]
-    pub fn lookup(&self, column: u32, count: f32) -> Option<(u32, f32)> {
-        let row = &self.rows[column as usize];
-        if row.token == u32::MAX {
-            return None;
-        }
-        let c = count as usize;
-        let x = if c < Self::COUNTS && c as f32 == count {
-            row.values[c]
-        } else {
-            log2_1p(median_divide(
-                f64::from(count),
-                self.medians[column as usize],
-            )) as f32
-        };
-        Some((row.token, x))
-    }
-}
-
 /// The sort key of a gene under [`TieBreak::TokenId`]: `!value · token`, so that ascending
 /// integer order is value descending, then token ascending.
 #[inline]
@@ -272,7 +202,7 @@ fn ordered_bits(x: f32) -> u32 {
 }
 
 /// The inverse of [`ordered_bits`].
-fn from_ordered(o: u32) -> f32 {
+pub(crate) fn from_ordered(o: u32) -> f32 {
     f32::from_bits(if o & 0x8000_0000 != 0 {
         o & 0x7fff_ffff
     } else {
@@ -333,44 +263,6 @@ mod tests {
                     let got = rank_cell_counted(&genes, None, tie, max_len);
                     assert_eq!(got, want, "case {case}, {tie:?}, max_len {max_len:?}");
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn tabulated_small_counts_equal_the_computed_values() {
-        let medians = [
-            Some(1.0),
-            Some(0.37),
-            None,
-            Some(f64::NAN),
-            Some(0.0),
-            Some(2.5e-7),
-        ];
-        let t = SmallCountValues::new(
-            medians
-                .iter()
-                .enumerate()
-                .map(|(i, m)| m.map(|m| (i as u32 + 5, m))),
-        );
-        let counts = [
-            0.0f32, -0.0, 1.0, 2.0, 7.0, 12.0, 13.0, 33.0, 1e6, 0.5, 2.25, -3.0,
-        ];
-        for (col, m) in medians.iter().enumerate() {
-            let Some(m) = *m else {
-                assert_eq!(t.lookup(col as u32, 1.0), None);
-                continue;
-            };
-            for &c in &counts {
-                let want = log2_1p(median_divide(f64::from(c), m)) as f32;
-                let (token, got) = t.lookup(col as u32, c).expect("a used column");
-                assert_eq!(token, col as u32 + 5);
-                // Equal as stored, and kept or dropped alike (-0.0 and 0.0 are both dropped).
-                assert!(
-                    got == want || (got.is_nan() && want.is_nan()),
-                    "column {col}, count {c}: {got} vs {want}"
-                );
-                assert_eq!(is_kept(got), is_kept(want));
             }
         }
     }

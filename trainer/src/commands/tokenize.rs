@@ -346,8 +346,10 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         pass: 0,
         passes: 2,
     };
+    tracing::debug!(seconds = start.elapsed().as_secs_f64(), "genes matched");
     let plan = plan_tokenize_matched(&mut src, gm, &vocab, &medians, &opts)
         .map_err(|e| explain(e, &args.input))?;
+    tracing::debug!(seconds = start.elapsed().as_secs_f64(), "pass 1 done");
     let summary = plan.summary();
     if plan.cells_out() == 0 {
         bar.finish_and_clear();
@@ -433,7 +435,7 @@ fn write_output(
             )?;
             let mut failed = None;
             let streamed = tokenize_each(src, plan, opts, &mut |cell| {
-                out.push(&cell).map_err(|e| {
+                out.push_owned(cell).map_err(|e| {
                     let message = format!("{e:#}");
                     failed = Some(e);
                     TokenizeError::Options(message)

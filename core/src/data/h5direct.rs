@@ -1,0 +1,238 @@
+//! Plain 1-D datasets read straight into typed buffers. Most h5ad matrices are stored without
+//! compression (anndata's default), as one contiguous run or as unfiltered chunks; their bytes
+//! are then exactly the little-endian numbers wanted, and a window of entries is one
+//! positioned read per run of adjacent chunks into the caller's buffer. Through `hdf5-pure`
+//! the same window was read into a byte vector chunk by chunk, copied, then decoded into a
+//! third: two fifths of the reading thread's time on a 1 GB file.
+
+use hdf5_pure::{
+    Dataset, Datatype, DatatypeByteOrder, FixedPointLayout, FloatingPointLayout, Layout,
+};
+
+use super::source::ByteSource;
+
+/// The element types read directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Elem {
+    I32,
+    U32,
+    I64,
+    F32,
+}
+
+impl Elem {
+    fn of(dt: &Datatype) -> Option<Elem> {
+        match *dt {
+            Datatype::FixedPoint {
+                size,
+                byte_order: DatatypeByteOrder::LittleEndian,
+                layout:
+                    FixedPointLayout {
+                        signed,
+                        bit_offset: 0,
+                        bit_precision,
+                    },
+            } if u32::from(bit_precision) == 8 * size => match (size, signed) {
+                (4, true) => Some(Elem::I32),
+                (4, false) => Some(Elem::U32),
+                (8, true) => Some(Elem::I64),
+                _ => None,
+            },
+            Datatype::FloatingPoint {
+                size: 4,
+                byte_order: DatatypeByteOrder::LittleEndian,
+                layout,
+            } if layout == FloatingPointLayout::IEEE754_BINARY32 => Some(Elem::F32),
+            _ => None,
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            Elem::I32 | Elem::U32 | Elem::F32 => 4,
+            Elem::I64 => 8,
+        }
+    }
+}
+
+/// Elements `first..first + count` of a dataset, stored from byte `at` of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    first: u64,
+    count: u64,
+    at: u64,
+}
+
+/// Where a plain 1-D dataset's elements lie in the file.
+#[derive(Debug, Clone)]
+pub(crate) struct DirectDataset {
+    runs: Vec<Run>,
+    len: u64,
+    pub elem: Elem,
+}
+
+impl DirectDataset {
+    /// The dataset's runs, or `None` when it must be decoded by `hdf5-pure`: compressed or
+    /// otherwise filtered, not 1-D, of another element type or byte order (or on a big-endian
+    /// machine), with chunks not yet written, or with storage this reader does not locate.
+    pub fn new(ds: &Dataset) -> Option<Self> {
+        if cfg!(target_endian = "big") || !ds.filters().is_empty() {
+            return None;
+        }
+        let elem = Elem::of(&ds.datatype().ok()?)?;
+        let [len] = ds.shape().ok()?[..] else {
+            return None;
+        };
+        let size = elem.size();
+        let runs = match ds.layout().ok()? {
+            Layout::Contiguous {
+                address: Some(at),
+                size: bytes,
+            } if bytes >= len.checked_mul(size)? => vec![Run {
+                first: 0,
+                count: len,
+                at,
+            }],
+            Layout::Chunked { chunk_shape, .. } => {
+                let [edge] = chunk_shape[..] else {
+                    return None;
+                };
+                let mut chunks = ds.chunks().ok()?;
+                chunks.sort_unstable_by_key(|c| c.offset.first().copied());
+                let mut runs: Vec<Run> = Vec::new();
+                for (k, c) in chunks.iter().enumerate() {
+                    let first = k as u64 * edge;
+                    // Every chunk present, in order, whole and unfiltered.
+                    if c.offset[..] != [first]
+                        || c.filter_mask != 0
+                        || c.storage_size != edge.checked_mul(size)?
+                    {
+                        return None;
+                    }
+                    let count = edge.min(len.saturating_sub(first));
+                    match runs.last_mut() {
+                        Some(r) if r.at + r.count * size == c.address && r.count % edge == 0 => {
+                            r.count += count;
+                        }
+                        _ => runs.push(Run {
+                            first,
+                            count,
+                            at: c.address,
+                        }),
+                    }
+                }
+                let covered = runs.last().map_or(0, |r| r.first + r.count);
+                if covered != len {
+                    return None;
+                }
+                runs
+            }
+            _ => return None,
+        };
+        Some(Self { runs, len, elem })
+    }
+
+    /// Fills `dst` with elements `first..` (as many as `dst` holds, in `elem`'s bytes).
+    pub fn read(&self, source: &dyn ByteSource, first: u64, dst: &mut [u8]) -> std::io::Result<()> {
+        let size = self.elem.size();
+        let n = dst.len() as u64 / size;
+        if !(dst.len() as u64).is_multiple_of(size)
+            || first.checked_add(n).is_none_or(|e| e > self.len)
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "elements {first}..+{n} of a dataset of {} ({} bytes asked)",
+                    self.len,
+                    dst.len()
+                ),
+            ));
+        }
+        let mut pos = first;
+        let mut out = 0usize;
+        let mut r = self.runs.partition_point(|r| r.first + r.count <= pos);
+        while pos < first + n {
+            let run = self.runs[r];
+            let take = (run.first + run.count - pos).min(first + n - pos);
+            let bytes = (take * size) as usize;
+            source.read_at(
+                run.at + (pos - run.first) * size,
+                &mut dst[out..out + bytes],
+            )?;
+            out += bytes;
+            pos += take;
+            r += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::h5util::H5;
+    use std::sync::Arc;
+
+    /// The same numbers stored plain (contiguous and in chunks that do not divide the length)
+    /// and compressed.
+    fn file() -> Arc<dyn ByteSource> {
+        let ints: Vec<i32> = (0..1000).map(|i| i * 7 - 3000).collect();
+        let uints: Vec<u32> = (0..1000).map(|i| i * 11).collect();
+        let longs: Vec<i64> = (0..1000).map(|i| i64::from(i) << 33).collect();
+        let floats: Vec<f32> = (0..1000).map(|i| i as f32 * 0.5 - 7.25).collect();
+        let mut b = hdf5_pure::FileBuilder::new();
+        b.create_dataset("contiguous_i32").with_i32_data(&ints);
+        b.create_dataset("chunked_i32")
+            .with_i32_data(&ints)
+            .with_chunks(&[97]);
+        b.create_dataset("chunked_u32")
+            .with_u32_data(&uints)
+            .with_chunks(&[100]);
+        b.create_dataset("contiguous_i64").with_i64_data(&longs);
+        b.create_dataset("chunked_f32")
+            .with_f32_data(&floats)
+            .with_chunks(&[64]);
+        b.create_dataset("gzip_f32")
+            .with_f32_data(&floats)
+            .with_chunks(&[64])
+            .with_deflate(4);
+        Arc::new(b.finish().unwrap())
+    }
+
+    #[test]
+    fn plain_windows_read_directly_equal_the_decoded_bytes() {
+        let source = file();
+        let h5 = H5::from_source(source.clone(), "direct.h5").unwrap();
+        for (name, elem) in [
+            ("contiguous_i32", Elem::I32),
+            ("chunked_i32", Elem::I32),
+            ("chunked_u32", Elem::U32),
+            ("contiguous_i64", Elem::I64),
+            ("chunked_f32", Elem::F32),
+        ] {
+            let ds = h5.dataset(name).unwrap();
+            let d = DirectDataset::new(&ds).unwrap_or_else(|| panic!("{name} is plain"));
+            assert_eq!(d.elem, elem, "{name}");
+            for (first, n) in [
+                (0, 1000),
+                (0, 1),
+                (96, 2),
+                (97, 97),
+                (500, 321),
+                (999, 1),
+                (1000, 0),
+            ] {
+                let mut got = vec![0u8; n as usize * elem.size() as usize];
+                d.read(source.as_ref(), first, &mut got).unwrap();
+                let want = ds.read_raw_rows(first, n).unwrap();
+                assert_eq!(got, want, "{name}: {n} from {first}");
+            }
+            let mut past = vec![0u8; 2 * elem.size() as usize];
+            let e = d.read(source.as_ref(), 999, &mut past).unwrap_err();
+            assert!(e.to_string().contains("of a dataset of 1000"), "{e}");
+        }
+        let gzip = h5.dataset("gzip_f32").unwrap();
+        assert!(DirectDataset::new(&gzip).is_none(), "compressed: decoded");
+    }
+}
