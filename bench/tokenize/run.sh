@@ -6,7 +6,7 @@
 #
 #   bash bench/tokenize/run.sh            # all inputs
 #   SKIP_SYNTH=1 bash bench/tokenize/run.sh
-#   REPS=5 bash bench/tokenize/run.sh   # runs per real file (median reported; default 3)
+#   REPS=5 bash bench/tokenize/run.sh   # runs per input (median reported; default 3)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -48,13 +48,15 @@ wall() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -m)"
 echo
-# timed OUT REPS CMD...: runs CMD REPS times (after a `sync`, so that no run pays for the
+# timed OUT REPS CMD...: runs CMD (writing OUT.safetensors) REPS times (after a `sync`, so that no run pays for the
 # previous one's writeback; the padded 1 GB output is 4.8 GB) and keeps the stdout and the
 # /usr/bin/time -v log of the run with the median wall time as OUT.log and OUT.time.
 timed() {
   local out=$1 reps=$2 i
   shift 2
   for i in $(seq "$reps"); do
+    # Each run writes a fresh file (replacing one means deleting it inside the timed run).
+    rm -f "$out.safetensors"
     sync
     /usr/bin/time -v "$@" >"$out.log.$i" 2>"$out.time.$i" || { cat "$out.log.$i" "$out.time.$i" >&2; exit 1; }
   done
@@ -64,28 +66,32 @@ timed() {
   rm -f "$out".log.[0-9]* "$out".time.[0-9]*
 }
 
-echo "| input | cells | size | runs | Rust s padded / ragged | Rust cells/s (ragged) | Rust peak MiB padded / ragged | Python s | Python cells/s | Python peak MiB | Rust ÷ Python cells/s, padded / ragged | cells kept R / Py |"
+echo "| input | cells | size | runs ragged, Python / padded | Rust s padded / ragged | Rust cells/s (ragged) | Rust peak MiB padded / ragged | Python s | Python cells/s | Python peak MiB | Rust ÷ Python cells/s, padded / ragged | cells kept R / Py |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for spec in "${INPUTS[@]}"; do
   IFS='|' read -r name file species <<<"$spec"
   out="$WORK/$(basename "$file" .h5ad)"
-  # Medians of REPS runs for the real files (a fraction of a second each, so noise matters);
-  # one run of each tool on the synthetic 1 GB file.
+  # Medians of REPS runs (default 3). The ragged run goes first and the padded one last: the
+  # padded 1 GB output is 4.8 GB, and after writing it this machine's disk wrote (and so
+  # fsync'd) more slowly for a while, which doubled the next Rust run's time (2.3 -> 4.7 s).
+  # Python writes without fsync. The padded 1 GB run is disk-bound: once is enough.
   reps=${REPS:-3}
-  [[ "$name" == synth* ]] && reps=1
-  timed "$out.rust" "$reps" "$BIN" tokenize "$file" --output "$out.rust.safetensors" --build-vocab \
-    --species "$species"
+  preps=$reps
+  [[ "$name" == synth* ]] && preps=1
   timed "$out.ragged" "$reps" "$BIN" tokenize "$file" --output "$out.ragged.safetensors" --build-vocab \
     --layout ragged --species "$species"
-  timed "$out.py" "$reps" "$PY" "$HERE/reference.py" tokenize "$file" --token-dict "$out.rust.token_dict.json" \
+  timed "$out.py" "$reps" "$PY" "$HERE/reference.py" tokenize "$file" --token-dict "$out.ragged.token_dict.json" \
     --species "$species" --output "$out.py.safetensors"
+  rm -f "$out.py.safetensors"
+  timed "$out.rust" "$preps" "$BIN" tokenize "$file" --output "$out.rust.safetensors" --build-vocab \
+    --species "$species"
   cells=$(awk -F': *' '/cells in:/ {print $2; exit}' "$out.rust.log")
   kept_r=$(awk '/written:/ {print $2; exit}' "$out.rust.log")
   kept_p=$("$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["cells_out"])' "$out.py.log")
   size=$(du -h "$file" | cut -f1)
   rs=$(wall "$out.rust.time"); rr=$(wall "$out.ragged.time"); ps=$(wall "$out.py.time")
   printf '| %s | %s | %s | %s | %s / %s | %.0f | %s / %s | %s | %.0f | %s | %.1f× / %.1f× | %s / %s |\n' "$name" "$cells" "$size" \
-    "$reps" "$rs" "$rr" "$(echo "$cells / $rr" | bc -l)" "$(rss "$out.rust.time")" "$(rss "$out.ragged.time")" \
+    "$reps/$preps" "$rs" "$rr" "$(echo "$cells / $rr" | bc -l)" "$(rss "$out.rust.time")" "$(rss "$out.ragged.time")" \
     "$ps" "$(echo "$cells / $ps" | bc -l)" "$(rss "$out.py.time")" "$(echo "$ps / $rs" | bc -l)" \
     "$(echo "$ps / $rr" | bc -l)" "$kept_r" "$kept_p"
   rm -f "$out.rust.safetensors" "$out.ragged.safetensors" "$out.py.safetensors"

@@ -65,6 +65,8 @@ pub(crate) struct H5Matrix {
     pub n_genes: usize,
     pub storage: Storage,
     kind: Kind,
+    /// Buffers of chunks handed back ([`H5Matrix::recycle`]), filled again by the next reads.
+    spare: Vec<(Vec<u32>, Vec<f32>)>,
 }
 
 impl H5Matrix {
@@ -133,6 +135,7 @@ impl H5Matrix {
                 nnz,
                 transposed: None,
             },
+            spare: Vec::new(),
         })
     }
 
@@ -152,7 +155,16 @@ impl H5Matrix {
             n_genes,
             storage: Storage::Dense,
             kind: Kind::Dense(ds),
+            spare: Vec::new(),
         })
+    }
+
+    /// Keeps a used chunk's buffers for the next reads (two at most: one chunk is being used
+    /// while the next is read).
+    pub fn recycle(&mut self, chunk: CsrChunk) {
+        if self.spare.len() < 2 {
+            self.spare.push((chunk.indices, chunk.data));
+        }
     }
 
     /// Cells `start..start+count` (clamped to the end).
@@ -208,16 +220,15 @@ impl H5Matrix {
                     let m = transposed.as_ref().expect("transposed just above");
                     m.slice(start, count)
                 } else {
+                    let spare = self.spare.pop();
                     let chunk = read_rows(
                         h5,
                         field,
-                        data,
-                        indices,
-                        indptr,
+                        (data, indices, indptr),
                         *nnz,
-                        start,
-                        count,
+                        (start, count),
                         self.n_genes,
+                        spare,
                     )?;
                     // Its indices were checked against the gene count as they were read.
                     check_chunk_lengths(&h5.name, field, &chunk)?;
@@ -262,6 +273,7 @@ fn ptr_window(
 }
 
 /// Reads entries `a..b` of `indices` (each checked to lie in `0..bound`) and `data`.
+/// `spare`: buffers of a used chunk to read into.
 fn entries(
     h5: &H5,
     field: &str,
@@ -269,9 +281,11 @@ fn entries(
     indices: &EntryArray,
     (a, b): (usize, usize),
     bound: usize,
+    spare: Option<(Vec<u32>, Vec<f32>)>,
 ) -> Result<(Vec<u32>, Vec<f32>), DataError> {
-    let idx = read_indices(h5, field, indices, a, b, bound)?;
-    let val = read_values(h5, field, data, a, b)?;
+    let (idx, val) = spare.unzip();
+    let idx = read_indices(h5, field, indices, (a, b), bound, idx)?;
+    let val = read_values(h5, field, data, (a, b), val)?;
     if idx.len() != b - a || val.len() != b - a {
         return Err(h5.msg(format!(
             "`{field}`: data or indices shorter than indptr says"
@@ -285,16 +299,16 @@ fn read_indices(
     h5: &H5,
     field: &str,
     indices: &EntryArray,
-    a: usize,
-    b: usize,
+    (a, b): (usize, usize),
     bound: usize,
+    spare: Option<Vec<u32>>,
 ) -> Result<Vec<u32>, DataError> {
     let n = b - a;
     let name = format!("{field}/indices");
     if let (Some(d), Some(src)) = (&indices.direct, &h5.source) {
         match d.elem {
             Elem::I32 | Elem::U32 => {
-                let mut idx = vec![0u32; n];
+                let mut idx = sized(spare, n);
                 d.read(src.as_ref(), a as u64, bytemuck::cast_slice_mut(&mut idx))
                     .map_err(|e| read_failed(h5, &name, e))?;
                 // Negative int32 read as u32 are 2^31 and up: one bound covers both checks.
@@ -385,15 +399,15 @@ fn read_values(
     h5: &H5,
     field: &str,
     data: &EntryArray,
-    a: usize,
-    b: usize,
+    (a, b): (usize, usize),
+    spare: Option<Vec<f32>>,
 ) -> Result<Vec<f32>, DataError> {
     let n = b - a;
     let name = format!("{field}/data");
     if let (Some(d), Some(src)) = (&data.direct, &h5.source) {
         match d.elem {
             Elem::F32 => {
-                let mut val = vec![0f32; n];
+                let mut val = sized(spare, n);
                 d.read(src.as_ref(), a as u64, bytemuck::cast_slice_mut(&mut val))
                     .map_err(|e| read_failed(h5, &name, e))?;
                 return Ok(val);
@@ -410,6 +424,14 @@ fn read_values(
     data.ds
         .read_f32_rows(a as u64, n as u64)
         .map_err(|e| h5.err(&name, e))
+}
+
+/// `spare` (or a new vector) holding `n` elements, to be overwritten: only elements beyond its
+/// old length are zeroed, where a new `vec![0; n]` zeroed all of them.
+fn sized<T: Copy + Default>(spare: Option<Vec<T>>, n: usize) -> Vec<T> {
+    let mut v = spare.unwrap_or_default();
+    v.resize(n, T::default());
+    v
 }
 
 fn read_failed(h5: &H5, name: &str, e: std::io::Error) -> DataError {
@@ -432,17 +454,15 @@ fn to_u32(h5: &H5, field: &str, i: i64, bound: usize) -> Result<u32, DataError> 
 fn read_rows(
     h5: &H5,
     field: &str,
-    data: &EntryArray,
-    indices: &EntryArray,
-    indptr: &Dataset,
+    (data, indices, indptr): (&EntryArray, &EntryArray, &Dataset),
     nnz: usize,
-    start: usize,
-    count: usize,
+    (start, count): (usize, usize),
     n_genes: usize,
+    spare: Option<(Vec<u32>, Vec<f32>)>,
 ) -> Result<CsrChunk, DataError> {
     let ptr = ptr_window(h5, field, indptr, nnz, start, count)?;
     let (a, b) = (ptr[0], ptr[count]);
-    let (indices, data) = entries(h5, field, data, indices, (a, b), n_genes)?;
+    let (indices, data) = entries(h5, field, data, indices, (a, b), n_genes, spare)?;
     Ok(CsrChunk {
         first_cell: start,
         indptr: ptr.iter().map(|p| p - a).collect(),
@@ -490,7 +510,7 @@ fn transpose(
     let mut a = 0;
     while a < nnz {
         let b = (a + WINDOW).min(nnz);
-        let (idx, val) = entries(h5, field, data, indices, (a, b), n_cells)?;
+        let (idx, val) = entries(h5, field, data, indices, (a, b), n_cells, None)?;
         for (k, (cell, v)) in idx.into_iter().zip(val).enumerate() {
             let e = a + k;
             while gptr[gene + 1] <= e {

@@ -123,6 +123,13 @@ impl<S: CellSource> CellSource for Replay<S> {
         }
     }
 
+    fn recycle(&mut self, chunk: CsrChunk) {
+        // Replayed chunks are slices of the recorded matrix; read ones are the inner reader's.
+        if matches!(self.state, State::Recording | State::Passthrough) {
+            self.inner.recycle(chunk);
+        }
+    }
+
     fn rewind(&mut self) -> Result<(), DataError> {
         match self.state {
             State::Complete | State::Replaying(_) => {

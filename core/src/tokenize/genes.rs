@@ -417,16 +417,11 @@ fn match_added_species(
 }
 
 impl GeneMatch {
-    /// Fills the count-based report fields from per-column totals (`names` are the file's gene names).
-    pub fn record_counts(&mut self, col_totals: &[f64], names: &[String]) {
-        let total: f64 = col_totals.iter().sum();
-        let matched: f64 = col_totals
-            .iter()
-            .zip(&self.tokens)
-            .filter(|(_, t)| t.is_some())
-            .map(|(c, _)| c)
-            .sum();
-        let mut un: Vec<(String, f64)> = col_totals
+    /// Fills the count-based report fields: `total` counts, `matched` of them on columns with
+    /// a token, and per-column totals read for the columns without one (`names` are the file's
+    /// gene names; an empty `unmatched` means none had a count).
+    pub fn record_counts(&mut self, total: f64, matched: f64, unmatched: &[f64], names: &[String]) {
+        let mut un: Vec<(String, f64)> = unmatched
             .iter()
             .zip(&self.tokens)
             .zip(names)

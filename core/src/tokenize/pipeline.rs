@@ -118,6 +118,8 @@ const COUNTED: u8 = 8;
 /// pass 1 then counts the cell's kept genes without dividing (the division was most of its
 /// per-value work).
 const KEEPS_COUNTS: u8 = 16;
+/// A column with a vocabulary token (the coverage report's "matched").
+const TOKEN: u8 = 32;
 
 fn plan(gm: &GeneMatch, medians: Option<&GeneMedians>, opts: &TokenizeOptions) -> Plan {
     let prefix = opts
@@ -170,6 +172,7 @@ fn plan(gm: &GeneMatch, medians: Option<&GeneMedians>, opts: &TokenizeOptions) -
                 | (u8::from(mito[j]) * MITO)
                 | (u8::from(counted[j]) * COUNTED)
                 | (u8::from(used[j].is_some_and(|(_, m)| m > 0.0 && m <= 1e29)) * KEEPS_COUNTS)
+                | (u8::from(gm.tokens[j].is_some()) * TOKEN)
         })
         .collect();
     Plan {
@@ -222,7 +225,7 @@ fn not_counts(source: &dyn CellSource, cell: usize, gene: &str, v: f32) -> Token
 /// What pass 1 measured.
 struct PassOne {
     stats: Vec<CellStats>,
-    col_totals: Vec<f64>,
+    totals: CountTotals,
     /// Genes each cell keeps after the transform, before QC and truncation.
     lens: Vec<u32>,
 }
@@ -252,30 +255,164 @@ fn is_count(v: f32) -> bool {
 /// One cell's pass-1 facts, or the first value that is not a count (column, value).
 type CellFacts = Result<(CellStats, u32), (usize, f32)>;
 
+/// What pass 1 adds up for the coverage report ([`GeneMatch::record_counts`]): all counts,
+/// those on vocabulary genes, and per column only for the columns off the vocabulary (the
+/// report names the largest); a per-column total for every value was a scattered addition
+/// per value. Counts are integers, so no total depends on the order of the additions.
+#[derive(Debug, Default)]
+struct CountTotals {
+    all: f64,
+    matched: f64,
+    /// Per column (empty until a column off the vocabulary has a count).
+    unmatched: Vec<f64>,
+}
+
+impl CountTotals {
+    /// Adds `v` to column `j` of the `n` columns.
+    fn add_unmatched(&mut self, j: usize, v: f64, n: usize) {
+        if self.unmatched.is_empty() {
+            self.unmatched.resize(n, 0.0);
+        }
+        self.unmatched[j] += v;
+    }
+
+    fn add(&mut self, other: &CountTotals) {
+        self.all += other.all;
+        self.matched += other.matched;
+        if self.unmatched.is_empty() {
+            self.unmatched = other.unmatched.clone();
+        } else {
+            for (x, y) in self.unmatched.iter_mut().zip(&other.unmatched) {
+                *x += y;
+            }
+        }
+    }
+}
+
+/// One cell's pass-1 facts when every value is a whole number (the usual count matrix).
+/// Sums over all columns are taken once, in eight lanes (vectorised), and the few columns off
+/// the vocabulary, unmapped or mitochondrial are added up on their own; the per-value loop
+/// then carries no floating-point sum, which had kept it waiting on one addition after
+/// another. Whole numbers add exactly in any order, so the results are those of the loop
+/// that adds each value in turn.
+fn count_facts(
+    idx: &[u32],
+    val: &[f32],
+    p: &Plan,
+    opts: &TokenizeOptions,
+    totals: &mut CountTotals,
+) -> (CellStats, u32) {
+    let all = sum_whole(val);
+    let (mut off_vocab, mut unmapped, mut mito) = (0f64, 0f64, 0f64);
+    let (mut kept, mut n_counted) = (0u32, 0u32);
+    let fused = opts.normalize_total.is_none();
+    for (&j, &v) in idx.iter().zip(val) {
+        let j = j as usize;
+        let f = p.flags[j];
+        if f & (TOKEN | MAPPED | MITO) != TOKEN | MAPPED {
+            let v = f64::from(v);
+            if f & TOKEN == 0 {
+                off_vocab += v;
+                totals.add_unmatched(j, v, p.mapped.len());
+            }
+            if f & MAPPED == 0 {
+                unmapped += v;
+            } else if f & MITO != 0 {
+                mito += v;
+            }
+        }
+        // Counted and mitochondrial columns are mapped ones.
+        n_counted += u32::from(f & COUNTED != 0 && v != 0.0);
+        if fused && f & USED != 0 {
+            // A count of 1 or more divided by a median up to 1e29 is at least 1e-29; 0 is
+            // never kept.
+            kept += u32::from(if f & KEEPS_COUNTS != 0 {
+                v >= 1.0
+            } else {
+                p.used[j].is_some_and(|(_, m)| keeps_gene(f64::from(v), 0.0, m, None))
+            });
+        }
+    }
+    totals.all += all;
+    totals.matched += all - off_vocab;
+    let s = CellStats {
+        total: all - unmapped,
+        mito,
+        n_counted,
+    };
+    if fused {
+        return (s, kept);
+    }
+    let used_sum = idx
+        .iter()
+        .zip(val)
+        .filter(|&(&j, _)| p.flags[j as usize] & USED != 0)
+        .map(|(_, &v)| f64::from(v))
+        .sum();
+    (s, kept_normalized(idx, val, p, opts, used_sum))
+}
+
+/// The sum of whole-number values (exact in any order), in eight lanes.
+fn sum_whole(val: &[f32]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let mut chunks = val.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += f64::from(v);
+        }
+    }
+    lanes.iter().sum::<f64>()
+        + chunks
+            .remainder()
+            .iter()
+            .map(|&v| f64::from(v))
+            .sum::<f64>()
+}
+
+/// With library-size normalisation: the genes pass 2's `rank_cell` keeps, so that the output
+/// can be sized up front.
+fn kept_normalized(
+    idx: &[u32],
+    val: &[f32],
+    p: &Plan,
+    opts: &TokenizeOptions,
+    used_sum: f64,
+) -> u32 {
+    idx.iter()
+        .zip(val)
+        .filter(|&(&j, &v)| {
+            p.used[j as usize].is_some_and(|(_, median)| {
+                keeps_gene(v as f64, used_sum, median, opts.normalize_total)
+            })
+        })
+        .count() as u32
+}
+
 /// Pass 1 on one chunk: each cell's facts (by position in the chunk, in any order) and the
-/// chunk's gene totals.
+/// chunk's count totals.
 fn chunk_stats(
     chunk: &CsrChunk,
     p: &Plan,
     opts: &TokenizeOptions,
-) -> (Vec<(usize, CellFacts)>, Vec<f64>) {
+) -> (Vec<(usize, CellFacts)>, CountTotals) {
     // Every value checked at once; cells are checked one by one only to name the first
     // offender.
-    let check = opts.require_counts && !chunk.data.iter().fold(true, |ok, &v| ok & is_count(v));
+    let whole = chunk.data.iter().fold(true, |ok, &v| ok & is_count(v));
+    let check = opts.require_counts && !whole;
+    let fused = opts.normalize_total.is_none();
     // Cells are independent: rayon's threads take them (natively; one thread in wasm), each
-    // with its own gene totals, added up after the chunk. Counts are integers, so the
-    // totals do not depend on the order of the additions.
-    let per_cell = |totals: &mut Vec<f64>, i: usize| -> Result<(CellStats, u32), (usize, f32)> {
+    // with its own totals, added up after the chunk.
+    let per_cell = |totals: &mut CountTotals, i: usize| -> CellFacts {
         let (idx, val) = chunk.cell(i);
-        if totals.is_empty() {
-            totals.resize(p.mapped.len(), 0.0);
+        if whole {
+            return Ok(count_facts(idx, val, p, opts, totals));
         }
+        let (mut all, mut matched) = (0f64, 0f64);
         let mut s = CellStats::default();
         let mut used_sum = 0f64;
         // Without normalisation a gene's fate does not depend on the cell's sum: count
         // the kept genes in this same loop.
         let mut kept = 0u32;
-        let fused = opts.normalize_total.is_none();
         for (&j, &v) in idx.iter().zip(val) {
             let j = j as usize;
             if check && !is_count(v) {
@@ -283,13 +420,15 @@ fn chunk_stats(
             }
             let f = p.flags[j];
             let v = v as f64;
-            totals[j] += v;
+            all += v;
+            if f & TOKEN != 0 {
+                matched += v;
+            } else {
+                totals.add_unmatched(j, v, p.mapped.len());
+            }
             if f & USED != 0 {
                 used_sum += v;
-                if f & KEEPS_COUNTS != 0 && (v >= 1.0 || v == 0.0) {
-                    // v / median >= 1e-29 for a count; 0 is never kept.
-                    kept += u32::from(v >= 1.0);
-                } else if fused
+                if fused
                     && let Some((_, median)) = p.used[j]
                     && keeps_gene(v, 0.0, median, None)
                 {
@@ -306,42 +445,30 @@ fn chunk_stats(
                 }
             }
         }
+        totals.all += all;
+        totals.matched += matched;
         if fused {
             return Ok((s, kept));
         }
-        // What pass 2's `rank_cell` will keep, so that the output can be sized up front.
-        let n = idx
-            .iter()
-            .zip(val)
-            .filter(|&(&j, &v)| {
-                p.used[j as usize].is_some_and(|(_, median)| {
-                    keeps_gene(v as f64, used_sum, median, opts.normalize_total)
-                })
-            })
-            .count();
-        Ok((s, n as u32))
+        Ok((s, kept_normalized(idx, val, p, opts, used_sum)))
     };
     (0..chunk.n_cells())
         .into_par_iter()
-        // A few cells per task: each task's gene totals are a vector as long as the file
-        // has genes, zeroed and added up after the chunk.
+        // A few cells per task: a task's totals may hold a vector as long as the file has
+        // genes, added up after the chunk.
         .with_min_len(chunk.n_cells().div_ceil(4).max(1))
         .fold(
-            || (Vec::new(), Vec::new()),
+            || (Vec::new(), CountTotals::default()),
             |(mut cells, mut totals), i| {
                 cells.push((i, per_cell(&mut totals, i)));
                 (cells, totals)
             },
         )
         .reduce(
-            || (Vec::new(), Vec::new()),
+            || (Vec::new(), CountTotals::default()),
             |(mut a, mut ta), (b, tb)| {
                 a.extend(b);
-                if ta.is_empty() {
-                    ta = tb;
-                } else {
-                    ta.iter_mut().zip(&tb).for_each(|(x, y)| *x += y);
-                }
+                ta.add(&tb);
                 (a, ta)
             },
         )
@@ -358,13 +485,13 @@ fn stats_pass(
     let n_cells = source.info().n_cells;
     let mut stats = Vec::with_capacity(n_cells);
     let mut lens = Vec::with_capacity(n_cells);
-    let mut col_totals = vec![0f64; p.mapped.len()];
+    let mut totals = CountTotals::default();
     let n = opts.chunk_cells.max(1);
     let mut next = source.next_chunk(n)?;
     while let Some(chunk) = next.take() {
         // Natively, the next chunk is read while this one's cells are counted.
         #[cfg(not(target_arch = "wasm32"))]
-        let ((mut cells, totals), ahead) = std::thread::scope(|s| {
+        let ((mut cells, chunk_totals), ahead) = std::thread::scope(|s| {
             let counting = s.spawn(|| chunk_stats(&chunk, p, opts));
             let ahead = source.next_chunk(n);
             match counting.join() {
@@ -373,10 +500,9 @@ fn stats_pass(
             }
         });
         #[cfg(target_arch = "wasm32")]
-        let ((mut cells, totals), ahead) = (chunk_stats(&chunk, p, opts), source.next_chunk(n));
-        for (x, y) in col_totals.iter_mut().zip(&totals) {
-            *x += y;
-        }
+        let ((mut cells, chunk_totals), ahead) =
+            (chunk_stats(&chunk, p, opts), source.next_chunk(n));
+        totals.add(&chunk_totals);
         cells.sort_unstable_by_key(|c| c.0);
         for (i, r) in cells {
             match r {
@@ -390,11 +516,12 @@ fn stats_pass(
                 }
             }
         }
+        source.recycle(chunk);
         next = ahead?;
     }
     Ok(PassOne {
         stats,
-        col_totals,
+        totals,
         lens,
     })
 }
@@ -418,10 +545,15 @@ pub(super) fn prepare(
     };
     let PassOne {
         stats,
-        col_totals,
+        totals,
         lens,
     } = stats_pass(source, &p, opts)?;
-    gm.record_counts(&col_totals, &source.genes().names);
+    gm.record_counts(
+        totals.all,
+        totals.matched,
+        &totals.unmatched,
+        &source.genes().names,
+    );
     let (keep, counts) = select_cells(&stats, samples.as_deref(), &opts.qc, &opts.gene_filter);
     Ok(Prepared {
         gm,

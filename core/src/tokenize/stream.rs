@@ -328,6 +328,7 @@ impl<'s> TokenizeStream<'s> {
                 label,
             });
         }
+        self.source.recycle(chunk);
         self.written += out.len();
         Ok(Some(out))
     }

@@ -181,6 +181,9 @@ impl CellSource for WithProgress {
             .set_message(format!("pass {}/{} {what}", self.pass, self.passes));
         self.inner.rewind()
     }
+    fn recycle(&mut self, chunk: CsrChunk) {
+        self.inner.recycle(chunk)
+    }
     fn warnings(&self) -> &[String] {
         self.inner.warnings()
     }

@@ -382,4 +382,7 @@ impl CellSource for H5adSource {
     fn warnings(&self) -> &[String] {
         &self.warnings
     }
+    fn recycle(&mut self, chunk: CsrChunk) {
+        self.matrix.recycle(chunk);
+    }
 }
