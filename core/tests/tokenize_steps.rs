@@ -341,6 +341,54 @@ fn species_detection() {
     assert!(err.to_string().contains("--species"), "{err}");
 }
 
+/// A dictionary built from a file's own genes (`--build-vocab`) renumbers the first match
+/// exactly as matching again would: real files named by mouse symbols, human symbols, both
+/// species and Ensembl ids, with and without the ortholog fallback, and a name no table knows.
+#[test]
+fn renumbering_a_match_equals_matching_again() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/");
+    for file in [
+        "h5ad/baron_mouse_pancreas_822.h5ad",
+        "h5ad/wu2020_tcells_200.h5ad",
+        "h5ad/cider_pancreas_human_mouse_3donors.h5ad",
+        "10x/3.0.0/filtered_feature_bc_matrix.h5",
+    ] {
+        let path = format!("{data}{file}");
+        let src = genecompass_core::data::open_path(
+            std::path::Path::new(&path),
+            genecompass_core::data::MatrixChoice::Auto,
+        )
+        .expect("../shared/data beside the checkout");
+        let mut genes = src.genes().clone();
+        genes.names.push("NOT_A_GENE".into());
+        if let Some(ids) = &mut genes.ids {
+            ids.push("NOT_A_GENE".into());
+        }
+        for ortholog_fallback in [false, true] {
+            let opts = GeneMatchOptions {
+                ortholog_fallback,
+                ..Default::default()
+            };
+            let first = match_genes(&genes, &EmbeddedGenes, &opts).unwrap();
+            let vocab = TokenDictionary::build(
+                first
+                    .ensembl
+                    .iter()
+                    .zip(&first.tokens)
+                    .filter(|(_, t)| t.is_some())
+                    .filter_map(|(e, _)| e.clone()),
+            );
+            let again = match_genes(&genes, &vocab, &opts).unwrap();
+            assert!(again.report.matched_to_vocabulary > 100, "{file}");
+            assert_eq!(
+                first.renumbered(&vocab),
+                again,
+                "{file}, fallback {ortholog_fallback}"
+            );
+        }
+    }
+}
+
 /// Human genes used by the mini pipeline: (symbol, Ensembl id), all protein-coding.
 const G: [(&str, &str); 8] = [
     ("TP53", "ENSG00000141510"),

@@ -372,10 +372,9 @@ fn check_below(
     bound: usize,
     signed: bool,
 ) -> Result<(), DataError> {
-    if idx
-        .iter()
-        .fold(false, |bad, &i| bad | (i as usize >= limit))
-    {
+    // The largest index, in 32-bit lanes (a comparison widened to `usize` ran one by one).
+    let largest = idx.iter().fold(0u32, |m, &i| m.max(i));
+    if !idx.is_empty() && largest as usize >= limit {
         let &i = idx
             .iter()
             .find(|&&i| i as usize >= limit)

@@ -15,6 +15,7 @@ pub mod genes;
 mod key_index;
 pub mod medians;
 pub mod orthologs;
+mod pass_one;
 pub mod pipeline;
 pub mod qc;
 pub mod rank_table;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
@@ -337,23 +337,31 @@ impl BatchWriter {
             });
             tok += c.len() as u64;
         }
-        for (c, &p) in rows.iter().zip(&pos) {
-            match layout {
-                CellsLayout::Padded => out.put(self.ids_at + p * 8, |b| {
-                    put_le(b, &c.input_ids, |t| i64::from(t).to_le_bytes())
-                })?,
-                CellsLayout::Ragged => out.put(self.ids_at + p * 4, |b| {
-                    put_le(b, &c.input_ids, |t| (t as i32).to_le_bytes())
-                })?,
+        if layout == CellsLayout::Ragged && cfg!(target_endian = "little") {
+            // The cells' own memory is the file's bytes: written from where it lies, with no
+            // copy into the buffer (a seventh of the writing thread's time).
+            let at = |start: u64| start + self.tokens * 4;
+            out.write_slices(at(self.ids_at), rows.iter().map(|c| c.input_ids.as_slice()))?;
+            out.write_slices(at(self.values_at), rows.iter().map(|c| c.values.as_slice()))?;
+        } else {
+            for (c, &p) in rows.iter().zip(&pos) {
+                match layout {
+                    CellsLayout::Padded => out.put(self.ids_at + p * 8, |b| {
+                        put_le(b, &c.input_ids, |t| i64::from(t).to_le_bytes())
+                    })?,
+                    CellsLayout::Ragged => out.put(self.ids_at + p * 4, |b| {
+                        put_le(b, &c.input_ids, |t| (t as i32).to_le_bytes())
+                    })?,
+                }
             }
+            out.flush()?;
+            for (c, &p) in rows.iter().zip(&pos) {
+                out.put(self.values_at + p * 4, |b| {
+                    put_le(b, &c.values, f32::to_le_bytes)
+                })?;
+            }
+            out.flush()?;
         }
-        out.flush()?;
-        for (c, &p) in rows.iter().zip(&pos) {
-            out.put(self.values_at + p * 4, |b| {
-                put_le(b, &c.values, f32::to_le_bytes)
-            })?;
-        }
-        out.flush()?;
         for (r, c) in rows.iter().enumerate() {
             let code = i64::from(c.species.code());
             out.put(self.species_at + (first + r as u64) * 8, |b| {
@@ -472,6 +480,34 @@ impl Spans {
         data(&mut self.buf);
         if self.buf.len() >= 8 << 20 {
             self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes `slices` end to end at `pos` (after what is buffered), as their bytes lie in
+    /// memory (little-endian numbers on a little-endian target).
+    fn write_slices<'a, T: bytemuck::Pod>(
+        &mut self,
+        pos: u64,
+        slices: impl Iterator<Item = &'a [T]>,
+    ) -> std::io::Result<()> {
+        self.flush()?;
+        let mut parts: Vec<IoSlice<'a>> = slices
+            .map(|s| IoSlice::new(bytemuck::cast_slice(s)))
+            .filter(|s| !s.is_empty())
+            .collect();
+        self.file.seek(SeekFrom::Start(pos))?;
+        // A system takes at most so many parts per call (IOV_MAX is 1024 on Linux).
+        for group in parts.chunks_mut(512) {
+            let mut rest = group;
+            while !rest.is_empty() {
+                match self.file.write_vectored(rest) {
+                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(())
     }

@@ -18,8 +18,9 @@ use genecompass_core::data::{
     Replay, open_path_with,
 };
 use genecompass_core::tokenize::{
-    EmbeddedGenes, GeneMatchOptions, GeneMedians, GeneTable, TokenDictionary, TokenizeError,
-    TokenizeOptions, TokenizePlan, match_genes, plan_tokenize_matched, tokenize_each,
+    EmbeddedGenes, GeneMatch, GeneMatchOptions, GeneMedians, GeneTable, TokenDictionary,
+    TokenizeError, TokenizeOptions, TokenizePlan, match_genes, plan_tokenize_matched,
+    tokenize_each,
 };
 use indicatif::ProgressBar;
 use serde_json::json;
@@ -231,20 +232,22 @@ pub fn embedded_gene_ids(species: Species, biotypes: Option<&[String]>) -> Vec<S
 fn build_file_vocab(
     source: &dyn CellSource,
     gopts: &GeneMatchOptions,
-) -> anyhow::Result<TokenDictionary> {
+) -> anyhow::Result<(TokenDictionary, GeneMatch)> {
     let gm = match_genes(source.genes(), &EmbeddedGenes, gopts)?;
     check_known_genes(
         &gm.report,
         source.genes(),
         "the embedded HGNC/MGI gene tables",
     )?;
-    Ok(TokenDictionary::build(
+    let vocab = TokenDictionary::build(
         gm.ensembl
             .iter()
             .zip(&gm.tokens)
             .filter(|(_, t)| t.is_some())
             .filter_map(|(e, _)| e.clone()),
-    ))
+    );
+    let gm = gm.renumbered(&vocab);
+    Ok((vocab, gm))
 }
 
 /// Runs `tokenize`.
@@ -315,16 +318,17 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let gopts = opts.gene_match();
-    let (vocab, vocab_file) = match vocab_given {
-        Some(v) => (v, None),
+    let (vocab, gm, vocab_file) = match vocab_given {
+        Some(v) => {
+            let gm = match_genes(source.genes(), &v, &gopts)
+                .with_context(|| format!("matching the genes of {}", args.input.display()))?;
+            (v, gm, None)
+        }
         None => {
-            let v = build_file_vocab(source.as_ref(), &gopts)?;
-            let p = vocab_path_beside(&args.output);
-            (v, Some(p))
+            let (v, gm) = build_file_vocab(source.as_ref(), &gopts)?;
+            (v, gm, Some(vocab_path_beside(&args.output)))
         }
     };
-    let gm = match_genes(source.genes(), &vocab, &gopts)
-        .with_context(|| format!("matching the genes of {}", args.input.display()))?;
     print_match(&gm.report, vocab.len());
     check_known_genes(&gm.report, source.genes(), "the token dictionary")?;
     if args.medians.is_none() {
