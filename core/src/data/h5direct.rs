@@ -1,15 +1,24 @@
-//! Plain 1-D datasets read straight into typed buffers. Most h5ad matrices are stored without
+//! 1-D datasets read straight into typed buffers. Most h5ad matrices are stored without
 //! compression (anndata's default), as one contiguous run or as unfiltered chunks; their bytes
 //! are then exactly the little-endian numbers wanted, and a window of entries is one
 //! positioned read per run of adjacent chunks into the caller's buffer. Through `hdf5-pure`
 //! the same window was read into a byte vector chunk by chunk, copied, then decoded into a
-//! third: two fifths of the reading thread's time on a 1 GB file.
+//! third: two fifths of the reading thread's time on a 1 GB file. Gzip-compressed chunks
+//! (`compression="gzip"`, the other common choice) are inflated on every core at once, each
+//! straight into its part of the window: inflating one after another was a tenth of
+//! tokenizing Baron's 822 cells.
 
 use hdf5_pure::{
     Dataset, Datatype, DatatypeByteOrder, FixedPointLayout, FloatingPointLayout, Layout,
 };
 
+use flate2::{Decompress, FlushDecompress, Status};
+use rayon::prelude::*;
+
 use super::source::ByteSource;
+
+/// HDF5's filter id of deflate (gzip).
+const DEFLATE: u16 = 1;
 
 /// The element types read directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,21 +73,45 @@ struct Run {
     at: u64,
 }
 
-/// Where a plain 1-D dataset's elements lie in the file.
+/// A deflate-compressed chunk: elements `first..first + edge` inflated from the `stored`
+/// bytes at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Deflated {
+    first: u64,
+    at: u64,
+    stored: u64,
+}
+
+/// Where a 1-D dataset's elements lie in the file.
+#[derive(Debug, Clone)]
+enum Storage {
+    /// Plain bytes, in runs.
+    Plain(Vec<Run>),
+    /// Every chunk of `edge` elements deflated, in order.
+    Deflated { edge: u64, chunks: Vec<Deflated> },
+}
+
+/// Where a 1-D dataset's elements lie in the file, and how they are stored.
 #[derive(Debug, Clone)]
 pub(crate) struct DirectDataset {
-    runs: Vec<Run>,
+    storage: Storage,
     len: u64,
     pub elem: Elem,
 }
 
 impl DirectDataset {
-    /// The dataset's runs, or `None` when it must be decoded by `hdf5-pure`: compressed or
-    /// otherwise filtered, not 1-D, of another element type or byte order (or on a big-endian
-    /// machine), with chunks not yet written, or with storage this reader does not locate.
+    /// Where the dataset lies, or `None` when it must be decoded by `hdf5-pure`: filtered
+    /// other than by deflate alone, not 1-D, of another element type or byte order (or on a
+    /// big-endian machine), with chunks not yet written or not all filtered, or with storage
+    /// this reader does not locate.
     pub fn new(ds: &Dataset) -> Option<Self> {
-        if cfg!(target_endian = "big") || !ds.filters().is_empty() {
+        if cfg!(target_endian = "big") {
             return None;
+        }
+        match ds.filters()[..] {
+            [] => {}
+            [DEFLATE] => return Self::deflated(ds),
+            _ => return None,
         }
         let elem = Elem::of(&ds.datatype().ok()?)?;
         let [len] = ds.shape().ok()?[..] else {
@@ -130,7 +163,48 @@ impl DirectDataset {
             }
             _ => return None,
         };
-        Some(Self { runs, len, elem })
+        Some(Self {
+            storage: Storage::Plain(runs),
+            len,
+            elem,
+        })
+    }
+
+    /// A dataset of deflated chunks, every one present, in order.
+    fn deflated(ds: &Dataset) -> Option<Self> {
+        let elem = Elem::of(&ds.datatype().ok()?)?;
+        let [len] = ds.shape().ok()?[..] else {
+            return None;
+        };
+        let Layout::Chunked { chunk_shape, .. } = ds.layout().ok()? else {
+            return None;
+        };
+        let [edge] = chunk_shape[..] else {
+            return None;
+        };
+        let mut found = ds.chunks().ok()?;
+        found.sort_unstable_by_key(|c| c.offset.first().copied());
+        let mut chunks = Vec::with_capacity(found.len());
+        for (k, c) in found.iter().enumerate() {
+            let first = k as u64 * edge;
+            // A set filter-mask bit: a chunk stored unfiltered, left to `hdf5-pure`.
+            if c.offset[..] != [first] || c.filter_mask != 0 || edge == 0 {
+                return None;
+            }
+            chunks.push(Deflated {
+                first,
+                at: c.address,
+                stored: c.storage_size,
+            });
+        }
+        if (chunks.len() as u64).checked_mul(edge)? < len {
+            return None;
+        }
+        Some(Self {
+            storage: Storage::Deflated { edge, chunks },
+            len,
+            elem,
+        })
     }
 
     /// Fills `dst` with elements `first..` (as many as `dst` holds, in `elem`'s bytes).
@@ -149,11 +223,17 @@ impl DirectDataset {
                 ),
             ));
         }
+        let runs = match &self.storage {
+            Storage::Plain(runs) => runs,
+            Storage::Deflated { edge, chunks } => {
+                return read_deflated(source, size, *edge, chunks, first, dst);
+            }
+        };
         let mut pos = first;
         let mut out = 0usize;
-        let mut r = self.runs.partition_point(|r| r.first + r.count <= pos);
+        let mut r = runs.partition_point(|r| r.first + r.count <= pos);
         while pos < first + n {
-            let run = self.runs[r];
+            let run = runs[r];
             let take = (run.first + run.count - pos).min(first + n - pos);
             let bytes = (take * size) as usize;
             source.read_at(
@@ -168,6 +248,61 @@ impl DirectDataset {
     }
 }
 
+/// Fills `dst` with elements `first..` of deflated `chunks` of `edge` elements of `size`
+/// bytes: each chunk touched is read and inflated on its own thread, into its part of `dst`.
+fn read_deflated(
+    source: &dyn ByteSource,
+    size: u64,
+    edge: u64,
+    chunks: &[Deflated],
+    first: u64,
+    dst: &mut [u8],
+) -> std::io::Result<()> {
+    let mut parts = Vec::new();
+    let (mut pos, mut rest) = (first, dst);
+    while !rest.is_empty() {
+        let chunk = chunks[(pos / edge) as usize];
+        let take = ((chunk.first + edge - pos) * size).min(rest.len() as u64) as usize;
+        let (part, tail) = rest.split_at_mut(take);
+        parts.push((chunk, ((pos - chunk.first) * size) as usize, part));
+        pos += take as u64 / size;
+        rest = tail;
+    }
+    let plain_len = (edge * size) as usize;
+    parts.into_par_iter().try_for_each_init(
+        || (Vec::new(), Vec::new(), Decompress::new(true)),
+        |(stored, plain, inflater), (chunk, from, part)| {
+            stored.resize(chunk.stored as usize, 0);
+            source.read_at(chunk.at, stored)?;
+            plain.resize(plain_len, 0);
+            inflater.reset(true);
+            let status = inflater.decompress(stored, plain, FlushDecompress::Finish);
+            let bad = |why: String| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the gzip chunk of elements {}..{} (byte {} of the file) {why}",
+                        chunk.first,
+                        chunk.first + edge,
+                        chunk.at
+                    ),
+                )
+            };
+            match status {
+                Ok(Status::StreamEnd) => {}
+                Ok(_) => return Err(bad("is cut short or larger than its chunk".into())),
+                Err(e) => return Err(bad(format!("is corrupt ({e})"))),
+            }
+            let got = inflater.total_out() as usize;
+            if got < from + part.len() {
+                return Err(bad(format!("inflates to {got} bytes, not {plain_len}")));
+            }
+            part.copy_from_slice(&plain[from..from + part.len()]);
+            Ok(())
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +312,10 @@ mod tests {
     /// The same numbers stored plain (contiguous and in chunks that do not divide the length)
     /// and compressed.
     fn file() -> Arc<dyn ByteSource> {
+        Arc::new(bytes())
+    }
+
+    fn bytes() -> Vec<u8> {
         let ints: Vec<i32> = (0..1000).map(|i| i * 7 - 3000).collect();
         let uints: Vec<u32> = (0..1000).map(|i| i * 11).collect();
         let longs: Vec<i64> = (0..1000).map(|i| i64::from(i) << 33).collect();
@@ -197,11 +336,19 @@ mod tests {
             .with_f32_data(&floats)
             .with_chunks(&[64])
             .with_deflate(4);
-        Arc::new(b.finish().unwrap())
+        b.create_dataset("gzip_i32")
+            .with_i32_data(&ints)
+            .with_chunks(&[97])
+            .with_deflate(1);
+        b.create_dataset("gzip_i64")
+            .with_i64_data(&longs)
+            .with_chunks(&[1000])
+            .with_deflate(9);
+        b.finish().unwrap()
     }
 
     #[test]
-    fn plain_windows_read_directly_equal_the_decoded_bytes() {
+    fn windows_read_directly_equal_the_decoded_bytes() {
         let source = file();
         let h5 = H5::from_source(source.clone(), "direct.h5").unwrap();
         for (name, elem) in [
@@ -210,9 +357,17 @@ mod tests {
             ("chunked_u32", Elem::U32),
             ("contiguous_i64", Elem::I64),
             ("chunked_f32", Elem::F32),
+            ("gzip_f32", Elem::F32),
+            ("gzip_i32", Elem::I32),
+            ("gzip_i64", Elem::I64),
         ] {
             let ds = h5.dataset(name).unwrap();
-            let d = DirectDataset::new(&ds).unwrap_or_else(|| panic!("{name} is plain"));
+            let d = DirectDataset::new(&ds).unwrap_or_else(|| panic!("{name} is read directly"));
+            assert_eq!(
+                matches!(d.storage, Storage::Deflated { .. }),
+                name.starts_with("gzip"),
+                "{name}"
+            );
             assert_eq!(d.elem, elem, "{name}");
             for (first, n) in [
                 (0, 1000),
@@ -232,7 +387,30 @@ mod tests {
             let e = d.read(source.as_ref(), 999, &mut past).unwrap_err();
             assert!(e.to_string().contains("of a dataset of 1000"), "{e}");
         }
-        let gzip = h5.dataset("gzip_f32").unwrap();
-        assert!(DirectDataset::new(&gzip).is_none(), "compressed: decoded");
+    }
+
+    /// A damaged gzip chunk is an error that names it, not wrong numbers.
+    #[test]
+    fn a_corrupt_gzip_chunk_is_an_error() {
+        let good = bytes();
+        let h5 = H5::from_source(Arc::new(good.clone()), "direct.h5").unwrap();
+        let d = DirectDataset::new(&h5.dataset("gzip_f32").unwrap()).unwrap();
+        let Storage::Deflated { chunks, .. } = &d.storage else {
+            panic!("deflated")
+        };
+        let chunk = chunks[3];
+        let mut bad = good;
+        for b in &mut bad[chunk.at as usize + 2..(chunk.at + chunk.stored) as usize] {
+            *b = !*b;
+        }
+        let bad: Arc<dyn ByteSource> = Arc::new(bad);
+        let mut out = vec![0u8; 4 * 1000];
+        let e = d.read(bad.as_ref(), 0, &mut out).unwrap_err();
+        assert!(
+            e.to_string().contains("gzip chunk of elements 192..256"),
+            "{e}"
+        );
+        // Windows off the damaged chunk still read.
+        d.read(bad.as_ref(), 0, &mut out[..4 * 192]).unwrap();
     }
 }

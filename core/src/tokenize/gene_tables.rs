@@ -253,15 +253,17 @@ impl GeneTable {
         })
     }
 
-    /// Starts parsing the embedded table of `species` (both when `None`) on its own thread
-    /// (tens of milliseconds), so that a command can open its input meanwhile; a first use that
+    /// Starts parsing the embedded table of `species` (both when `None`) and building its
+    /// fallback lookups on its own thread (tens of milliseconds), so that a command can open its input meanwhile; a first use that
     /// comes too early waits for the parse instead of repeating it.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn warm_embedded(species: Option<Species>) {
         for s in [Species::Human, Species::Mouse] {
             if species.is_none_or(|x| x == s) {
                 std::thread::spawn(move || {
-                    GeneTable::embedded(s);
+                    // The symbol fallbacks too: a file with an outdated symbol or an alias
+                    // would build them on the matching thread (a twentieth of a small file).
+                    let _ = GeneTable::embedded(s).fallback();
                 });
             }
         }

@@ -10,6 +10,7 @@ use super::gene_tables::{GeneTable, Orthologs, SymbolHit, SymbolRule};
 use super::{TokenDictionary, TokenizeError};
 use crate::cells::Species;
 use crate::data::GeneColumns;
+use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -29,7 +30,7 @@ pub fn parse_ensembl(s: &str) -> Option<(&str, Species)> {
 }
 
 /// What a file's genes are matched against: a model's [`TokenDictionary`], or [`EmbeddedGenes`].
-pub trait GeneVocabulary {
+pub trait GeneVocabulary: Sync {
     /// The token of an Ensembl gene id (no version suffix), if the vocabulary has it.
     fn token(&self, ensembl_id: &str) -> Option<u32>;
 }
@@ -191,8 +192,8 @@ fn match_genes_in<'t>(
     genes: &GeneColumns,
     vocab: &(impl GeneVocabulary + ?Sized),
     opts: &GeneMatchOptions,
-    tables: &dyn Fn(Species) -> &'t GeneTable,
-    orthologs: &dyn Fn() -> &'t Orthologs,
+    tables: &(dyn Fn(Species) -> &'t GeneTable + Sync),
+    orthologs: &(dyn Fn() -> &'t Orthologs + Sync),
 ) -> Result<GeneMatch, TokenizeError> {
     if let Some(species @ Species::Added(_)) = opts.species {
         return Ok(match_added_species(genes, vocab, species));
@@ -230,8 +231,16 @@ fn match_genes_in<'t>(
         )
     } else {
         let (human, mouse) = (tables(Species::Human), tables(Species::Mouse));
-        let h = genes.names.iter().filter(|g| human.has_symbol(g)).count();
-        let m = genes.names.iter().filter(|g| mouse.has_symbol(g)).count();
+        let h = genes
+            .names
+            .par_iter()
+            .filter(|g| human.has_symbol(g))
+            .count();
+        let m = genes
+            .names
+            .par_iter()
+            .filter(|g| mouse.has_symbol(g))
+            .count();
         if h == 0 && m == 0 {
             return Err(TokenizeError::Options(format!(
                 "cannot tell the species: none of the {n} gene names is an Ensembl id or a current HGNC/MGI symbol \
@@ -255,68 +264,83 @@ fn match_genes_in<'t>(
         })
     };
 
-    let mut ensembl = vec![None; n];
-    let mut symbols = vec![None; n];
-    let mut biotypes = vec![None; n];
-    let mut tokens = vec![None; n];
-    let mut mapped_by: BTreeMap<String, usize> = BTreeMap::new();
-    let mut ambiguous = Vec::new();
     let rule_name = |r: SymbolRule| match r {
         SymbolRule::Current => "current",
         SymbolRule::Previous => "previous",
         SymbolRule::Alias => "alias",
         SymbolRule::CaseInsensitive => "case_insensitive",
     };
-    for j in 0..n {
-        let name = &genes.names[j];
-        let mut id: Option<String> = None;
-        let mut how = "";
-        if let Some(col) = ens_col {
-            if let Some((base, _)) = parse_ensembl(&col[j]) {
-                id = Some(base.to_string());
-                how = "ensembl";
-            }
-            if ens_col != Some(&genes.names) {
-                symbols[j] = Some(name.clone());
-            }
-        } else {
-            symbols[j] = Some(name.clone());
-            match table.resolve_symbol(name) {
-                SymbolHit::Found(i, rule) => {
-                    id = Some(table.record(i).ensembl_id.to_string());
-                    how = rule_name(rule);
+    // Columns match independently: across rayon's threads (natively; one thread in wasm).
+    let columns: Vec<ColumnMatch> = (0..n)
+        .into_par_iter()
+        .with_min_len(256)
+        .map(|j| {
+            let name = &genes.names[j];
+            let mut c = ColumnMatch::default();
+            if let Some(col) = ens_col {
+                if let Some((base, _)) = parse_ensembl(&col[j]) {
+                    c.id = Some(base.to_string());
+                    c.how = "ensembl";
                 }
-                SymbolHit::Ambiguous(c) => ambiguous.push((name.clone(), c)),
-                SymbolHit::Missing if opts.ortholog_fallback => {
-                    if let SymbolHit::Found(i, _) = other().resolve_symbol(name)
-                        && let Some(o) = orthologs().counterpart(other().record(i).ensembl_id)
-                    {
-                        id = Some(o.to_string());
-                        how = "ortholog";
+                if ens_col != Some(&genes.names) {
+                    c.symbol = Some(name.clone());
+                }
+            } else {
+                c.symbol = Some(name.clone());
+                match table.resolve_symbol(name) {
+                    SymbolHit::Found(i, rule) => {
+                        c.id = Some(table.record(i).ensembl_id.to_string());
+                        c.how = rule_name(rule);
                     }
+                    SymbolHit::Ambiguous(a) => c.ambiguous = Some(a),
+                    SymbolHit::Missing if opts.ortholog_fallback => {
+                        if let SymbolHit::Found(i, _) = other().resolve_symbol(name)
+                            && let Some(o) = orthologs().counterpart(other().record(i).ensembl_id)
+                        {
+                            c.id = Some(o.to_string());
+                            c.how = "ortholog";
+                        }
+                    }
+                    SymbolHit::Missing => {}
                 }
-                SymbolHit::Missing => {}
             }
-        }
-        if let Some(e) = &id
-            && vocab.token(e).is_none()
-            && opts.ortholog_fallback
-            && let Some(o) = orthologs().counterpart(e)
-            && vocab.token(o).is_some()
-        {
-            id = Some(o.to_string());
-            how = "ortholog";
-        }
-        if let Some(e) = &id {
-            *mapped_by.entry(how.to_string()).or_default() += 1;
-            let rec = tables(table_species(e)).by_ensembl(e);
-            if symbols[j].is_none() {
-                symbols[j] = rec.map(|r| r.symbol.to_string());
+            if let Some(e) = &c.id
+                && vocab.token(e).is_none()
+                && opts.ortholog_fallback
+                && let Some(o) = orthologs().counterpart(e)
+                && vocab.token(o).is_some()
+            {
+                c.id = Some(o.to_string());
+                c.how = "ortholog";
             }
-            biotypes[j] = rec.map(|r| r.biotype.to_string());
-            tokens[j] = vocab.token(e);
+            if let Some(e) = &c.id {
+                let rec = tables(table_species(e)).by_ensembl(e);
+                if c.symbol.is_none() {
+                    c.symbol = rec.map(|r| r.symbol.to_string());
+                }
+                c.biotype = rec.map(|r| r.biotype.to_string());
+                c.token = vocab.token(e);
+            }
+            c
+        })
+        .collect();
+    let mut ensembl = Vec::with_capacity(n);
+    let mut symbols = Vec::with_capacity(n);
+    let mut biotypes = Vec::with_capacity(n);
+    let mut tokens = Vec::with_capacity(n);
+    let mut mapped_by: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ambiguous = Vec::new();
+    for (c, name) in columns.into_iter().zip(&genes.names) {
+        if c.id.is_some() {
+            *mapped_by.entry(c.how.to_string()).or_default() += 1;
         }
-        ensembl[j] = id;
+        if let Some(a) = c.ambiguous {
+            ambiguous.push((name.clone(), a));
+        }
+        ensembl.push(c.id);
+        symbols.push(c.symbol);
+        biotypes.push(c.biotype);
+        tokens.push(c.token);
     }
     let mut seen = std::collections::HashSet::new();
     let duplicate_tokens = tokens
@@ -346,6 +370,19 @@ fn match_genes_in<'t>(
         tokens,
         report,
     })
+}
+
+/// One column's match, found on its own (see [`match_genes_in`]).
+#[derive(Default)]
+struct ColumnMatch {
+    id: Option<String>,
+    /// How `id` was found (the report's `mapped_by`).
+    how: &'static str,
+    symbol: Option<String>,
+    biotype: Option<String>,
+    token: Option<u32>,
+    /// The candidates of an ambiguous symbol.
+    ambiguous: Option<Vec<String>>,
 }
 
 /// Genes of a species added to a checkpoint (`extend-vocab --add-species`): no nomenclature

@@ -95,8 +95,11 @@ impl TokenDictionary {
 
     /// A new vocabulary: `<pad>` = 0, `<mask>` = 1, then `genes` in the given order (duplicates skipped).
     pub fn build(genes: impl IntoIterator<Item = String>) -> Self {
-        let mut tokens = vec![PAD_TOKEN.to_string(), MASK_TOKEN.to_string()];
-        let mut seen = super::fast_hash::fast_map::<String, ()>(0);
+        // Sized up front: growing the set rehashed every id already in it.
+        let genes: Vec<String> = genes.into_iter().collect();
+        let mut tokens = Vec::with_capacity(2 + genes.len());
+        tokens.extend([PAD_TOKEN.to_string(), MASK_TOKEN.to_string()]);
+        let mut seen = super::fast_hash::fast_map::<String, ()>(genes.len());
         for g in genes {
             if g != PAD_TOKEN && g != MASK_TOKEN && seen.insert(g.clone(), ()).is_none() {
                 tokens.push(g);
