@@ -3,7 +3,7 @@
 anndata + scanpy + numpy, for the speed / memory comparison in bench/tokenize/run.sh.
 
   reference.py tokenize IN.h5ad --token-dict D.json --species mouse --output OUT.safetensors
-  reference.py synth OUT.h5ad --target-bytes 1e9 IN1.h5ad [IN2.h5ad ...]
+  reference.py synth OUT.h5ad --target-bytes 1e9 [--gzip] IN1.h5ad [IN2.h5ad ...]
 
 Steps (preprocess.py, spec section 3): symbols -> Ensembl ids (HGNC / MGI table of shared/data/genes:
 current symbol, then a unique previous / alias symbol), drop unmapped genes; cell QC (total > 0,
@@ -142,7 +142,8 @@ def tokenize(args):
 def synth(args):
     """Stacks the input files' cells with Poisson-resampled counts (rows of each file in turn;
     all inputs must share the first file's genes, in any order) until the CSR arrays reach
-    --target-bytes; written uncompressed."""
+    --target-bytes; written uncompressed, or gzip-compressed (anndata's `compression="gzip"`,
+    level 4) with --gzip."""
     import anndata as ad
     import scipy.sparse as sp
 
@@ -165,7 +166,7 @@ def synth(args):
     out = ad.AnnData(X=X)
     out.var_names = genes
     out.obs_names = [f"c{i}" for i in range(X.shape[0])]
-    out.write_h5ad(args.output)
+    out.write_h5ad(args.output, compression="gzip" if args.gzip else None)
     print(json.dumps({"cells": int(X.shape[0]), "genes": int(X.shape[1]), "nnz": int(X.nnz)}))
 
 
@@ -184,6 +185,7 @@ def main():
     y.add_argument("output")
     y.add_argument("inputs", nargs="+")
     y.add_argument("--target-bytes", type=float, default=1e9)
+    y.add_argument("--gzip", action="store_true")
     a = p.parse_args()
     tokenize(a) if a.cmd == "tokenize" else synth(a)
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tokenization benchmark: `genecompass-train tokenize` (release) vs the same steps in Python
 # (bench/tokenize/reference.py: anndata + scanpy + numpy), on the largest real count files of
-# shared/data and on a ~1 GB h5ad synthesised from them into /tmp. Reports cells/s and peak RSS
+# shared/data and on a ~1 GB h5ad synthesised from them into /tmp (stored plain, and the same
+# cells gzip-compressed as most published h5ad files are). Reports cells/s and peak RSS
 # (/usr/bin/time -v) of both, measured in the same run.
 #
 #   bash bench/tokenize/run.sh            # all inputs
@@ -29,10 +30,14 @@ fi
 PY="$VENV/bin/python"
 
 SYNTH="$WORK/synth_1gb.h5ad"
-if [ -z "${SKIP_SYNTH:-}" ] && [ ! -f "$SYNTH" ]; then
-  echo "== synthesising $SYNTH" >&2
-  "$PY" "$HERE/reference.py" synth "$SYNTH" "$DATA/h5ad/baron_mouse_pancreas_822.h5ad" --target-bytes 1e9 >&2
-fi
+SYNTH_GZ="$WORK/synth_1gb_gzip.h5ad"
+for f in "$SYNTH" "$SYNTH_GZ"; do
+  if [ -z "${SKIP_SYNTH:-}" ] && [ ! -f "$f" ]; then
+    echo "== synthesising $f" >&2
+    "$PY" "$HERE/reference.py" synth "$f" "$DATA/h5ad/baron_mouse_pancreas_822.h5ad" --target-bytes 1e9 \
+      $([ "$f" = "$SYNTH_GZ" ] && echo --gzip) >&2
+  fi
+done
 
 # name|file|species
 INPUTS=(
@@ -40,7 +45,8 @@ INPUTS=(
   "wu2020_tcells_200|$DATA/h5ad/wu2020_tcells_200.h5ad|human"
   "mouse_brain_10k_1000genes|$DATA/h5ad/mouse_brain_10k_1000genes.h5ad|mouse"
 )
-[ -z "${SKIP_SYNTH:-}" ] && INPUTS+=("synth_1gb (baron x Poisson)|$SYNTH|mouse")
+[ -z "${SKIP_SYNTH:-}" ] && INPUTS+=("synth_1gb (baron x Poisson)|$SYNTH|mouse"
+  "synth_1gb_gzip (the same, gzip)|$SYNTH_GZ|mouse")
 
 # peak RSS (MiB) and wall seconds from a /usr/bin/time -v log
 rss() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
