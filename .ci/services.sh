@@ -3,9 +3,29 @@
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
-GENECOMPASS_TEST_POSTGRES_URL=$(bash server/tests/start_postgres.sh)
+pg_started=$(mktemp)
+GENECOMPASS_TEST_POSTGRES_URL=$(bash server/tests/start_postgres.sh 2>"$pg_started") \
+  || { cat "$pg_started" >&2; exit 1; }
 export GENECOMPASS_TEST_POSTGRES_URL
 echo "PostgreSQL for tests: $GENECOMPASS_TEST_POSTGRES_URL"
+# Stopped and removed when the run ends, pass or fail: on a machine that stays up (a developer's,
+# a warm CI runner) each run had left a cluster behind.
+pg_dir=$(sed -n 's/^started PostgreSQL in \(\S*\) on port.*/\1/p' "$pg_started")
+rm -f "$pg_started"
+stop_postgres() {
+  if [ -n "${pg_dir:-}" ] && [ -d "$pg_dir/data" ]; then
+    local pgbin
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    pgbin=${pgbin:-$(dirname "$(command -v pg_ctl)")}
+    if [ "$(id -u)" = 0 ]; then
+      runuser -u postgres -- "$pgbin/pg_ctl" -D "$pg_dir/data" stop -m fast >/dev/null 2>&1 || true
+    else
+      "$pgbin/pg_ctl" -D "$pg_dir/data" stop -m fast >/dev/null 2>&1 || true
+    fi
+    rm -rf "$pg_dir"
+  fi
+}
+trap stop_postgres EXIT
 export GENECOMPASS_REQUIRE_POSTGRES=1
 # Slurm: a real single-node cluster for the Slurm runner's job test.
 source .ci/slurm.sh
