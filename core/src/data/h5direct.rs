@@ -19,6 +19,8 @@ use super::source::ByteSource;
 
 /// HDF5's filter id of deflate (gzip).
 const DEFLATE: u16 = 1;
+/// The largest inflated chunk read directly.
+const MAX_CHUNK_BYTES: u64 = 64 << 20;
 
 /// The element types read directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,13 +184,21 @@ impl DirectDataset {
         let [edge] = chunk_shape[..] else {
             return None;
         };
+        // Each thread holds one inflated chunk: sizes a file may claim but no writer makes
+        // (anndata's chunks are kilobytes) are left to `hdf5-pure`, as is a stored size
+        // beyond what deflate can make of the chunk (it adds at most a few bytes per 16 KiB).
+        let plain = edge.checked_mul(elem.size())?;
+        if edge == 0 || plain > MAX_CHUNK_BYTES {
+            return None;
+        }
+        let most_stored = plain + plain / 64 + 1024;
         let mut found = ds.chunks().ok()?;
         found.sort_unstable_by_key(|c| c.offset.first().copied());
         let mut chunks = Vec::with_capacity(found.len());
         for (k, c) in found.iter().enumerate() {
             let first = k as u64 * edge;
             // A set filter-mask bit: a chunk stored unfiltered, left to `hdf5-pure`.
-            if c.offset[..] != [first] || c.filter_mask != 0 || edge == 0 {
+            if c.offset[..] != [first] || c.filter_mask != 0 || c.storage_size > most_stored {
                 return None;
             }
             chunks.push(Deflated {
