@@ -254,8 +254,9 @@ impl GeneTable {
     }
 
     /// Starts parsing the embedded table of `species` (both when `None`) and building its
-    /// fallback lookups on its own thread (tens of milliseconds), so that a command can open its input meanwhile; a first use that
-    /// comes too early waits for the parse instead of repeating it.
+    /// fallback lookups on its own thread (tens of milliseconds), so that a command can open
+    /// its input meanwhile; a first use that comes too early waits for the parse instead of
+    /// repeating it.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn warm_embedded(species: Option<Species>) {
         for s in [Species::Human, Species::Mouse] {

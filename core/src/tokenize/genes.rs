@@ -342,12 +342,7 @@ fn match_genes_in<'t>(
         biotypes.push(c.biotype);
         tokens.push(c.token);
     }
-    let mut seen = std::collections::HashSet::new();
-    let duplicate_tokens = tokens
-        .iter()
-        .flatten()
-        .filter(|t| !seen.insert(**t))
-        .count();
+    let duplicate_tokens = duplicate_tokens(&tokens);
     let report = GeneMatchReport {
         genes_in_file: n,
         identifier: identifier.to_string(),
@@ -370,6 +365,16 @@ fn match_genes_in<'t>(
         tokens,
         report,
     })
+}
+
+/// Columns whose token an earlier column already has (the report's `duplicate_tokens`).
+fn duplicate_tokens(tokens: &[Option<u32>]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    tokens
+        .iter()
+        .flatten()
+        .filter(|t| !seen.insert(**t))
+        .count()
 }
 
 /// One column's match, found on its own (see [`match_genes_in`]).
@@ -422,12 +427,7 @@ fn match_added_species(
         .zip(col)
         .map(|(t, g)| t.map(|_| strip(g)))
         .collect();
-    let mut seen = std::collections::HashSet::new();
-    let duplicate_tokens = tokens
-        .iter()
-        .flatten()
-        .filter(|t| !seen.insert(**t))
-        .count();
+    let duplicate_tokens = duplicate_tokens(&tokens);
     let matched = hits(&tokens);
     let report = GeneMatchReport {
         genes_in_file: n,
@@ -463,13 +463,7 @@ impl GeneMatch {
         for (t, e) in self.tokens.iter_mut().zip(&self.ensembl) {
             *t = t.and(e.as_deref().and_then(|e| vocab.token(e)));
         }
-        let mut seen = std::collections::HashSet::new();
-        self.report.duplicate_tokens = self
-            .tokens
-            .iter()
-            .flatten()
-            .filter(|t| !seen.insert(**t))
-            .count();
+        self.report.duplicate_tokens = duplicate_tokens(&self.tokens);
         self.report.matched_to_vocabulary = self.tokens.iter().flatten().count();
         self
     }

@@ -86,3 +86,15 @@ pub(crate) fn read_path(path: &std::path::Path) -> Result<Vec<u8>, TokenizeError
         error,
     })
 }
+
+/// A seeded stream of numbers below `n` (a 64-bit LCG's high bits) for the randomised tests.
+#[cfg(test)]
+pub(crate) fn test_rng(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut s = seed;
+    move |n: u64| {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 33) % n
+    }
+}

@@ -379,13 +379,7 @@ mod tests {
     /// counted or not), with stored zeros, then without them.
     #[test]
     fn cell_facts_follow_their_definitions() {
-        let mut s = 5u64;
-        let mut next = move |n: u64| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 33) % n
-        };
+        let mut next = crate::tokenize::test_rng(5);
         let n = 60;
         let divisors = [1.0, 0.5, 2.0, 3.0, 0.0, f64::NAN, 1e30, -1.0, f64::INFINITY];
         let mut plan = Plan {

@@ -239,13 +239,7 @@ mod tests {
     /// and infinite, rank exactly as the sorting path ranks them, truncated or not.
     #[test]
     fn ranks_like_the_sort_on_random_cells() {
-        let mut s = 11u64;
-        let mut next = move |n: u64| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 33) % n
-        };
+        let mut next = crate::tokenize::test_rng(11);
         let n_cols = 300usize;
         let medians = [1.0, 0.37, 2.5, 0.0, f64::NAN, f64::INFINITY, 1e-40, 3.0];
         let used: Vec<Option<(u32, f64)>> = (0..n_cols)

@@ -238,13 +238,7 @@ mod tests {
 
     #[test]
     fn integer_keys_rank_exactly_as_the_comparison_sort() {
-        let mut s = 7u64;
-        let mut next = move |n: u64| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (s >> 33) % n
-        };
+        let mut next = crate::tokenize::test_rng(7);
         for case in 0..300 {
             let len = next(400) as usize;
             let genes: Vec<GeneValue> = (0..len)
