@@ -48,8 +48,6 @@ pub struct RankScratch {
     counts: Vec<u32>,
     /// Keys of the counts outside the table.
     large: Vec<u64>,
-    /// The cell's keys in order.
-    keys: Vec<u64>,
 }
 
 impl RankTable {
@@ -133,27 +131,28 @@ impl RankTable {
         }
         self.sort_ranks(s);
         // The keys, in order: from the table (about a core's cache in size, so each is asked
-        // for a few genes ahead) or the next large count.
+        // for a few genes ahead) or the next large count, unpacked as they are read.
         let first = &s.ranks[..cap];
         let mut large = s.large.iter();
-        s.keys.clear();
-        s.keys.extend(first.iter().enumerate().map(|(i, &item)| {
+        let mut input_ids = vec![0; cap];
+        let mut values = vec![0.0; cap];
+        for (i, ((id, value), &item)) in
+            input_ids.iter_mut().zip(&mut values).zip(first).enumerate()
+        {
             if let Some(&ahead) = first.get(i + PREFETCH_AHEAD) {
                 prefetch(self.keys.as_ptr().wrapping_add((ahead >> 1) as usize));
             }
-            if item & 1 == 1 {
+            let k = if item & 1 == 1 {
                 self.keys[(item >> 1) as usize]
             } else {
                 *large.next().expect("one large count per even item")
-            }
-        }));
+            };
+            *id = k as u32;
+            *value = from_ordered(!(k >> 32) as u32);
+        }
         RankedCell {
-            input_ids: s.keys.iter().map(|&k| k as u32).collect(),
-            values: s
-                .keys
-                .iter()
-                .map(|&k| from_ordered(!(k >> 32) as u32))
-                .collect(),
+            input_ids,
+            values,
             kept,
         }
     }
