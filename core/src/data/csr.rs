@@ -226,6 +226,9 @@ impl CellSource for MemSource {
     fn warnings(&self) -> &[String] {
         &self.warnings
     }
+    fn stored_entries(&self) -> Option<usize> {
+        Some(self.matrix.indices.len())
+    }
 }
 
 #[cfg(test)]

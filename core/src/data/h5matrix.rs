@@ -167,6 +167,15 @@ impl H5Matrix {
         }
     }
 
+    /// The entries a sparse matrix stores (`None` for a dense one: its non-zeros are not known
+    /// before reading).
+    pub fn stored_entries(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::Compressed { nnz, .. } => Some(*nnz),
+            Kind::Dense(_) => None,
+        }
+    }
+
     /// Cells `start..start+count` (clamped to the end).
     pub fn read(&mut self, start: usize, count: usize) -> Result<CsrChunk, DataError> {
         let count = count.min(self.n_cells.saturating_sub(start));

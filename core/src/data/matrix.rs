@@ -107,6 +107,12 @@ pub trait CellSource {
     fn recycle(&mut self, chunk: CsrChunk) {
         drop(chunk);
     }
+    /// How many entries the matrix stores, where the file says so before it is read (sparse
+    /// h5ad matrices): [`super::Replay`] then knows up front whether a pass fits its budget,
+    /// instead of copying chunks until it finds out.
+    fn stored_entries(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<T: CellSource + ?Sized> CellSource for Box<T> {
@@ -130,5 +136,8 @@ impl<T: CellSource + ?Sized> CellSource for Box<T> {
     }
     fn recycle(&mut self, chunk: CsrChunk) {
         (**self).recycle(chunk)
+    }
+    fn stored_entries(&self) -> Option<usize> {
+        (**self).stored_entries()
     }
 }

@@ -78,4 +78,7 @@ impl CellSource for RowTagged {
     fn warnings(&self) -> &[String] {
         self.inner.warnings()
     }
+    fn stored_entries(&self) -> Option<usize> {
+        self.inner.stored_entries()
+    }
 }

@@ -385,4 +385,7 @@ impl CellSource for H5adSource {
     fn recycle(&mut self, chunk: CsrChunk) {
         self.matrix.recycle(chunk);
     }
+    fn stored_entries(&self) -> Option<usize> {
+        self.matrix.stored_entries()
+    }
 }
