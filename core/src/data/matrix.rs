@@ -107,8 +107,9 @@ pub trait CellSource {
     fn recycle(&mut self, chunk: CsrChunk) {
         drop(chunk);
     }
-    /// How many entries the matrix stores, where the file says so before it is read (sparse
-    /// h5ad matrices): [`super::Replay`] then knows up front whether a pass fits its budget,
+    /// How many entries the file stores for the matrix, where it says so before it is read
+    /// (sparse h5ad and 10x `.h5` matrices; a bound on what the chunks hold, as a reader may
+    /// drop some): [`super::Replay`] then knows up front whether a pass fits its budget,
     /// instead of copying chunks until it finds out.
     fn stored_entries(&self) -> Option<usize> {
         None

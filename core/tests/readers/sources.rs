@@ -164,3 +164,30 @@ fn uncompressed_matrices_read_the_same_on_demand() {
         }
     }
 }
+
+/// What a reader says its file stores before reading ([`CellSource::stored_entries`], which
+/// decides whether a second pass is kept in memory) is what a pass reads (a reader that drops
+/// features would read fewer: a bound); dense matrices do not say.
+#[test]
+fn the_stored_entry_count_is_what_a_pass_reads() {
+    for (rel, sparse) in [
+        ("h5ad/baron_mouse_pancreas_822.h5ad", true),
+        ("h5ad/wu2020_tcells_200.h5ad", true),
+        ("h5ad/wu2020_tcells_200_old_schema_v0_6.h5ad", true),
+        ("h5ad/mouse_brain_10k_1000genes.h5ad", true),
+        ("h5ad/pbmc68k_reduced.h5ad", false),
+        ("10x/1.2.0/filtered_gene_bc_matrices_h5.h5", true),
+        ("10x/1.2.0/multiple_genomes.h5", true),
+        ("10x/3.0.0/filtered_feature_bc_matrix.h5", true),
+    ] {
+        let mut s = open_source(rel, on_demand(std::fs::read(shared(rel)).unwrap()))
+            .unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let stored = s.stored_entries();
+        let nnz = stats(&mut *s, 300).nnz;
+        match (sparse, stored) {
+            (true, Some(e)) => assert_eq!(e, nnz, "{rel}"),
+            (false, None) => {}
+            _ => panic!("{rel}: {stored:?} stored, {nnz} read"),
+        }
+    }
+}

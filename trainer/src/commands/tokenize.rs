@@ -188,6 +188,9 @@ impl CellSource for WithProgress {
     fn warnings(&self) -> &[String] {
         self.inner.warnings()
     }
+    fn stored_entries(&self) -> Option<usize> {
+        self.inner.stored_entries()
+    }
 }
 
 /// Decoded matrix bytes kept from a first pass over an input for the next (about 16 million

@@ -336,6 +336,10 @@ impl CellSource for TenxH5Source {
         self.pos = 0;
         Ok(())
     }
+    fn stored_entries(&self) -> Option<usize> {
+        // Before the feature filter: a bound on what the chunks hold.
+        self.parts.iter().map(|(m, _)| m.stored_entries()).sum()
+    }
     fn warnings(&self) -> &[String] {
         &self.warnings
     }
