@@ -5,12 +5,16 @@
 //! their global ranks: small integers, which two counting passes sort, where the 64-bit keys
 //! needed a comparison sort. Each of the few genes with a larger count is placed among the
 //! table's keys by binary search and sorts with the ranks. Sorting each cell was a fifth of
-//! tokenizing a large file; `benches/rank_cells.rs` measures the two on real cells.
+//! tokenizing a large file; `benches/rank_cells.rs` measures the two on real cells. A large
+//! file gets a larger table (counts up to 16 or 32, [`RankTable::counts_for`]): each count
+//! above the table costs a logarithm and a binary search.
 
 use super::transform::{RankedCell, from_ordered, is_kept, log2_1p, median_divide, token_key};
 
-/// Counts `1..=COUNTS` are ranked up front (eight ranks fill 32 bytes per column).
-const COUNTS: usize = 8;
+/// The counts ranked up front (`1..=counts`) a table may have.
+const COUNT_RANGES: [usize; 3] = [8, 16, 32];
+/// Ranks per cache line of the table.
+const LINE: usize = 16;
 /// One key in this many is a fence ([`RankTable::position`]): a cache line of keys.
 const FENCE: usize = 8;
 /// A column that does not enter the transform.
@@ -18,16 +22,20 @@ const NOT_USED: u32 = u32::MAX;
 /// A (column, count) pair whose value is dropped (0 or NaN: a NaN or infinite median).
 const DROPPED: u32 = u32::MAX - 1;
 
-/// One column's global ranks of counts `1..=COUNTS` (index `count - 1`).
+/// A cache line of ranks: column `j`'s rank of count `c` is rank `j · counts + c - 1` of the
+/// table, so a column's ranks never straddle two lines (`counts` divides or is a multiple of
+/// [`LINE`]).
 #[derive(Debug, Clone, Copy)]
-#[repr(C, align(32))]
-struct Row([u32; COUNTS]);
+#[repr(C, align(64))]
+struct Line([u32; LINE]);
 
 /// The global order of every (column, small count) pair of a file, by the sort key of
 /// [`super::transform::TieBreak::TokenId`]; valid only without library-size normalisation.
 #[derive(Debug, Clone)]
 pub struct RankTable {
-    rows: Vec<Row>,
+    /// Each column's global ranks of counts `1..=counts`, end to end.
+    lines: Vec<Line>,
+    counts: usize,
     /// The sort key of each rank, ascending.
     keys: Vec<u64>,
     /// Every [`FENCE`]th key, to place the large counts' keys among them.
@@ -52,39 +60,63 @@ pub struct RankScratch {
 
 impl RankTable {
     /// The table for columns entering the transform as `(token, median)` (`None`: a column
-    /// that does not).
-    pub fn new(used: &[Option<(u32, f64)>]) -> Self {
-        let mut rows = vec![Row([NOT_USED; COUNTS]); used.len()];
+    /// that does not), ranking counts `1..=counts` (8, 16 or 32).
+    pub fn new(used: &[Option<(u32, f64)>], counts: usize) -> Self {
+        assert!(
+            COUNT_RANGES.contains(&counts),
+            "a rank table ranks counts up to 8, 16 or 32, not {counts}"
+        );
+        let mut lines = vec![Line([NOT_USED; LINE]); (used.len() * counts).div_ceil(LINE)];
+        let mut set = |slot: usize, r: u32| lines[slot / LINE].0[slot % LINE] = r;
         let mut entries: Vec<(u64, u32)> = Vec::new();
         for (j, u) in used.iter().enumerate() {
             let Some((token, m)) = *u else { continue };
-            for c in 1..=COUNTS {
+            for c in 1..=counts {
                 // The very expression `rank_cell` evaluates, so the keys are identical.
                 let x = log2_1p(median_divide(c as f64, m)) as f32;
                 if is_kept(x) {
-                    entries.push((token_key(x, token), (j * COUNTS + c - 1) as u32));
+                    entries.push((token_key(x, token), (j * counts + c - 1) as u32));
                 } else {
-                    rows[j].0[c - 1] = DROPPED;
+                    set(j * counts + c - 1, DROPPED);
                 }
             }
         }
         entries.sort_unstable();
         for (r, &(_, slot)) in entries.iter().enumerate() {
-            rows[slot as usize / COUNTS].0[slot as usize % COUNTS] = r as u32;
+            set(slot as usize, r as u32);
         }
         let keys: Vec<u64> = entries.into_iter().map(|(k, _)| k).collect();
         Self {
-            rows,
+            lines,
+            counts,
             fences: keys.iter().step_by(FENCE).copied().collect(),
             keys,
             used: used.to_vec(),
         }
     }
 
-    /// Whether ranking through a table pays for building it: `genes` cells' genes in all
-    /// (before truncation) against the table's size.
-    pub fn pays_off(genes: usize, used_columns: usize) -> bool {
-        genes >= 2 * COUNTS * used_columns
+    /// The counts a table for `genes` cells' genes in all (before truncation) over
+    /// `used_columns` columns should rank (`1..=counts`), or `None` where sorting each cell
+    /// is cheaper than building one. Each (column, count) of the table costs a logarithm and a
+    /// sort entry; each gene saves a sort entry, and one with a count the table ranks saves a
+    /// logarithm and a binary search. Counts 9–32 were 3.5 % of a 1 GB corpus's: ranking them
+    /// too cut user CPU by a seventh there, while the larger table slowed Baron's 822 cells
+    /// (1.16 M genes over 14,789 columns) from 0.10 to 0.12 s.
+    pub fn counts_for(genes: usize, used_columns: usize) -> Option<usize> {
+        if genes < 2 * COUNT_RANGES[0] * used_columns {
+            return None;
+        }
+        COUNT_RANGES
+            .into_iter()
+            .rev()
+            .find(|&c| c == COUNT_RANGES[0] || genes >= 64 * c * used_columns)
+    }
+
+    /// Column `j`'s rank of count `c` (in `1..=counts`).
+    #[inline(always)]
+    fn rank_of(&self, j: u32, c: u32) -> u32 {
+        let slot = j as usize * self.counts + (c - 1) as usize;
+        self.lines[slot / LINE].0[slot % LINE]
     }
 
     /// The cell whose genes are columns `idx` with counts `val`, as
@@ -103,11 +135,13 @@ impl RankTable {
         for (k, (&j, &v)) in idx.iter().zip(val).enumerate() {
             // The rows are read in column order but far apart: ask for one a few genes ahead.
             if let Some(&ahead) = idx.get(k + PREFETCH_AHEAD) {
-                prefetch(self.rows.as_ptr().wrapping_add(ahead as usize));
+                // The column's first line: where its small counts are.
+                let line = ahead as usize * self.counts / LINE;
+                prefetch(self.lines.as_ptr().wrapping_add(line));
             }
             let c = v as u32;
-            if c.wrapping_sub(1) < COUNTS as u32 && c as f32 == v {
-                let r = self.rows[j as usize].0[(c - 1) as usize];
+            if c.wrapping_sub(1) < self.counts as u32 && c as f32 == v {
+                let r = self.rank_of(j, c);
                 if r < DROPPED {
                     s.ranks.push(r << 1 | 1);
                 }
@@ -244,7 +278,7 @@ mod tests {
         let used: Vec<Option<(u32, f64)>> = (0..n_cols)
             .map(|j| (j % 9 != 4).then(|| (next(200) as u32 + 1, medians[next(8) as usize])))
             .collect();
-        let table = RankTable::new(&used);
+        let tables = COUNT_RANGES.map(|c| RankTable::new(&used, c));
         let mut scratch = RankScratch::default();
         for case in 0..400 {
             let len = next(500) as usize;
@@ -279,15 +313,24 @@ mod tests {
                 .collect();
             for max_len in [None, Some(0), Some(1), Some(40), Some(idx.len() / 3)] {
                 let want = rank_cell_counted(&genes, None, TieBreak::TokenId, max_len);
-                let got = table.rank(&idx, &val, &mut scratch, max_len);
-                assert_eq!(got, want, "case {case}, max_len {max_len:?}");
+                for table in &tables {
+                    let got = table.rank(&idx, &val, &mut scratch, max_len);
+                    let counts = table.counts;
+                    assert_eq!(
+                        got, want,
+                        "case {case}, max_len {max_len:?}, counts {counts}"
+                    );
+                }
             }
         }
     }
 
+    /// No table for a few genes, counts up to 8 for Baron's 822 cells, 32 for the 1 GB file.
     #[test]
     fn a_table_pays_off_only_for_enough_genes() {
-        assert!(!RankTable::pays_off(1000, 15_000));
-        assert!(RankTable::pays_off(100_000_000, 15_000));
+        assert_eq!(RankTable::counts_for(1000, 15_000), None);
+        assert_eq!(RankTable::counts_for(1_164_056, 14_789), Some(8));
+        assert_eq!(RankTable::counts_for(20_000_000, 14_789), Some(16));
+        assert_eq!(RankTable::counts_for(120_000_000, 14_789), Some(32));
     }
 }

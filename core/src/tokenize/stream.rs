@@ -214,14 +214,13 @@ impl<'s> TokenizeStream<'s> {
     ) -> Result<Self, TokenizeError> {
         let summary = plan.summary();
         source.rewind()?;
-        // The table costs a logarithm and a sort entry per (gene, small count); each cell's
-        // gene saves a sort entry.
+        // Whether a table pays off, and how large, depends on the genes it ranks.
         let genes: usize = plan.lens.iter().map(|&l| l as usize).sum();
         let used_columns = plan.plan.used.iter().flatten().count();
-        let table = (opts.normalize_total.is_none()
-            && opts.tie_break == TieBreak::TokenId
-            && RankTable::pays_off(genes, used_columns))
-        .then(|| RankTable::new(&plan.plan.used));
+        let table = (opts.normalize_total.is_none() && opts.tie_break == TieBreak::TokenId)
+            .then(|| RankTable::counts_for(genes, used_columns))
+            .flatten()
+            .map(|counts| RankTable::new(&plan.plan.used, counts));
         Ok(Self {
             source,
             gm: plan.gm,
