@@ -64,7 +64,7 @@ impl RankTable {
     pub fn new(used: &[Option<(u32, f64)>], counts: usize) -> Self {
         assert!(
             COUNT_RANGES.contains(&counts),
-            "a rank table ranks counts up to 8, 16 or 32, not {counts}"
+            "a rank table ranks counts up to one of {COUNT_RANGES:?}, not {counts}"
         );
         let mut lines = vec![Line([NOT_USED; LINE]); (used.len() * counts).div_ceil(LINE)];
         let mut set = |slot: usize, r: u32| lines[slot / LINE].0[slot % LINE] = r;
@@ -99,8 +99,8 @@ impl RankTable {
     /// `used_columns` columns should rank (`1..=counts`), or `None` where sorting each cell
     /// is cheaper than building one. Each (column, count) of the table costs a logarithm and a
     /// sort entry; each gene saves a sort entry, and one with a count the table ranks saves a
-    /// logarithm and a binary search. Counts 9–32 were 3.5 % of a 1 GB corpus's: ranking them
-    /// too cut user CPU by 8–13 % there, while the larger table slowed Baron's 822 cells
+    /// logarithm and a binary search. Counts 9–32 were 3.7 % of a 1 GB corpus's: ranking them
+    /// too cut user CPU by 7–13 % there, while the larger table slowed Baron's 822 cells
     /// (1.16 M genes over 14,789 columns) from 0.10 to 0.12 s.
     pub fn counts_for(genes: usize, used_columns: usize) -> Option<usize> {
         if genes < 2 * COUNT_RANGES[0] * used_columns {
