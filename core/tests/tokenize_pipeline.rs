@@ -186,6 +186,37 @@ fn baron_matches_python_reference() {
         }
         assert_eq!(stream.written(), set.len(), "{name}");
         assert_eq!(streamed, set.cells, "{name}");
+        // Pass 2 into the caller's memory (the ragged output's path): the same tokens end to
+        // end, one run per chunk asked for in order and handed back in order.
+        let plan = plan_tokenize(&mut sub, &vocab, &medians, &small).unwrap();
+        let lengths: Vec<usize> = plan.written_lengths().collect();
+        assert_eq!(
+            lengths,
+            set.cells.iter().map(|c| c.len()).collect::<Vec<_>>()
+        );
+        let stream = TokenizeStream::new(&mut sub, plan, &small).unwrap();
+        let (mut asked, mut run_ids, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        let filled = stream
+            .fill_ragged(
+                &mut |run| {
+                    asked.push(run.clone());
+                    Ok((vec![u32::MAX; run.len()], vec![f32::NAN; run.len()]))
+                },
+                &mut |(i, v): (Vec<u32>, Vec<f32>)| {
+                    run_ids.extend(i);
+                    values.extend(v);
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert_eq!(filled, summary, "{name}");
+        assert!(asked.len() > 1, "{name}: {} runs", asked.len());
+        assert!(asked.windows(2).all(|w| w[0].end == w[1].start), "{name}");
+        assert_eq!(asked.last().unwrap().end, tokens, "{name}");
+        let want: Vec<u32> = set.cells.iter().flat_map(|c| c.input_ids.clone()).collect();
+        assert_eq!(run_ids, want, "{name}");
+        let want: Vec<f32> = set.cells.iter().flat_map(|c| c.values.clone()).collect();
+        assert_eq!(values, want, "{name}");
         assert!(
             streamed
                 .iter()
@@ -331,4 +362,23 @@ fn a_file_changed_between_passes_is_an_error_not_a_wrong_output() {
         reached_sink < planned,
         "{reached_sink} of {planned} cells reached the output"
     );
+    // The same into the caller's memory.
+    let mut changing = ChangesAfterFirstPass {
+        inner: Subset::new(
+            open_path(Path::new(H5AD), MatrixChoice::Auto).unwrap(),
+            &rows,
+        ),
+        rewinds: 0,
+    };
+    let plan = plan_tokenize(&mut changing, &vocab, &medians, &opts).unwrap();
+    let e = TokenizeStream::new(&mut changing, plan, &opts)
+        .unwrap()
+        .fill_ragged(
+            &mut |run| Ok((vec![0u32; run.len()], vec![0f32; run.len()])),
+            &mut |_| Ok(()),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("changed while it was being tokenized"), "{e}");
+    assert!(e.contains("tokens"), "{e}");
 }

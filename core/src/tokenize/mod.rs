@@ -32,7 +32,8 @@ pub use medians::{GeneMedians, MedianAccumulator, MedianMode};
 pub use pipeline::{MedianBuilder, TokenizeOptions, TokenizeSummary, compute_medians};
 pub use qc::{CellQcOptions, GeneCountFilter};
 pub use stream::{
-    TokenizePlan, TokenizeStream, plan_tokenize, plan_tokenize_matched, tokenize, tokenize_each,
+    TokenSlots, TokenizePlan, TokenizeStream, plan_tokenize, plan_tokenize_matched, tokenize,
+    tokenize_each,
 };
 pub use transform::TieBreak;
 pub use vocab::{HomologMap, TokenDictionary};

@@ -13,8 +13,6 @@ use super::transform::{RankedCell, from_ordered, is_kept, log2_1p, median_divide
 
 /// The counts ranked up front (`1..=counts`) a table may have.
 const COUNT_RANGES: [usize; 3] = [8, 16, 32];
-/// Ranks per cache line of the table.
-const LINE: usize = 16;
 /// One key in this many is a fence ([`RankTable::position`]): a cache line of keys.
 const FENCE: usize = 8;
 /// A column that does not enter the transform.
@@ -22,19 +20,17 @@ const NOT_USED: u32 = u32::MAX;
 /// A (column, count) pair whose value is dropped (0 or NaN: a NaN or infinite median).
 const DROPPED: u32 = u32::MAX - 1;
 
-/// A cache line of ranks: column `j`'s rank of count `c` is rank `j · counts + c - 1` of the
-/// table, so a column's ranks never straddle two lines (`counts` divides or is a multiple of
-/// [`LINE`]).
-#[derive(Debug, Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u32; LINE]);
-
 /// The global order of every (column, small count) pair of a file, by the sort key of
 /// [`super::transform::TieBreak::TokenId`]; valid only without library-size normalisation.
 #[derive(Debug, Clone)]
 pub struct RankTable {
-    /// Each column's global ranks of counts `1..=counts`, end to end.
-    lines: Vec<Line>,
+    /// The global ranks of count 1 of every column, then of count 2, and so on to `counts`:
+    /// most counts are 1 to 4 (87 % of a 1 GB Poisson-resampled corpus), whose rows (60 KB
+    /// each over 15,000 columns) stay in a core's cache, where one column's ranks end to end
+    /// spread every lookup over the whole table.
+    ranks: Vec<u32>,
+    /// Columns.
+    cols: usize,
     counts: usize,
     /// The sort key of each rank, ascending.
     keys: Vec<u64>,
@@ -66,28 +62,30 @@ impl RankTable {
             COUNT_RANGES.contains(&counts),
             "a rank table ranks counts up to one of {COUNT_RANGES:?}, not {counts}"
         );
-        let mut lines = vec![Line([NOT_USED; LINE]); (used.len() * counts).div_ceil(LINE)];
-        let mut set = |slot: usize, r: u32| lines[slot / LINE].0[slot % LINE] = r;
+        let cols = used.len();
+        let mut ranks = vec![NOT_USED; cols * counts];
         let mut entries: Vec<(u64, u32)> = Vec::new();
         for (j, u) in used.iter().enumerate() {
             let Some((token, m)) = *u else { continue };
             for c in 1..=counts {
+                let slot = (c - 1) * cols + j;
                 // The very expression `rank_cell` evaluates, so the keys are identical.
                 let x = log2_1p(median_divide(c as f64, m)) as f32;
                 if is_kept(x) {
-                    entries.push((token_key(x, token), (j * counts + c - 1) as u32));
+                    entries.push((token_key(x, token), slot as u32));
                 } else {
-                    set(j * counts + c - 1, DROPPED);
+                    ranks[slot] = DROPPED;
                 }
             }
         }
         entries.sort_unstable();
         for (r, &(_, slot)) in entries.iter().enumerate() {
-            set(slot as usize, r as u32);
+            ranks[slot as usize] = r as u32;
         }
         let keys: Vec<u64> = entries.into_iter().map(|(k, _)| k).collect();
         Self {
-            lines,
+            ranks,
+            cols,
             counts,
             fences: keys.iter().step_by(FENCE).copied().collect(),
             keys,
@@ -115,8 +113,7 @@ impl RankTable {
     /// Column `j`'s rank of count `c` (in `1..=counts`).
     #[inline(always)]
     fn rank_of(&self, j: u32, c: u32) -> u32 {
-        let slot = j as usize * self.counts + (c - 1) as usize;
-        self.lines[slot / LINE].0[slot % LINE]
+        self.ranks[(c - 1) as usize * self.cols + j as usize]
     }
 
     /// The cell whose genes are columns `idx` with counts `val`, as
@@ -129,17 +126,43 @@ impl RankTable {
         s: &mut RankScratch,
         max_len: Option<usize>,
     ) -> RankedCell {
+        let kept = self.order(idx, val, s);
+        let cap = max_len.map_or(kept, |m| m.min(kept));
+        let mut input_ids = vec![0; cap];
+        let mut values = vec![0.0; cap];
+        self.unpack(s, &mut input_ids, &mut values);
+        RankedCell {
+            input_ids,
+            values,
+            kept,
+        }
+    }
+
+    /// [`Self::rank`] into memory the caller provides (the output file's, for the ragged
+    /// layout): writes the first `min(kept, ids.len())` tokens and values and returns how many
+    /// genes the cell keeps before truncation, which the caller compares with the slots'
+    /// length. No vectors per cell to allocate and zero (5–6 % of the CPU time on a 1 GB file).
+    pub fn rank_into(
+        &self,
+        idx: &[u32],
+        val: &[f32],
+        s: &mut RankScratch,
+        ids: &mut [u32],
+        values: &mut [f32],
+    ) -> usize {
+        let kept = self.order(idx, val, s);
+        let n = kept.min(ids.len()).min(values.len());
+        self.unpack(s, &mut ids[..n], &mut values[..n]);
+        kept
+    }
+
+    /// Puts the cell's kept genes in rank order into `s.ranks` (and `s.large`); returns how
+    /// many genes it keeps.
+    fn order(&self, idx: &[u32], val: &[f32], s: &mut RankScratch) -> usize {
         s.large.clear();
         s.ranks.clear();
         s.ranks.reserve(idx.len());
-        for (k, (&j, &v)) in idx.iter().zip(val).enumerate() {
-            // The columns' ranks are read in column order but far apart: ask for one a few
-            // genes ahead.
-            if let Some(&ahead) = idx.get(k + PREFETCH_AHEAD) {
-                // The column's first line: where its small counts are.
-                let line = ahead as usize * self.counts / LINE;
-                prefetch(self.lines.as_ptr().wrapping_add(line));
-            }
+        for (&j, &v) in idx.iter().zip(val) {
             let c = v as u32;
             if c.wrapping_sub(1) < self.counts as u32 && c as f32 == v {
                 let r = self.rank_of(j, c);
@@ -156,7 +179,6 @@ impl RankTable {
             }
         }
         let kept = s.ranks.len() + s.large.len();
-        let cap = max_len.map_or(kept, |m| m.min(kept));
         // Each large count sorts just before the first table key above it: `2p` against the
         // table's `2r + 1`. Equal positions keep the large keys' order, which is taken from
         // `large` itself as the positions are read.
@@ -165,15 +187,17 @@ impl RankTable {
             s.ranks.push((self.position(l) as u32) << 1);
         }
         self.sort_ranks(s);
+        kept
+    }
+
+    /// Writes the first `ids.len()` genes [`Self::order`] left in `s` (at most as many as it
+    /// kept), as tokens and values.
+    fn unpack(&self, s: &RankScratch, ids: &mut [u32], values: &mut [f32]) {
         // The keys, in order: from the table (about a core's cache in size, so each is asked
         // for a few genes ahead) or the next large count, unpacked as they are read.
-        let first = &s.ranks[..cap];
+        let first = &s.ranks[..ids.len()];
         let mut large = s.large.iter();
-        let mut input_ids = vec![0; cap];
-        let mut values = vec![0.0; cap];
-        for (i, ((id, value), &item)) in
-            input_ids.iter_mut().zip(&mut values).zip(first).enumerate()
-        {
+        for (i, ((id, value), &item)) in ids.iter_mut().zip(values).zip(first).enumerate() {
             if let Some(&ahead) = first.get(i + PREFETCH_AHEAD) {
                 prefetch(self.keys.as_ptr().wrapping_add((ahead >> 1) as usize));
             }
@@ -184,11 +208,6 @@ impl RankTable {
             };
             *id = k as u32;
             *value = from_ordered(!(k >> 32) as u32);
-        }
-        RankedCell {
-            input_ids,
-            values,
-            kept,
         }
     }
 
@@ -320,6 +339,19 @@ mod tests {
                     assert_eq!(
                         got, want,
                         "case {case}, max_len {max_len:?}, counts {counts}"
+                    );
+                    // Into the caller's memory: the same tokens, nothing written past them.
+                    let n = want.input_ids.len();
+                    let (mut ids, mut values) = (vec![7; n + 1], vec![0.5; n + 1]);
+                    let kept =
+                        table.rank_into(&idx, &val, &mut scratch, &mut ids[..n], &mut values[..n]);
+                    assert_eq!(kept, want.kept, "case {case}, counts {counts}");
+                    assert_eq!(ids[..n], want.input_ids[..], "case {case}, counts {counts}");
+                    assert_eq!(values[..n], want.values[..], "case {case}, counts {counts}");
+                    assert_eq!(
+                        (ids[n], values[n]),
+                        (7, 0.5),
+                        "case {case}, counts {counts}"
                     );
                 }
             }

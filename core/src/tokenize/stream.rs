@@ -12,6 +12,9 @@ use super::{GeneMatch, GeneMatchReport, GeneMedians, TokenDictionary, TokenizeEr
 use crate::cells::{CellSet, Species, TokenizedCell};
 use crate::data::{CellSource, CsrChunk, DataError};
 
+mod into;
+pub use into::TokenSlots;
+
 /// Pass 1's outcome: which cells pass 2 writes and how many tokens each gets, known before it
 /// writes anything, so that an output file can be sized up front and filled as cells stream.
 #[derive(Debug)]
@@ -45,6 +48,16 @@ impl TokenizePlan {
     pub fn tokens(&self) -> usize {
         let cap = self.max_len.unwrap_or(usize::MAX);
         self.lens.iter().map(|&l| (l as usize).min(cap)).sum()
+    }
+
+    /// Each written cell's token count (after truncation), in order: the ragged layout's
+    /// offsets, known before pass 2.
+    pub fn written_lengths(&self) -> impl Iterator<Item = usize> + '_ {
+        let cap = self.max_len.unwrap_or(usize::MAX);
+        self.lens
+            .iter()
+            .filter(|&&l| l > 0)
+            .map(move |&l| (l as usize).min(cap))
     }
 
     /// What [`tokenize_each`] will report, known before it runs (it checks every cell against
@@ -248,16 +261,15 @@ impl<'s> TokenizeStream<'s> {
         self.written
     }
 
-    /// The written cells of the next source chunk (none when QC dropped them all), or `None`
-    /// once the source is exhausted and its cell count checked against the plan.
-    pub fn next_cells(&mut self) -> Result<Option<Vec<TokenizedCell>>, TokenizeError> {
+    /// The next source chunk (read ahead or now), or `None` once the source is exhausted and
+    /// its cell count checked against the plan.
+    fn take_chunk(&mut self) -> Result<Option<CsrChunk>, TokenizeError> {
         if self.finished {
             return Ok(None);
         }
-        let n = self.opts.chunk_cells.max(1);
         let next = match self.ahead.take() {
             Some(read) => read,
-            None => self.source.next_chunk(n),
+            None => self.source.next_chunk(self.opts.chunk_cells.max(1)),
         };
         let Some(chunk) = next? else {
             self.finished = true;
@@ -280,6 +292,15 @@ impl<'s> TokenizeStream<'s> {
                 "has more cells than in the first pass",
             ));
         }
+        Ok(Some(chunk))
+    }
+
+    /// The written cells of the next source chunk (none when QC dropped them all), or `None`
+    /// once the source is exhausted and its cell count checked against the plan.
+    pub fn next_cells(&mut self) -> Result<Option<Vec<TokenizedCell>>, TokenizeError> {
+        let Some(chunk) = self.take_chunk()? else {
+            return Ok(None);
+        };
         let ranker = Ranker {
             used: &self.used,
             lens: &self.lens,
@@ -291,6 +312,7 @@ impl<'s> TokenizeStream<'s> {
         // runs on every core). Wasm has no threads to spare: it reads when asked.
         #[cfg(not(target_arch = "wasm32"))]
         let ranked = {
+            let n = self.opts.chunk_cells.max(1);
             let source = &mut *self.source;
             let (ranked, ahead) = std::thread::scope(|s| {
                 let ranking = s.spawn(|| ranker.rank(&chunk));
@@ -374,24 +396,29 @@ impl Ranker<'_> {
                     return None;
                 }
                 let (idx, val) = chunk.cell(i);
-                buf.clear();
-                buf.extend(idx.iter().zip(val).filter_map(|(&j, &v)| {
-                    let (token, median) = self.used[j as usize]?;
-                    Some(GeneValue {
-                        column: j,
-                        token,
-                        count: v as f64,
-                        median,
-                    })
-                }));
-                Some(rank_cell_counted(
-                    buf,
-                    self.opts.normalize_total,
-                    self.opts.tie_break,
-                    self.max_len,
-                ))
+                Some(self.rank_sorting(idx, val, buf))
             })
             .collect()
+    }
+
+    /// One cell through the general path: each gene's value computed and the cell sorted.
+    fn rank_sorting(&self, idx: &[u32], val: &[f32], buf: &mut Vec<GeneValue>) -> RankedCell {
+        buf.clear();
+        buf.extend(idx.iter().zip(val).filter_map(|(&j, &v)| {
+            let (token, median) = self.used[j as usize]?;
+            Some(GeneValue {
+                column: j,
+                token,
+                count: v as f64,
+                median,
+            })
+        }));
+        rank_cell_counted(
+            buf,
+            self.opts.normalize_total,
+            self.opts.tie_break,
+            self.max_len,
+        )
     }
 }
 
@@ -504,5 +531,23 @@ mod tests {
         let general = ranker(None).rank(&chunk);
         assert!(general.iter().flatten().count() > 700);
         assert_eq!(ranker(Some(table)).rank(&chunk), general);
+        // Into one run of the chunk's tokens, both paths: the same tokens end to end.
+        let ids: Vec<u32> = general
+            .iter()
+            .flatten()
+            .flat_map(|r| r.input_ids.clone())
+            .collect();
+        let values: Vec<f32> = general
+            .iter()
+            .flatten()
+            .flat_map(|r| r.values.clone())
+            .collect();
+        for table in [None, Some(table)] {
+            let (mut got_ids, mut got_values) = (vec![0; ids.len()], vec![0.0; ids.len()]);
+            ranker(table)
+                .rank_into(&chunk, &mut got_ids, &mut got_values)
+                .unwrap();
+            assert_eq!((&got_ids, &got_values), (&ids, &values));
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Reading CELLS inputs (tokenized cells) and writing safetensors outputs.
 
+mod ragged;
 mod writer;
 
+pub use ragged::{RaggedWriter, RunBuffer};
 pub use writer::{CellsLayout, CellsShape, CellsWriter, write_cells_safetensors};
 
 use std::collections::HashMap;

@@ -75,34 +75,19 @@ pub(super) const WRITE_BATCH: usize = 256;
 /// skipped bytes read as zeros and need no write.
 const HOLE_MIN: u64 = 4096;
 
-/// Streams cells into a CELLS file whose [`CellsShape`] is known up front, so that a file far
-/// larger than memory can be written. Cells are handed a batch at a time to a thread that lays
-/// them out and writes them, so that the caller (the tokenizer) goes on ranking meanwhile;
-/// laying out and writing was a third of tokenizing a 1 GB file on its main thread. The file is
-/// a temporary one renamed into place by [`CellsWriter::finish`], and removed if the writer is
-/// dropped before.
-pub struct CellsWriter {
-    tmp: PathBuf,
-    path: PathBuf,
-    shape: CellsShape,
-    /// Padded width.
-    l: usize,
-    cells_pushed: usize,
-    tokens_pushed: usize,
-    pending: Vec<TokenizedCell>,
-    /// Batches to the writing thread (at most [`BATCHES_IN_FLIGHT`] waiting).
-    batches: Option<SyncSender<Vec<TokenizedCell>>>,
-    thread: Option<JoinHandle<std::io::Result<File>>>,
-    finished: bool,
+/// A CELLS file's header and where its tensors lie, for a known [`CellsShape`].
+pub(super) struct Header {
+    /// The header's length (8 bytes, little-endian) and the header itself: the file's start.
+    pub(super) bytes: Vec<u8>,
+    /// Each tensor's first byte in the file.
+    offsets: HashMap<&'static str, u64>,
+    /// The whole file's length.
+    pub(super) file_len: u64,
 }
 
-/// Batches queued for the writing thread: memory stays bounded by a few batches.
-const BATCHES_IN_FLIGHT: usize = 2;
-
-impl CellsWriter {
-    /// Creates the temporary file. `labels`, when given, must hold one per cell.
-    pub fn create(
-        path: &Path,
+impl Header {
+    /// The header of a `layout` file of `shape`; `labels`, when given, must hold one per cell.
+    pub(super) fn new(
         layout: CellsLayout,
         shape: CellsShape,
         labels: Option<Vec<String>>,
@@ -147,16 +132,69 @@ impl CellsWriter {
         }
         header.insert("__metadata__".into(), serde_json::to_value(&metadata)?);
         let mut head = serde_json::to_string(&serde_json::Value::Object(header))?.into_bytes();
+        // Tensors start 8-byte aligned, so that they can be used where they lie.
         while head.len() % 8 != 0 {
             head.push(b' ');
         }
         let data_start = 8 + head.len() as u64;
+        let mut bytes = (head.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&head);
+        for o in offsets.values_mut() {
+            *o += data_start;
+        }
+        Ok(Self {
+            bytes,
+            offsets,
+            file_len: data_start + offset as u64,
+        })
+    }
+
+    /// Where tensor `name` starts in the file (0 for a tensor the layout lacks).
+    pub(super) fn at(&self, name: &str) -> u64 {
+        self.offsets.get(name).copied().unwrap_or(0)
+    }
+}
+
+/// Streams cells into a CELLS file whose [`CellsShape`] is known up front, so that a file far
+/// larger than memory can be written. Cells are handed a batch at a time to a thread that lays
+/// them out and writes them, so that the caller (the tokenizer) goes on ranking meanwhile;
+/// laying out and writing was a third of tokenizing a 1 GB file on its main thread. The file is
+/// a temporary one renamed into place by [`CellsWriter::finish`], and removed if the writer is
+/// dropped before.
+pub struct CellsWriter {
+    tmp: PathBuf,
+    path: PathBuf,
+    shape: CellsShape,
+    /// Padded width.
+    l: usize,
+    cells_pushed: usize,
+    tokens_pushed: usize,
+    pending: Vec<TokenizedCell>,
+    /// Batches to the writing thread (at most [`BATCHES_IN_FLIGHT`] waiting).
+    batches: Option<SyncSender<Vec<TokenizedCell>>>,
+    thread: Option<JoinHandle<std::io::Result<File>>>,
+    finished: bool,
+}
+
+/// Batches queued for the writing thread: memory stays bounded by a few batches.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+impl CellsWriter {
+    /// Creates the temporary file. `labels`, when given, must hold one per cell.
+    pub fn create(
+        path: &Path,
+        layout: CellsLayout,
+        shape: CellsShape,
+        labels: Option<Vec<String>>,
+        metadata: HashMap<String, String>,
+    ) -> anyhow::Result<Self> {
+        let head = Header::new(layout, shape, labels, metadata)?;
+        let l = shape.longest.max(1);
         let tmp = path.with_extension("safetensors.tmp");
         let created = (|| -> std::io::Result<File> {
             let mut file = File::create(&tmp)?;
-            file.write_all(&(head.len() as u64).to_le_bytes())?;
-            file.write_all(&head)?;
-            file.set_len(data_start + offset as u64)?;
+            file.write_all(&head.bytes)?;
+            file.set_len(head.file_len)?;
             Ok(file)
         })();
         let file = match created {
@@ -166,7 +204,7 @@ impl CellsWriter {
                 return Err(e).with_context(|| format!("creating {}", tmp.display()));
             }
         };
-        let at = |k: &str| offsets.get(k).map_or(0, |o| data_start + o);
+        let at = |k: &str| head.at(k);
         let mut out = BatchWriter {
             spans: Spans::new(file),
             layout,
@@ -321,7 +359,7 @@ struct BatchWriter {
 }
 
 /// Bytes written between two requests to start writeback ([`start_writeback`]).
-const WRITEBACK_EVERY: u64 = 64 << 20;
+pub(super) const WRITEBACK_EVERY: u64 = 64 << 20;
 
 impl BatchWriter {
     fn write(&mut self, rows: &[TokenizedCell]) -> std::io::Result<()> {
@@ -401,28 +439,34 @@ impl BatchWriter {
         self.tokens = tok;
         if self.unsent >= WRITEBACK_EVERY {
             self.unsent = 0;
-            start_writeback(&self.spans.file);
+            start_writeback(&self.spans.file, 0, 0);
         }
         Ok(())
     }
 }
 
-/// Asks the kernel to start writing the file's dirty pages to disk now, without waiting: the
+/// Asks the kernel to start writing the file's dirty pages (`len` bytes from `from`; 0: to the
+/// end) to disk now, without waiting: the
 /// output (about 1 GB per million cells) is then on its way while cells are still ranked, and
 /// the `fsync` before the rename has little left to wait for (it waited a quarter second on a
 /// 1 GB output). A hint: nothing depends on it (and off Linux it does nothing).
-fn start_writeback(file: &File) {
+pub(super) fn start_writeback(file: &File, from: u64, len: u64) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
         // SAFETY: the descriptor is open for the duration of the call; the call only starts
         // writeback of the file's pages and reads or writes no memory of ours.
         unsafe {
-            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                from as i64,
+                len as i64,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = file;
+    let _ = (file, from, len);
 }
 
 /// Appends `xs` to `b` as `W`-byte little-endian numbers: one resize, then a loop the

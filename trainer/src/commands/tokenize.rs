@@ -19,8 +19,8 @@ use genecompass_core::data::{
 };
 use genecompass_core::tokenize::{
     EmbeddedGenes, GeneMatch, GeneMatchOptions, GeneMedians, GeneTable, TokenDictionary,
-    TokenizeError, TokenizeOptions, TokenizePlan, match_genes, plan_tokenize_matched,
-    tokenize_each,
+    TokenizeError, TokenizeOptions, TokenizePlan, TokenizeStream, match_genes,
+    plan_tokenize_matched, tokenize_each,
 };
 use indicatif::ProgressBar;
 use serde_json::json;
@@ -28,7 +28,7 @@ use serde_json::json;
 pub use super::species_arg::SpeciesArg;
 use super::tokenize_report::print_summary;
 pub use super::tokenize_report::{check_known_genes, explain, print_match};
-use crate::cells_io::{CellsLayout, CellsShape, CellsWriter};
+use crate::cells_io::{CellsLayout, CellsShape, CellsWriter, RaggedWriter};
 use crate::progress::cells_bar;
 
 /// Output layout of `tokenize`.
@@ -417,6 +417,34 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pass 2 ranked straight into the ragged output's run buffers ([`RaggedWriter`]).
+fn fill_ragged(
+    args: &TokenizeArgs,
+    src: &mut WithProgress,
+    plan: TokenizePlan,
+    opts: &TokenizeOptions,
+    out: RaggedWriter,
+) -> anyhow::Result<()> {
+    let stream = TokenizeStream::new(src, plan, opts).map_err(|e| explain(e, &args.input))?;
+    // Both callbacks use the writer, one at a time; the first error it gives is kept whole.
+    let out = std::cell::RefCell::new(out);
+    let failed = std::cell::RefCell::new(None);
+    let fail = |e: anyhow::Error| {
+        let message = format!("{e:#}");
+        failed.borrow_mut().get_or_insert(e);
+        TokenizeError::Options(message)
+    };
+    let filled = stream.fill_ragged(
+        &mut |tokens| out.borrow_mut().run(tokens).map_err(fail),
+        &mut |run| out.borrow_mut().filled(run).map_err(fail),
+    );
+    if let Some(e) = failed.into_inner() {
+        return Err(e);
+    }
+    filled.map_err(|e| explain(e, &args.input))?;
+    out.into_inner().finish()
+}
+
 /// Pass 2, straight into the output: the safetensors file is filled as cells stream (memory
 /// bounded by the chunk size); the dataset folder, written by Arrow IPC, takes them in memory.
 fn write_output(
@@ -436,6 +464,17 @@ fn write_output(
                 longest: plan.longest(),
                 tokens: plan.tokens(),
             };
+            if args.layout == CellsLayout::Ragged {
+                let out = RaggedWriter::create(
+                    &args.output,
+                    shape,
+                    plan.written_lengths(),
+                    plan.species(),
+                    plan.labels_out(),
+                    provenance,
+                )?;
+                return fill_ragged(args, src, plan, opts, out);
+            }
             let mut out = CellsWriter::create(
                 &args.output,
                 args.layout,
