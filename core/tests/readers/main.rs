@@ -145,8 +145,12 @@ pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-pub(crate) fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gc-readers-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+/// A path named `name` in a fresh directory, removed when the directory is dropped.
+pub(crate) fn tmp(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::Builder::new()
+        .prefix("gc-readers-")
+        .tempdir()
+        .unwrap();
+    let p = d.path().join(name);
+    (d, p)
 }

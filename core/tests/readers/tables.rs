@@ -29,7 +29,7 @@ fn tables_from_a_real_submatrix() {
                 .join(",")
         );
     }
-    let p = tmp("cells_by_genes.csv");
+    let (_csv_dir, p) = tmp("cells_by_genes.csv");
     std::fs::write(&p, &csv).unwrap();
     let mut s = open_path(&p, MatrixChoice::Auto).unwrap();
     assert!(
@@ -54,7 +54,7 @@ fn tables_from_a_real_submatrix() {
         );
     }
     let gz = gzip(tsv.as_bytes());
-    let p = tmp("genes_by_cells.tsv.gz");
+    let (_tsv_dir, p) = tmp("genes_by_cells.tsv.gz");
     std::fs::write(&p, &gz).unwrap();
     let mut s = open_path(&p, MatrixChoice::Auto).unwrap();
     assert!(
