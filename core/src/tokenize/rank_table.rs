@@ -45,9 +45,11 @@ pub struct RankTable {
 #[derive(Debug, Default)]
 pub struct RankScratch {
     /// The cell's items (`2 · rank + 1` for a table gene, `2 · position` for a large
-    /// count), then sorted.
+    /// count), then sorted: the first `n` (the buffer only grows, so that it is never zeroed
+    /// per cell, and appending needs no length kept in memory).
     ranks: Vec<u32>,
-    /// The radix sort's other buffer and counters.
+    n: usize,
+    /// The radix sort's other buffer (grown like `ranks`) and counters.
     sorted: Vec<u32>,
     counts: Vec<u32>,
     /// Keys of the counts outside the table.
@@ -156,18 +158,22 @@ impl RankTable {
         kept
     }
 
-    /// Puts the cell's kept genes in rank order into `s.ranks` (and `s.large`); returns how
+    /// Puts the cell's kept genes in rank order into `s.ranks[..s.n]` (and `s.large`); returns how
     /// many genes it keeps.
     fn order(&self, idx: &[u32], val: &[f32], s: &mut RankScratch) -> usize {
         s.large.clear();
-        s.ranks.clear();
-        s.ranks.reserve(idx.len());
+        if s.ranks.len() < idx.len() {
+            s.ranks.resize(idx.len(), 0);
+        }
+        let items = &mut s.ranks[..idx.len()];
+        let mut n = 0;
         for (&j, &v) in idx.iter().zip(val) {
             let c = v as u32;
             if c.wrapping_sub(1) < self.counts as u32 && c as f32 == v {
                 let r = self.rank_of(j, c);
                 if r < DROPPED {
-                    s.ranks.push(r << 1 | 1);
+                    items[n] = r << 1 | 1;
+                    n += 1;
                 }
             } else if v != 0.0
                 && let Some((token, m)) = self.used[j as usize]
@@ -178,14 +184,16 @@ impl RankTable {
                 }
             }
         }
-        let kept = s.ranks.len() + s.large.len();
+        let kept = n + s.large.len();
         // Each large count sorts just before the first table key above it: `2p` against the
         // table's `2r + 1`. Equal positions keep the large keys' order, which is taken from
         // `large` itself as the positions are read.
         s.large.sort_unstable();
         for &l in &s.large {
-            s.ranks.push((self.position(l) as u32) << 1);
+            items[n] = (self.position(l) as u32) << 1;
+            n += 1;
         }
+        s.n = n;
         self.sort_ranks(s);
         kept
     }
@@ -223,23 +231,24 @@ impl RankTable {
         from + self.keys[from..to].partition_point(|&k| k <= key)
     }
 
-    /// Sorts `s.ranks`: two counting passes over half the rank bits each (least significant
+    /// Sorts `s.ranks[..s.n]`: two counting passes over half the rank bits each (least significant
     /// first) for cells long enough to repay the counters, a comparison sort otherwise.
     fn sort_ranks(&self, s: &mut RankScratch) {
-        let n = s.ranks.len();
+        let n = s.n;
+        let items = &mut s.ranks[..n];
         // Items are `2 · rank (+ 1)`, below `2 · len + 2`.
         let bits = u32::BITS - (2 * self.keys.len() as u32 + 1).leading_zeros();
         let low = bits.div_ceil(2);
         let buckets = 1usize << low;
         if n < 64 || n < buckets / 8 {
-            s.ranks.sort_unstable();
+            items.sort_unstable();
             return;
         }
         let mask = (buckets - 1) as u32;
         s.counts.clear();
         s.counts.resize(2 * buckets, 0);
         let (lo, hi) = s.counts.split_at_mut(buckets);
-        for &r in &s.ranks {
+        for &r in &*items {
             lo[(r & mask) as usize] += 1;
             hi[(r >> low) as usize] += 1;
         }
@@ -251,16 +260,18 @@ impl RankTable {
                 sum += k;
             }
         }
-        s.sorted.clear();
-        s.sorted.resize(n, 0);
-        for &r in &s.ranks {
+        if s.sorted.len() < n {
+            s.sorted.resize(n, 0);
+        }
+        let sorted = &mut s.sorted[..n];
+        for &r in &*items {
             let at = &mut lo[(r & mask) as usize];
-            s.sorted[*at as usize] = r;
+            sorted[*at as usize] = r;
             *at += 1;
         }
-        for &r in &s.sorted {
+        for &r in &*sorted {
             let at = &mut hi[(r >> low) as usize];
-            s.ranks[*at as usize] = r;
+            items[*at as usize] = r;
             *at += 1;
         }
     }
