@@ -9,6 +9,7 @@ use genecompass_core::data::*;
 
 mod errors;
 mod h5ad_files;
+mod inconsistent;
 mod sources;
 mod synthetic;
 mod tables;

@@ -267,6 +267,12 @@ pub(crate) fn open_h5(h5: H5, choice: MatrixChoice) -> Result<H5adSource, DataEr
     }
     let path = chosen.path.clone();
     let matrix = open_matrix(&h5, &path)?;
+    if matrix.n_cells == 0 || matrix.n_genes == 0 {
+        return Err(h5.msg(format!(
+            "the matrix `{path}` is empty ({} cells × {} genes); nothing to read",
+            matrix.n_cells, matrix.n_genes
+        )));
+    }
     let var_path = match path.as_str() {
         "raw/X" => "raw/var",
         "raw.X" => "raw.var",
