@@ -43,6 +43,13 @@ enum Command {
     /// Masked-LM pretraining (resumable job).
     Pretrain(commands::pretrain::PretrainArgs),
     /// Tokenize a single-cell count file (h5ad, 10x, CSV) into cells for embed/classify/training.
+    ///
+    /// The official steps, in order: cell QC (total counts > 0; z-scores of total counts and of
+    /// the mitochondrial fraction inside (-3, 3) within each sample), more than 6 expressed
+    /// protein-coding or miRNA genes, division by each gene's median, log2(1 + x), ranking by
+    /// value (descending; equal values by ascending token id), the top 2048 genes, the species
+    /// flag. The input is read twice: QC statistics first (after which the coverage is
+    /// reported), then the tokens.
     Tokenize(commands::tokenize::TokenizeArgs),
     /// Compute per-gene medians (`{ensembl_id: median}`) from count files.
     Medians(commands::medians::MediansArgs),

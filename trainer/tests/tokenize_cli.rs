@@ -92,6 +92,11 @@ fn baron_mouse_build_vocab_safetensors() {
     ] {
         assert!(t.contains(want), "missing {want:?} in:\n{t}");
     }
+    // Coverage comes after the QC pass and before the tokens are written.
+    assert!(
+        t.find("count share:") < t.find("summary:"),
+        "coverage after the summary in:\n{t}"
+    );
     assert_eq!(summary_number(&t, "cells in:"), 822);
     let kept = summary_number(&t, "written:");
     assert!(kept > 700 && kept <= 822, "{kept} cells kept\n{t}");
@@ -229,6 +234,13 @@ fn medians_then_tokenize_hf_format_reads_back() {
     ]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
+    // Baron's symbols without an MGI entry, named with their counts before the summary.
+    let unmatched = t
+        .lines()
+        .find(|l| l.starts_with("top unmatched:"))
+        .unwrap_or_else(|| panic!("no unmatched genes named in:\n{t}"));
+    assert!(unmatched.contains(" ("), "{unmatched}");
+    assert!(t.find("top unmatched:") < t.find("summary:"), "{t}");
     let kept = summary_number(&t, "written:");
     let cells = read_hf_dataset(&out, Some("cell_type")).unwrap();
     assert_eq!(cells.len(), kept);
@@ -238,7 +250,19 @@ fn medians_then_tokenize_hf_format_reads_back() {
         assert!(c.values.windows(2).all(|w| w[0] >= w[1]));
         assert!(c.label.is_some());
     }
-    assert!(out.join("genecompass_tokenize.json").is_file());
+    // The dictionary and the medians that made the tokens, by hash.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("genecompass_tokenize.json")).unwrap())
+            .unwrap();
+    for key in ["vocab_sha256", "medians_sha256"] {
+        let h = meta[key].as_str().unwrap_or_default();
+        assert!(
+            h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{key} = {h:?}"
+        );
+    }
+    assert_ne!(meta["vocab_sha256"], meta["medians_sha256"]);
+    assert_eq!(meta["options"]["medians"], s(&medians));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -313,11 +337,48 @@ fn log_normalised_file_says_what_to_do() {
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
     assert!(t.contains("does not hold raw counts"), "{t}");
+    // Its only matrix is X: no use suggesting another.
     assert!(
-        t.contains("--matrix raw") && t.contains("layer:"),
-        "no advice in:\n{t}"
+        t.contains("no matrix of this file holds raw counts") && !t.contains("--matrix raw"),
+        "wrong advice in:\n{t}"
     );
     assert!(!dir.join("x.safetensors").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// pbmc68k keeps scaled values in `X` and log-normalised ones in `raw.X`, no counts: every
+/// choice is refused, each with what the file holds.
+#[test]
+fn file_without_any_counts_is_refused_with_what_it_holds() {
+    let Some(input) = data("h5ad/pbmc68k_reduced.h5ad") else {
+        return;
+    };
+    let dir = tmpdir("pbmc68k");
+    let out = dir.join("x.safetensors");
+    let tokenize = |extra: &[&str]| {
+        let mut args = vec!["tokenize", s(&input), "--output", s(&out), "--build-vocab"];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        let t = text(&o);
+        assert!(!o.status.success(), "{t}");
+        assert!(!out.exists());
+        t
+    };
+    let t = tokenize(&[]);
+    assert!(t.contains("no matrix looks like raw counts"), "{t}");
+    assert!(t.contains("X: ") && t.contains("raw.X: "), "{t}");
+    assert!(t.contains("no matrix of this file holds raw counts"), "{t}");
+    let t = tokenize(&["--matrix", "raw"]);
+    assert!(
+        t.contains("the matrix `raw.X` does not hold raw counts"),
+        "{t}"
+    );
+    assert!(t.contains("--matrix auto"), "{t}");
+    let t = tokenize(&["--matrix", "layer:counts"]);
+    assert!(
+        t.contains("no layer `counts`") && t.contains("raw.X"),
+        "{t}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -383,6 +444,39 @@ fn bad_inputs_give_clear_errors() {
     let t = text(&o);
     assert!(!o.status.success());
     assert!(t.contains("no known genes"), "{t}");
+    // Unless asked to fall back on human orthologs (not official), which the report counts.
+    let o = run(&[
+        "tokenize",
+        s(&input),
+        "--output",
+        s(&out),
+        "--token-dict",
+        s(&human),
+        "--ortholog-fallback",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let mapped = t
+        .lines()
+        .find(|l| l.starts_with("genes -> Ensembl:"))
+        .unwrap();
+    let orthologs: usize = mapped
+        .split("ortholog ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no ortholog count in {mapped:?}"));
+    assert!(orthologs > 10_000, "{mapped}");
+    assert!(t.contains("species:          mouse"), "{t}");
+    let (cells, _) = genecompass_trainer::cells_io::read_cells_file(&out).unwrap();
+    assert!(cells.len() > 700, "{} cells", cells.len());
+    assert!(
+        cells
+            .cells
+            .iter()
+            .all(|c| c.species == genecompass_core::cells::Species::Mouse)
+    );
+    std::fs::remove_file(&out).unwrap();
 
     // A label column that does not exist lists the available ones.
     let o = run(&[
@@ -398,5 +492,82 @@ fn bad_inputs_give_clear_errors() {
     assert!(!o.status.success());
     assert!(t.contains("cell_type"), "{t}");
     assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--genome` reads one genome of a mixed 10x `.h5`; `--orientation` forces a table's axes.
+#[test]
+fn input_flags_choose_genome_and_table_orientation() {
+    let Some(h5) = data("10x/1.2.0/multiple_genomes.h5") else {
+        return;
+    };
+    let dir = tmpdir("input-flags");
+    let out = dir.join("x.safetensors");
+    let tokenize = |input: &Path, extra: &[&str]| {
+        let mut args = vec!["tokenize", s(input), "--output", s(&out), "--build-vocab"];
+        args.extend_from_slice(extra);
+        text(&run(&args))
+    };
+    // Both genomes side by side, with a warning that says how to read one.
+    let t = tokenize(&h5, &[]);
+    assert!(t.contains(" x 686\n"), "{t}");
+    assert!(t.contains("--genome NAME"), "{t}");
+    let t = tokenize(&h5, &["--genome", "hg19_chr21"]);
+    assert!(
+        t.contains(" x 343\n") && !t.contains("--genome NAME"),
+        "{t}"
+    );
+    let t = tokenize(&h5, &["--genome", "mm10"]);
+    assert!(
+        t.contains("no genome `mm10`") && t.contains("hg19_chr21"),
+        "{t}"
+    );
+
+    // Baron's first 40 cells as a genes x cells TSV (R / Seurat orientation).
+    let Some(baron) = data("h5ad/baron_mouse_pancreas_822.h5ad") else {
+        return;
+    };
+    let mut src = genecompass_core::data::open_path(&baron, Default::default()).unwrap();
+    let genes = src.genes().names.clone();
+    let chunk = src.next_chunk(40).unwrap().unwrap();
+    let mut rows = vec![vec![0f32; chunk.n_cells()]; genes.len()];
+    for (c, (idx, val)) in (0..chunk.n_cells()).map(|c| chunk.cell(c)).enumerate() {
+        for (&g, &v) in idx.iter().zip(val) {
+            rows[g as usize][c] = v;
+        }
+    }
+    let mut tsv = String::from("gene");
+    for c in 0..chunk.n_cells() {
+        tsv.push_str(&format!("\tcell{c}"));
+    }
+    tsv.push('\n');
+    for (g, row) in genes.iter().zip(&rows) {
+        tsv.push_str(g);
+        for v in row {
+            tsv.push_str(&format!("\t{v}"));
+        }
+        tsv.push('\n');
+    }
+    let table = dir.join("baron_genes_by_cells.tsv");
+    std::fs::write(&table, tsv).unwrap();
+    let t = tokenize(&table, &[]);
+    assert!(t.contains("genes × cells (detected from names)"), "{t}");
+    assert_eq!(summary_number(&t, "cells in:"), 40, "{t}");
+    let t = tokenize(&table, &["--orientation", "genes-by-cells"]);
+    assert!(t.contains("(as requested)"), "{t}");
+    assert_eq!(summary_number(&t, "cells in:"), 40, "{t}");
+    // Forced the wrong way round, the cell names are taken for genes: none is known, and the
+    // species cannot be told from them.
+    let t = tokenize(&table, &["--orientation", "cells-by-genes"]);
+    assert!(t.contains("cells × genes (as requested)"), "{t}");
+    assert!(
+        t.contains("none of the 40 gene names") && t.contains("\"cell0\""),
+        "{t}"
+    );
+    let t = tokenize(
+        &table,
+        &["--orientation", "cells-by-genes", "--species", "mouse"],
+    );
+    assert!(t.contains("no known genes"), "{t}");
     let _ = std::fs::remove_dir_all(&dir);
 }

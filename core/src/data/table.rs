@@ -175,7 +175,8 @@ fn parse_table(
         TableOrientation::Auto => {
             warnings.push(format!(
                 "{name}: cannot tell from the names whether rows are cells or genes; assuming \
-                 rows are cells. Pass TableOrientation::GenesByCells if that is wrong"
+                 rows are cells. If rows are genes, say so (`--orientation genes-by-cells` on \
+                 the command line)"
             ));
             (true, "assumed")
         }

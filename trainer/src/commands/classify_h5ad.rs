@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use genecompass_core::cells::CellSet;
 use genecompass_core::data::{
-    CONFIDENCE_COLUMN, FILTERED_LABEL, IfExists, LABEL_COLUMN, MatrixChoice, RowTagged,
-    add_obs_columns_to_file, prediction_columns,
+    CONFIDENCE_COLUMN, FILTERED_LABEL, IfExists, LABEL_COLUMN, MatrixChoice, OpenOptions,
+    RowTagged, add_obs_columns_to_file, prediction_columns,
 };
 use genecompass_core::tokenize::{GeneMedians, TokenizeOptions, tokenize};
 use genecompass_trainer::train::model_setup::checkpoint_vocab;
@@ -97,7 +97,7 @@ pub fn tokenize_file(input: &Path, t: &TokenizeFor<'_>) -> anyhow::Result<FileCe
             GeneMedians::default()
         }
     };
-    let source = open_input(input, &MatrixChoice::Auto)?;
+    let source = open_input(input, &OpenOptions::default())?;
     for w in source.warnings() {
         eprintln!("warning: {w}");
     }
@@ -119,8 +119,8 @@ pub fn tokenize_file(input: &Path, t: &TokenizeFor<'_>) -> anyhow::Result<FileCe
         max_len: Some(t.max_len),
         ..Default::default()
     };
-    let (mut set, summary) =
-        tokenize(&mut src, &vocab, &medians, &opts).map_err(|e| explain(e, input))?;
+    let (mut set, summary) = tokenize(&mut src, &vocab, &medians, &opts)
+        .map_err(|e| explain(e, input, &MatrixChoice::Auto))?;
     let rows = src
         .take_rows(&mut set)
         .context("internal: a tokenized cell lost its file row")?;

@@ -5,14 +5,13 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use genecompass_core::data::MatrixChoice;
 use genecompass_core::tokenize::{
     CellQcOptions, GeneMatchOptions, MedianBuilder, MedianMode, TokenizeOptions, match_genes,
 };
 
 use super::tokenize::{
-    SpeciesArg, WithProgress, check_known_genes, explain, load_token_dict, open_input,
-    parse_matrix, print_match,
+    InputArgs, SpeciesArg, WithProgress, check_known_genes, explain, load_token_dict, open_input,
+    print_match,
 };
 use crate::progress::cells_bar;
 
@@ -38,9 +37,9 @@ pub struct MediansArgs {
     /// Species of the cells (applies to every input).
     #[arg(long, default_value_t = SpeciesArg::AUTO)]
     pub species: SpeciesArg,
-    /// Which matrix of an h5ad: auto, X, raw or layer:NAME.
-    #[arg(long, default_value = "auto", value_parser = parse_matrix)]
-    pub matrix: MatrixChoice,
+    /// How each input is opened (matrix, genome, table orientation).
+    #[command(flatten)]
+    pub open: InputArgs,
     /// Cell metadata column naming each cell's sample: QC z-scores are computed per sample.
     #[arg(long, value_name = "COL")]
     pub sample_column: Option<String>,
@@ -75,7 +74,7 @@ pub fn run(args: MediansArgs) -> anyhow::Result<()> {
     };
     let (mut cells_in, mut cells_kept) = (0usize, 0usize);
     for input in &args.inputs {
-        let source = open_input(input, &args.matrix)?;
+        let source = open_input(input, &args.open.open_options())?;
         let info = source.info().clone();
         println!(
             "{}: {}, matrix {}, {} cells x {} genes",
@@ -101,7 +100,7 @@ pub fn run(args: MediansArgs) -> anyhow::Result<()> {
         };
         let qc = builder
             .add(&mut src, &opts)
-            .map_err(|e| explain(e, input))?;
+            .map_err(|e| explain(e, input, &args.open.matrix))?;
         bar.finish_and_clear();
         println!(
             "  cells kept by QC: {} of {}",

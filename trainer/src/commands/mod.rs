@@ -11,6 +11,7 @@ pub mod fate;
 pub mod finetune;
 mod gene_args;
 pub mod grn;
+mod input_args;
 pub mod inspect;
 pub mod medians;
 pub mod perturb;

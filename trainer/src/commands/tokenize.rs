@@ -13,10 +13,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use genecompass_core::cells::hf_dataset::write_hf_dataset;
 use genecompass_core::cells::{CellSet, Species};
-use genecompass_core::data::{
-    CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixChoice, MatrixInfo, OpenOptions,
-    Replay, open_path_with,
-};
+use genecompass_core::data::{CellSource, CellTable, CsrChunk, DataError, GeneColumns, MatrixInfo};
 use genecompass_core::tokenize::{
     EmbeddedGenes, GeneMatch, GeneMatchOptions, GeneMedians, GeneTable, TokenDictionary,
     TokenizeError, TokenizeOptions, TokenizePlan, TokenizeStream, match_genes,
@@ -25,9 +22,10 @@ use genecompass_core::tokenize::{
 use indicatif::ProgressBar;
 use serde_json::json;
 
+pub use super::input_args::{InputArgs, open_input, parse_matrix};
 pub use super::species_arg::SpeciesArg;
-use super::tokenize_report::print_summary;
 pub use super::tokenize_report::{check_known_genes, explain, print_match};
+use super::tokenize_report::{print_coverage, print_summary};
 use crate::cells_io::{CellsLayout, CellsShape, CellsWriter, RaggedWriter};
 use crate::progress::cells_bar;
 
@@ -40,24 +38,6 @@ pub enum OutputFormat {
     Safetensors,
     /// An official tokenized dataset folder (`datasets.load_from_disk`), rows padded to --max-genes.
     Hf,
-}
-
-/// Parses `--matrix`: `auto`, `X`, `raw` (`raw/X`) or `layer:NAME`.
-pub fn parse_matrix(s: &str) -> Result<MatrixChoice, String> {
-    match s {
-        "auto" => Ok(MatrixChoice::Auto),
-        "X" | "x" => Ok(MatrixChoice::X),
-        "raw" | "raw/X" | "raw.X" => Ok(MatrixChoice::RawX),
-        _ => match s
-            .strip_prefix("layer:")
-            .or_else(|| s.strip_prefix("layers/"))
-        {
-            Some(name) if !name.is_empty() => Ok(MatrixChoice::Layer(name.to_string())),
-            _ => Err(format!(
-                "unknown matrix {s:?}: use auto, X, raw or layer:NAME (e.g. layer:counts)"
-            )),
-        },
-    }
 }
 
 /// Arguments of `tokenize`.
@@ -87,9 +67,15 @@ pub struct TokenizeArgs {
     /// Cell metadata column copied as each cell's label (e.g. `cell_type`).
     #[arg(long, value_name = "COL")]
     pub label_column: Option<String>,
-    /// Which matrix of an h5ad: auto, X, raw or layer:NAME.
-    #[arg(long, default_value = "auto", value_parser = parse_matrix)]
-    pub matrix: MatrixChoice,
+    /// Not official: a gene missing from the dictionary (or a symbol found only in the other
+    /// species' table) is replaced by its unique one-to-one human/mouse ortholog that is in it,
+    /// e.g. mouse cells against a human-only dictionary. The report counts these genes as
+    /// `ortholog`; the cells keep their own species flag.
+    #[arg(long)]
+    pub ortholog_fallback: bool,
+    /// How the input is opened (matrix, genome, table orientation).
+    #[command(flatten)]
+    pub open: InputArgs,
     /// Keep at most this many top-ranked genes per cell (official 2048; 0 keeps all).
     #[arg(long, default_value_t = 2048)]
     pub max_genes: usize,
@@ -193,31 +179,6 @@ impl CellSource for WithProgress {
     }
 }
 
-/// Decoded matrix bytes kept from a first pass over an input for the next (about 16 million
-/// non-zero values): tokenization, medians and annotation read a file twice, and one that fits
-/// is then read and decompressed once; a larger one is read twice, with memory still bounded by
-/// this budget and the chunk size.
-const REPLAY_BUDGET: usize = 128 << 20;
-
-/// Opens `input` with a clear message for a missing path; see [`REPLAY_BUDGET`].
-pub fn open_input(input: &Path, matrix: &MatrixChoice) -> anyhow::Result<Box<dyn CellSource>> {
-    if !input.exists() {
-        bail!(
-            "{}: no such file or folder (expected an h5ad, a 10x .h5, a 10x matrix folder or a CSV/TSV)",
-            input.display()
-        );
-    }
-    let source = open_path_with(
-        input,
-        &OpenOptions {
-            matrix: matrix.clone(),
-            ..Default::default()
-        },
-    )
-    .with_context(|| format!("opening {}", input.display()))?;
-    Ok(Box::new(Replay::new(source, REPLAY_BUDGET)))
-}
-
 /// Every Ensembl id of the embedded tables of `species`, sorted, de-duplicated.
 pub fn embedded_gene_ids(species: Species, biotypes: Option<&[String]>) -> Vec<String> {
     let mut ids: Vec<String> = GeneTable::embedded(species)
@@ -280,7 +241,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         }
         None => GeneMedians::default(),
     };
-    let source = open_input(&args.input, &args.matrix)?;
+    let source = open_input(&args.input, &args.open.open_options())?;
     let info = source.info().clone();
     println!("input:            {}", args.input.display());
     println!("format:           {}", info.format);
@@ -314,6 +275,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         max_len: (args.max_genes > 0).then_some(args.max_genes),
         normalize_total: args.normalize_total.then_some(1e4),
         chunk_cells: args.chunk_cells.max(1),
+        ortholog_fallback: args.ortholog_fallback,
         qc: genecompass_core::tokenize::CellQcOptions {
             sample_column: args.sample_column.clone(),
             ..Default::default()
@@ -358,9 +320,10 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
     };
     tracing::debug!(seconds = start.elapsed().as_secs_f64(), "genes matched");
     let plan = plan_tokenize_matched(&mut src, gm, &vocab, &medians, &opts)
-        .map_err(|e| explain(e, &args.input))?;
+        .map_err(|e| explain(e, &args.input, &args.open.matrix))?;
     tracing::debug!(seconds = start.elapsed().as_secs_f64(), "pass 1 done");
     let summary = plan.summary();
+    bar.suspend(|| print_coverage(&summary));
     if plan.cells_out() == 0 {
         bar.finish_and_clear();
         print_summary(&summary, start.elapsed().as_secs_f64());
@@ -387,6 +350,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
             .or_else(|| vocab_file.as_ref().map(|p| p.display().to_string())),
         "built_vocab": vocab_file.is_some(),
         "medians": args.medians.as_ref().map(|p| p.display().to_string()),
+        "ortholog_fallback": args.ortholog_fallback,
     });
     let provenance = HashMap::from([
         ("format".to_string(), "genecompass-cells".to_string()),
@@ -425,7 +389,8 @@ fn fill_ragged(
     opts: &TokenizeOptions,
     out: RaggedWriter,
 ) -> anyhow::Result<()> {
-    let stream = TokenizeStream::new(src, plan, opts).map_err(|e| explain(e, &args.input))?;
+    let stream = TokenizeStream::new(src, plan, opts)
+        .map_err(|e| explain(e, &args.input, &args.open.matrix))?;
     // Both callbacks use the writer, one at a time; the first error it gives is kept whole.
     let out = std::cell::RefCell::new(out);
     let failed = std::cell::RefCell::new(None);
@@ -441,7 +406,7 @@ fn fill_ragged(
     if let Some(e) = failed.into_inner() {
         return Err(e);
     }
-    filled.map_err(|e| explain(e, &args.input))?;
+    filled.map_err(|e| explain(e, &args.input, &args.open.matrix))?;
     out.into_inner().finish()
 }
 
@@ -493,7 +458,7 @@ fn write_output(
             if let Some(e) = failed {
                 return Err(e);
             }
-            streamed.map_err(|e| explain(e, &args.input))?;
+            streamed.map_err(|e| explain(e, &args.input, &args.open.matrix))?;
             out.finish()
         }
         OutputFormat::Hf => {
@@ -502,7 +467,7 @@ fn write_output(
                 cells.push(c);
                 Ok(())
             })
-            .map_err(|e| explain(e, &args.input))?;
+            .map_err(|e| explain(e, &args.input, &args.open.matrix))?;
             let cells = CellSet {
                 cells,
                 padded_len: None,

@@ -5,21 +5,28 @@
 use std::path::Path;
 
 use anyhow::bail;
-use genecompass_core::data::GeneColumns;
+use genecompass_core::data::{GeneColumns, MatrixChoice};
 use genecompass_core::tokenize::{
     GeneMatchReport, SpeciesEvidence, TokenizeError, TokenizeSummary,
 };
 
-/// Adds what to do to a tokenizer error (non-count matrix, missing column).
-pub fn explain(e: TokenizeError, input: &Path) -> anyhow::Error {
+/// Adds what to do to a tokenizer error (non-count matrix, missing column). `matrix` is the
+/// matrix choice the file was opened with: the automatic one has already looked for raw counts
+/// in every matrix of the file, so it is no use suggesting another.
+pub fn explain(e: TokenizeError, input: &Path, matrix: &MatrixChoice) -> anyhow::Error {
     match e {
-        TokenizeError::NotCounts(msg) => anyhow::anyhow!(
-            "{msg}\nWhat to do: if the file keeps raw counts elsewhere, pass --matrix raw (h5ad `raw/X`) or \
-             --matrix layer:NAME (e.g. layer:counts); otherwise get the raw count matrix of this data set \
-             (e.g. from its GEO / Cell Ranger output). Normalised or scaled values cannot be ranked the \
-             GeneCompass way. (input: {})",
-            input.display()
-        ),
+        TokenizeError::NotCounts(msg) => {
+            let what = if *matrix == MatrixChoice::Auto {
+                "no matrix of this file holds raw counts (an h5ad's `X`, `raw/X` and layers were all                  looked at; the warnings above say what each holds): get the raw count matrix of this                  data set (e.g. from its GEO / Cell Ranger output)"
+            } else {
+                "pass --matrix auto to take the file's first raw-count matrix, or name another one                  (--matrix X, raw or layer:NAME, e.g. layer:counts); if the file has none, get the raw                  count matrix of this data set (e.g. from its GEO / Cell Ranger output)"
+            };
+            anyhow::anyhow!(
+                "{msg}\nWhat to do: {what}. Normalised or scaled values cannot be ranked the \
+                 GeneCompass way. (input: {})",
+                input.display()
+            )
+        }
         other => anyhow::Error::new(other).context(format!("tokenizing {}", input.display())),
     }
 }
@@ -98,8 +105,10 @@ pub fn check_known_genes(
     )
 }
 
-/// Prints what QC kept and what was written.
-pub fn print_summary(s: &TokenizeSummary, secs: f64) {
+/// Prints the share of the counts on vocabulary genes and the unmatched genes with the most
+/// counts: known after the first pass over the cells, and printed then, before any token is
+/// written, so that a run on the wrong gene column or dictionary can be stopped early.
+pub fn print_coverage(s: &TokenizeSummary) {
     let g = &s.genes;
     println!(
         "count share:      {:.2} % of {} counts are on vocabulary genes",
@@ -115,6 +124,10 @@ pub fn print_summary(s: &TokenizeSummary, secs: f64) {
             .collect();
         println!("top unmatched:    {}", top.join(", "));
     }
+}
+
+/// Prints what QC kept and what was written.
+pub fn print_summary(s: &TokenizeSummary, secs: f64) {
     let q = &s.qc;
     println!("summary:");
     println!("  cells in:                  {}", q.cells_in);

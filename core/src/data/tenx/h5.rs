@@ -172,8 +172,8 @@ fn open_v2(h5: H5, genomes: Vec<String>, choice: GenomeChoice) -> Result<TenxH5S
     let mut warnings = Vec::new();
     if chosen.len() > 1 && choice == GenomeChoice::Auto {
         warnings.push(format!(
-            "{}: {} genomes {genomes:?}; their genes are read side by side (choose one with \
-             GenomeChoice::One)",
+            "{}: {} genomes {genomes:?}; their genes are read side by side (read one with \
+             `--genome NAME` on the command line)",
             h5.name,
             genomes.len()
         ));
@@ -209,7 +209,7 @@ fn open_v2(h5: H5, genomes: Vec<String>, choice: GenomeChoice) -> Result<TenxH5S
             Some(b) if *b != bc => {
                 return Err(h5.msg(format!(
                     "genomes {chosen:?} have different barcodes, so they cannot be read side by \
-                     side; choose one genome (GenomeChoice::One)"
+                     side; read one genome (`--genome NAME` on the command line)"
                 )));
             }
             _ => barcodes = Some(bc),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use genecompass_core::cells::Species;
-use genecompass_core::data::{CsrChunk, MatrixChoice};
+use genecompass_core::data::{CsrChunk, MatrixChoice, OpenOptions};
 use genecompass_core::priors::coexp::{self, CoexpOptions};
 use genecompass_core::priors::graphs::GeneGraph;
 use genecompass_core::priors::sgns::VectorKind;
@@ -58,7 +58,13 @@ fn read_all(
             &bytes,
         ));
     }
-    let mut src = super::super::tokenize::open_input(path, matrix)?;
+    let mut src = super::super::tokenize::open_input(
+        path,
+        &OpenOptions {
+            matrix: matrix.clone(),
+            ..Default::default()
+        },
+    )?;
     for w in src.warnings() {
         eprintln!("warning: {}: {w}", path.display());
     }
