@@ -6,17 +6,8 @@ use genecompass_core::tokenize::{
     CellQcOptions, GeneMedians, TokenDictionary, TokenizeOptions, tokenize,
 };
 
-/// Human genes (HGNC symbol, Ensembl id); `MT-ND1` is mitochondrial by its `MT-` prefix.
-const GENES: [(&str, &str); 8] = [
-    ("GAPDH", "ENSG00000111640"),
-    ("ACTB", "ENSG00000075624"),
-    ("MYC", "ENSG00000136997"),
-    ("KRAS", "ENSG00000133703"),
-    ("PTEN", "ENSG00000171862"),
-    ("CD4", "ENSG00000010610"),
-    ("TP53", "ENSG00000141510"),
-    ("MT-ND1", "ENSG00000198888"),
-];
+mod common;
+use common::HUMAN_GENES as GENES;
 
 /// Twelve cells of 100 counts each: eleven with 1 % mitochondrial counts, the last with 91 %.
 /// Totals are equal (zero spread: no cell is dropped for its total, by default); the fractions
@@ -30,9 +21,9 @@ fn table() -> String {
     csv.push('\n');
     for c in 0..12 {
         let counts = if c < 11 {
-            [40, 20, 10, 10, 10, 5, 4, 1]
+            [4, 40, 20, 10, 10, 10, 5, 1]
         } else {
-            [3, 1, 1, 1, 1, 1, 1, 91]
+            [1, 3, 1, 1, 1, 1, 1, 91]
         };
         csv.push_str(&format!("cell{c}"));
         for v in counts {

@@ -10,6 +10,8 @@ use genecompass_core::tokenize::qc::{CellStats, ZeroVariance, select_cells, zsco
 use genecompass_core::tokenize::transform::{GeneValue, log2_1p, median_divide, rank_cell};
 use genecompass_core::tokenize::*;
 
+mod common;
+
 /// A dense in-memory source (test only).
 struct Dense {
     info: MatrixInfo,
@@ -389,17 +391,8 @@ fn renumbering_a_match_equals_matching_again() {
     }
 }
 
-/// Human genes used by the mini pipeline: (symbol, Ensembl id), all protein-coding.
-const G: [(&str, &str); 8] = [
-    ("TP53", "ENSG00000141510"),
-    ("GAPDH", "ENSG00000111640"),
-    ("ACTB", "ENSG00000075624"),
-    ("MYC", "ENSG00000136997"),
-    ("KRAS", "ENSG00000133703"),
-    ("PTEN", "ENSG00000171862"),
-    ("CD4", "ENSG00000010610"),
-    ("MT-ND1", "ENSG00000198888"),
-];
+/// Human genes used by the mini pipeline.
+use common::HUMAN_GENES as G;
 
 fn mini() -> (Dense, TokenDictionary, GeneMedians) {
     let mut names: Vec<&str> = G.iter().map(|g| g.0).collect();

@@ -32,6 +32,13 @@ fn run(args: &[&str]) -> Output {
         .expect("binary runs")
 }
 
+/// `tokenize INPUT --output OUT --build-vocab` and `extra`.
+fn tokenize_built_vocab(input: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["tokenize", s(input), "--output", s(out), "--build-vocab"];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -356,9 +363,7 @@ fn file_without_any_counts_is_refused_with_what_it_holds() {
     let dir = tmpdir("pbmc68k");
     let out = dir.join("x.safetensors");
     let tokenize = |extra: &[&str]| {
-        let mut args = vec!["tokenize", s(&input), "--output", s(&out), "--build-vocab"];
-        args.extend_from_slice(extra);
-        let o = run(&args);
+        let o = tokenize_built_vocab(&input, &out, extra);
         let t = text(&o);
         assert!(!o.status.success(), "{t}");
         assert!(!out.exists());
@@ -503,11 +508,7 @@ fn input_flags_choose_genome_and_table_orientation() {
     };
     let dir = tmpdir("input-flags");
     let out = dir.join("x.safetensors");
-    let tokenize = |input: &Path, extra: &[&str]| {
-        let mut args = vec!["tokenize", s(input), "--output", s(&out), "--build-vocab"];
-        args.extend_from_slice(extra);
-        text(&run(&args))
-    };
+    let tokenize = |input: &Path, extra: &[&str]| text(&tokenize_built_vocab(input, &out, extra));
     // Both genomes side by side, with a warning that says how to read one.
     let t = tokenize(&h5, &[]);
     assert!(t.contains(" x 686\n"), "{t}");

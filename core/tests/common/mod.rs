@@ -61,3 +61,16 @@ pub fn assert_close(name: &str, got: &[f32], want: &[f32], atol: f32) {
         want[at]
     );
 }
+
+/// Human genes of the hand-computed tokenizer tests: (HGNC symbol, Ensembl id), all
+/// protein-coding; `MT-ND1` is mitochondrial by its `MT-` prefix.
+pub const HUMAN_GENES: [(&str, &str); 8] = [
+    ("TP53", "ENSG00000141510"),
+    ("GAPDH", "ENSG00000111640"),
+    ("ACTB", "ENSG00000075624"),
+    ("MYC", "ENSG00000136997"),
+    ("KRAS", "ENSG00000133703"),
+    ("PTEN", "ENSG00000171862"),
+    ("CD4", "ENSG00000010610"),
+    ("MT-ND1", "ENSG00000198888"),
+];

@@ -113,27 +113,19 @@ fn tenx_h5_whose_barcodes_or_features_do_not_match_the_matrix() {
     .unwrap();
     assert_eq!((ok.info().n_cells, ok.info().n_genes), (3, 2));
 
-    let err = open_tenx_h5_bytes(
-        tenx_v3(&["A-1", "B-1"], &genes),
-        "run.h5",
-        GenomeChoice::Auto,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let error = |barcodes: &[&str], ids: &[&str]| {
+        open_tenx_h5_bytes(tenx_v3(barcodes, ids), "run.h5", GenomeChoice::Auto)
+            .err()
+            .expect("an inconsistent file must be refused")
+            .to_string()
+    };
+    let err = error(&["A-1", "B-1"], &genes);
     assert!(
         err.contains("run.h5")
             && err.contains("`matrix/barcodes` has 2 entries but the matrix has 3 cells"),
         "{err}"
     );
-    let err = open_tenx_h5_bytes(
-        tenx_v3(&["A-1", "B-1", "C-1"], &genes[..1]),
-        "run.h5",
-        GenomeChoice::Auto,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let err = error(&["A-1", "B-1", "C-1"], &genes[..1]);
     assert!(
         err.contains("`matrix/features/name` has 1 entries but the matrix has 2 features"),
         "{err}"
